@@ -1,0 +1,2 @@
+from newsletter.cli import main
+main()

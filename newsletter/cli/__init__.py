@@ -1,0 +1,88 @@
+"""The ``newsletter`` command: a click group whose commands parse, call one library function and
+print with rich. Library errors (``NewsletterError``) become a one-line message and exit 1 here,
+and nowhere else; click's usage errors exit 2.
+
+The commands live in one module per area (``ingest``, ``subscribers``, ``issue``, ``send``,
+``run``, ``serve``) so no module grows into a thousand lines.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from newsletter import __version__
+from newsletter.config import Config, load_config
+from newsletter.errors import NewsletterError
+from newsletter.store import Store, open_store
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class AppContext:
+    """What every command needs, built lazily so ``--help`` never touches the store."""
+
+    def __init__(self, config_path: str | None, db_url: str | None) -> None:
+        self.config_path = config_path
+        self.db_url = db_url
+
+    @cached_property
+    def config(self) -> Config:
+        overrides = {"store.url": self.db_url} if self.db_url else {}
+        return load_config(self.config_path, overrides=overrides)
+
+    @cached_property
+    def store(self) -> Store:
+        return open_store(self.config.store_url)
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+class NewsletterGroup(click.Group):
+    """Turns library errors into ``Error: where: what`` and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as exc:
+            # markup=False: messages quote user input, which may hold [brackets].
+            err_console.print(f"Error: {exc}", markup=False, soft_wrap=True, style="bold red")
+            sys.exit(1)
+
+
+@click.group(cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              envvar="NEWSLETTER_CONFIG", help="Configuration file (default ./newsletter.toml; none: embedded defaults).")
+@click.option("--db", "db_url", default=None, metavar="URL",
+              help="Store URL, overriding [store] url (e.g. sqlite:///newsletter.db).")
+@click.version_option(__version__, prog_name="newsletter")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, db_url: str | None) -> None:
+    """Trending research papers, composed into a weekly email digest and delivered.
+
+    \b
+    Example:
+      newsletter ingest                 # the configured sources (or the bundled sample)
+      newsletter papers                 # what the next issue would hold
+      newsletter preview                # render it to ./preview
+      newsletter send                   # deliver it (to ./outbox without [smtp])
+    """
+    ctx.obj = AppContext(config_path, db_url)
+
+
+def _register() -> None:
+    from newsletter.cli import ingest, issue, run, send, serve, subscribers
+
+    for module in (ingest, subscribers, issue, send, run, serve):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()

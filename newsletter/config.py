@@ -1,0 +1,268 @@
+"""Settings declared once, as data, and resolved from defaults -> newsletter.toml -> env -> flags.
+
+The same ``SETTINGS`` table validates the TOML file, names the environment variables, feeds
+``newsletter init``'s commented file and is checked by a test against README.md, so a setting
+can never exist in one place and be missing from another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from newsletter.errors import ConfigError
+
+ENV_PREFIX = "NEWSLETTER_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key: where it lives, its type, default and meaning."""
+
+    section: str
+    key: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+    @property
+    def env(self) -> str:
+        return f"{ENV_PREFIX}{self.section.upper()}_{self.key.upper()}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # [newsletter]
+    Setting("newsletter", "name", str, "Trending Papers Weekly", "The newsletter's name: subject, List-Id, footer."),
+    Setting("newsletter", "from", str, "Trending Papers <digest@example.org>", "The From address of every message."),
+    Setting("newsletter", "reply_to", str, "", "Reply-To address; empty for none."),
+    Setting("newsletter", "base_url", str, "", "Where the web app answers (unsubscribe, confirm, archive); empty: mailto unsubscribe."),
+    Setting("newsletter", "postal_address", str, "1 Example Street, City", "Postal address shown in the footer (required by anti-spam law)."),
+    Setting("newsletter", "secret_key_env", str, "NEWSLETTER_SECRET_KEY", "Environment variable holding the key that signs tokens."),
+    Setting("newsletter", "templates", str, "", "Folder of your own templates; each file there overrides the default of that name."),
+    Setting("newsletter", "editor_note", str, "", "Markdown text, or a path to a Markdown file, shown at the top of the next issue."),
+    # [sources]
+    Setting("sources", "urls", list, [], "Paths or http(s) URLs ingested by `newsletter ingest` without arguments."),
+    Setting("sources", "timeout_s", float, 20.0, "Timeout of one feed download, in seconds.", minimum=0.1),
+    Setting("sources", "max_bytes", int, 20_000_000, "Largest feed accepted, in bytes.", minimum=1),
+    # [issue]
+    Setting("issue", "days", int, 7, "The window a weekly issue draws from, in days.", minimum=1),
+    Setting("issue", "max_papers", int, 10, "At most this many papers in one issue.", minimum=1),
+    Setting("issue", "min_score", int, 0, "Papers with a known score below this are left out.", minimum=0),
+    # [store]
+    Setting("store", "url", str, "sqlite:///newsletter.db", "SQLAlchemy URL of the store: a SQLite file or postgresql://..."),
+    # [smtp]
+    Setting("smtp", "host", str, "", "SMTP server; without it mail goes to the outbox folder."),
+    Setting("smtp", "port", int, 587, "SMTP port.", minimum=1),
+    Setting("smtp", "security", str, "starttls", "starttls | tls | none (none only for a loopback host).", choices=("starttls", "tls", "none")),
+    Setting("smtp", "username", str, "", "SMTP login; the password comes from NEWSLETTER_SMTP_PASSWORD."),
+    Setting("smtp", "timeout_s", float, 30.0, "Timeout of one SMTP command, in seconds.", minimum=0.1),
+    Setting("smtp", "ca_file", str, "", "Extra CA certificate (PEM) to trust, for a private server."),
+    # [delivery]
+    Setting("delivery", "outbox", str, "outbox", "Folder of .eml files: the default transport."),
+    Setting("delivery", "concurrency", int, 4, "Parallel SMTP connections.", minimum=1),
+    Setting("delivery", "rate_per_second", float, 10.0, "Messages per second, all workers together; 0: no limit.", minimum=0),
+    Setting("delivery", "daily_cap", int, 0, "At most this many messages per 24 hours; 0: none.", minimum=0),
+    Setting("delivery", "max_attempts", int, 5, "Tries per message before a temporary failure counts as failed.", minimum=1),
+    # [schedule]
+    Setting("schedule", "timezone", str, "UTC", "IANA timezone of the schedule times."),
+    Setting("schedule", "ingest", str, "daily at 06:00", "When `newsletter run` ingests."),
+    Setting("schedule", "send", str, "monday at 08:00", "When `newsletter run` sends the weekly issue."),
+    Setting("schedule", "grace_hours", float, 48.0, "A send missed by at most this long is caught up.", minimum=0),
+    # [web]
+    Setting("web", "host", str, "127.0.0.1", "Address `newsletter serve` listens on."),
+    Setting("web", "port", int, 8000, "Port `newsletter serve` listens on.", minimum=0),
+    Setting("web", "preview_token_env", str, "NEWSLETTER_PREVIEW_TOKEN", "Environment variable with the token that opens the preview beyond loopback."),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(s.section for s in SETTINGS))
+
+
+class Config:
+    """Resolved settings. ``config["issue.days"]``; ``config.origin("issue.days")`` says where from."""
+
+    def __init__(self, values: Mapping[str, Any], origins: Mapping[str, str], path: Path | None,
+                 sections_present: frozenset[str] = frozenset()) -> None:
+        self._values = dict(values)
+        self._origins = dict(origins)
+        self.path = path
+        self.sections_present = sections_present
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def origin(self, name: str) -> str:
+        return self._origins.get(name, "default")
+
+    def section(self, section: str) -> dict[str, Any]:
+        return {k.split(".", 1)[1]: v for k, v in self._values.items() if k.startswith(section + ".")}
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Config":
+        """A copy with command-line flags applied (validated like every other value)."""
+        values, origins = dict(self._values), dict(self._origins)
+        for name, raw in overrides.items():
+            if raw is None:
+                continue
+            setting = BY_NAME[name]
+            values[name] = _coerce(setting, raw, where="command line", line=None)
+            origins[name] = "command line"
+        return Config(values, origins, self.path, self.sections_present)
+
+    @property
+    def smtp_enabled(self) -> bool:
+        """Mail goes out by SMTP only when [smtp] names a host; otherwise to the outbox."""
+        return bool(self["smtp.host"])
+
+    @property
+    def store_url(self) -> str:
+        return self["store.url"]
+
+
+def _line_of(text: str, section: str, key: str | None = None) -> int | None:
+    """The line of ``[section]`` (or of ``key`` inside it) in the TOML text, for error messages.
+
+    tomllib keeps no positions, so we look the key up in the text; good enough for the flat
+    tables this file has.
+    """
+    current = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.match(r"^\[\s*([A-Za-z0-9_.\"' -]+?)\s*\]", stripped)
+        if header:
+            current = header.group(1).strip("\"'")
+            if key is None and current == section:
+                return number
+            continue
+        if key is not None and current == section:
+            m = re.match(r"^\"?([A-Za-z0-9_-]+)\"?\s*=", stripped)
+            if m and m.group(1) == key:
+                return number
+    return None
+
+
+def _coerce(setting: Setting, raw: Any, *, where: str, line: int | None) -> Any:
+    """Check and convert one value to the setting's type; strings from env are parsed."""
+
+    def fail(why: str) -> ConfigError:
+        return ConfigError(f"{setting.name}: {why}", where=where, line=line)
+
+    value = raw
+    if setting.type is list:
+        if isinstance(raw, str):
+            raw = raw.strip()
+            if raw.startswith("["):
+                try:
+                    raw = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise fail(f"not a JSON list ({exc.msg})") from None
+            else:
+                raw = [part.strip() for part in raw.split(",") if part.strip()]
+        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+            raise fail(f"expected a list of strings, got {raw!r}")
+        value = list(raw)
+    elif setting.type is bool:
+        if isinstance(raw, str):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                raw = True
+            elif raw.lower() in ("0", "false", "no", "off"):
+                raw = False
+        if not isinstance(raw, bool):
+            raise fail(f"expected true or false, got {raw!r}")
+        value = raw
+    elif setting.type is int:
+        if isinstance(raw, str):
+            try:
+                raw = int(raw.strip())
+            except ValueError:
+                raise fail(f"expected a whole number, got {raw!r}") from None
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise fail(f"expected a whole number, got {raw!r}")
+        value = raw
+    elif setting.type is float:
+        if isinstance(raw, str):
+            try:
+                raw = float(raw.strip())
+            except ValueError:
+                raise fail(f"expected a number, got {raw!r}") from None
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise fail(f"expected a number, got {raw!r}")
+        value = float(raw)
+    elif setting.type is str:
+        if not isinstance(raw, str):
+            raise fail(f"expected a string, got {raw!r}")
+        value = raw
+    if setting.minimum is not None and value < setting.minimum:
+        raise fail(f"must be at least {setting.minimum:g}, got {value!r}")
+    if setting.choices is not None and value not in setting.choices:
+        raise fail(f"must be one of {', '.join(setting.choices)}, got {value!r}")
+    return value
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Resolve every setting. ``path`` None means ``./newsletter.toml`` if it exists.
+
+    A wrong key or value in the file is reported as ``newsletter.toml:LINE: ...``; an explicit
+    path that does not exist is an error, a missing default file is not (embedded defaults).
+    """
+    env = os.environ if env is None else env
+    explicit = path is not None
+    file_path = Path(path) if path is not None else Path("newsletter.toml")
+    values: dict[str, Any] = {s.name: (list(s.default) if isinstance(s.default, list) else s.default) for s in SETTINGS}
+    origins: dict[str, str] = {}
+    present: set[str] = set()
+    used_path: Path | None = None
+
+    if file_path.exists():
+        used_path = file_path
+        try:
+            text = file_path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read: {exc}", where=str(file_path)) from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            m = re.search(r"line (\d+)", str(exc))
+            raise ConfigError(f"not valid TOML: {exc}", where=str(file_path),
+                              line=int(m.group(1)) if m else None) from None
+        for section, table in data.items():
+            if section not in SECTIONS:
+                raise ConfigError(f"unknown section [{section}] (known: {', '.join(SECTIONS)})",
+                                  where=str(file_path), line=_line_of(text, section))
+            if not isinstance(table, dict):
+                raise ConfigError(f"{section} must be a [{section}] table", where=str(file_path),
+                                  line=_line_of(text, section))
+            present.add(section)
+            for key, raw in table.items():
+                name = f"{section}.{key}"
+                line = _line_of(text, section, key)
+                if name not in BY_NAME:
+                    known = ", ".join(s.key for s in SETTINGS if s.section == section)
+                    raise ConfigError(f"unknown key {key!r} in [{section}] (known: {known})",
+                                      where=str(file_path), line=line)
+                if key in ("password",):
+                    raise ConfigError("secrets come only from the environment", where=str(file_path), line=line)
+                values[name] = _coerce(BY_NAME[name], raw, where=str(file_path), line=line)
+                origins[name] = f"{file_path}:{line}" if line else str(file_path)
+    elif explicit:
+        raise ConfigError("no such configuration file", where=str(file_path))
+
+    for setting in SETTINGS:
+        if setting.env in env:
+            values[setting.name] = _coerce(setting, env[setting.env], where=f"environment {setting.env}", line=None)
+            origins[setting.name] = f"environment {setting.env}"
+            present.add(setting.section)
+
+    config = Config(values, origins, used_path, frozenset(present))
+    return config.with_overrides(overrides or {})

@@ -1,0 +1,108 @@
+"""The plain typed values the pipeline stages pass to each other.
+
+Frozen dataclasses: a stage can never mutate what an earlier stage produced, and every value
+can be compared in tests. Times are always timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Mapping
+
+SubscriberStatus = Literal["pending", "active", "unsubscribed", "bounced"]
+SUBSCRIBER_STATUSES: tuple[str, ...] = ("pending", "active", "unsubscribed", "bounced")
+SUPPRESSED_STATUSES: tuple[str, ...] = ("unsubscribed", "bounced")
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One research paper, whatever source reported it.
+
+    ``id`` is canonical (``arxiv:2403.05525``, ``doi:10.1000/xyz``, ``url:https://...``) so the
+    same paper from several sources merges into one record.
+    """
+
+    id: str
+    title: str
+    url: str
+    authors: tuple[str, ...] = ()
+    abstract: str = ""
+    pdf_url: str | None = None
+    code_url: str | None = None
+    thumbnail_url: str | None = None
+    score: int | None = None
+    published_at: datetime | None = None
+    first_seen_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A person on the list. ``email`` is normalised; comparison is case-insensitive."""
+
+    email: str
+    name: str = ""
+    status: str = "active"
+    id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    status_changed_at: datetime | None = None
+    status_reason: str = ""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_suppressed(self) -> bool:
+        return self.status in SUPPRESSED_STATUSES
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One edition of the newsletter: its key (``2026-W48``), running number and papers."""
+
+    key: str
+    number: int
+    title: str
+    papers: tuple[Paper, ...]
+    created_at: datetime
+    editor_note: str = ""
+    status: str = "draft"  # draft | frozen (sent to someone: parts and papers never change)
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    """An issue rendered once: HTML (CSS already inlined) and text, with placeholders for the
+    per-subscriber values that are filled in after, cheaply, for each message."""
+
+    issue: Issue
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What happened to one message: ``sent``, ``failed`` (permanent), ``deferred`` (temporary)."""
+
+    email: str
+    status: str
+    message_id: str | None = None
+    error: str = ""
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """The summary of one delivery run, printed at the end of ``newsletter send``."""
+
+    issue_key: str
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    suppressed: int = 0
+    already_sent: int = 0
+    elapsed_s: float = 0.0
+    destination: str = ""
+    errors: tuple[str, ...] = ()

@@ -1,0 +1,164 @@
+"""Tables of the store, as SQLAlchemy Core objects, and the numbered migrations that create them.
+
+The ``Table`` objects describe the latest schema and are what queries use; ``MIGRATIONS`` is the
+history that gets an older file there. A test checks that both agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+
+
+class UTCDateTime(TypeDecorator):
+    """Stored as UTC, returned timezone-aware: SQLite would otherwise hand back naive times."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: times in the store are timezone-aware")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+metadata = MetaData()
+
+meta = Table(
+    "meta", metadata,
+    Column("key", String, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+papers = Table(
+    "papers", metadata,
+    Column("id", String, primary_key=True),          # canonical id: arxiv:..., doi:..., url:...
+    Column("title", Text, nullable=False),
+    Column("authors", JSON, nullable=False),          # list of names
+    Column("abstract", Text, nullable=False),
+    Column("url", Text, nullable=False),              # abstract page
+    Column("pdf_url", Text),
+    Column("code_url", Text),
+    Column("thumbnail_url", Text),
+    Column("score", Integer),                         # upvotes where the source has them
+    Column("published_at", UTCDateTime()),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("sources", JSON, nullable=False),          # list of source names that reported it
+)
+
+source_state = Table(
+    "source_state", metadata,
+    Column("source", Text, primary_key=True),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("last_fetched_at", UTCDateTime()),
+    Column("last_status", Text),
+)
+
+issues = Table(
+    "issues", metadata,
+    Column("number", Integer, primary_key=True),      # the running number
+    Column("key", String, nullable=False, unique=True),  # 2026-W48: one issue per week, ever
+    Column("title", Text, nullable=False),
+    Column("subject", Text),
+    Column("status", String, nullable=False),         # draft | frozen | sent
+    Column("paper_ids", JSON, nullable=False),
+    Column("papers", JSON),                           # frozen copy of the papers as sent
+    Column("editor_note", Text, nullable=False),
+    Column("html", Text),                             # frozen rendered parts
+    Column("text", Text),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("frozen_at", UTCDateTime()),
+)
+
+subscribers = Table(
+    "subscribers", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String, nullable=False),          # normalised, as given
+    Column("email_key", String, nullable=False, unique=True),  # lower-cased, for comparison
+    Column("name", Text, nullable=False),
+    Column("status", String, nullable=False),         # pending | active | unsubscribed | bounced
+    Column("status_reason", Text, nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("confirmed_at", UTCDateTime()),
+    Column("status_changed_at", UTCDateTime()),
+)
+
+deliveries = Table(
+    "deliveries", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_number", Integer, ForeignKey("issues.number"), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=False),
+    Column("email", String, nullable=False),          # the address it went to
+    Column("status", String, nullable=False),         # pending | sending | sent | failed
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("message_id", Text),
+    Column("claimed_by", Text),                       # worker/process holding it while sending
+    Column("claimed_at", UTCDateTime()),
+    Column("next_attempt_at", UTCDateTime()),
+    Column("sent_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("issue_number", "subscriber_id", name="uq_delivery_issue_subscriber"),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id")),
+    Column("email", String, nullable=False),
+    Column("kind", String, nullable=False),           # subscribed | confirmed | unsubscribed | bounced | removed | imported
+    Column("detail", Text, nullable=False),           # how: "one-click", "550 5.1.1 ...", "import FILE"
+    Column("at", UTCDateTime(), nullable=False),
+)
+
+locks = Table(
+    "locks", metadata,
+    Column("name", String, primary_key=True),
+    Column("holder", Text, nullable=False),           # host:pid
+    Column("acquired_at", UTCDateTime(), nullable=False),
+    Column("heartbeat_at", UTCDateTime(), nullable=False),
+)
+
+sends = Table(
+    "sends", metadata,                                # counts messages per day for daily_cap
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime(), nullable=False),
+)
+
+
+def _create_all(conn) -> None:  # type: ignore[no-untyped-def]
+    metadata.create_all(conn)
+
+
+# Migration 1 creates the schema above. Later migrations append here as (number, description,
+# function) and must be written as ALTERs against what the earlier ones made; the metadata above
+# is then updated to match, and migration 1 is frozen into explicit DDL at that point.
+MIGRATIONS = (
+    (1, "initial schema: papers, sources, issues, subscribers, deliveries, events, locks", _create_all),
+)

@@ -1,0 +1,58 @@
+"""Shared test fixtures: real SQLite files in tmp_path, and the read-only fixtures in ../shared.
+
+In CI (``CI=true``) a missing tool or fixture folder is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from newsletter.store import Store, open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_FIXTURES = Path(os.environ.get("NEWSLETTER_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(path_or_name: str) -> str:
+    """The path of an external tool; skip locally when absent, fail in CI."""
+    found = shutil.which(path_or_name) or (path_or_name if Path(path_or_name).exists() else None)
+    if found:
+        return found
+    if IN_CI:
+        pytest.fail(f"{path_or_name} is required in CI and is not installed (.ci/run installs it)")
+    pytest.skip(f"{path_or_name} not installed")
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """The shared real-world fixtures (never copied into this repository)."""
+    if not SHARED_FIXTURES.is_dir():
+        if IN_CI:
+            pytest.fail(f"fixtures folder {SHARED_FIXTURES} is missing")
+        pytest.skip(f"fixtures folder {SHARED_FIXTURES} is missing")
+    return SHARED_FIXTURES
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'newsletter.db'}"
+
+
+@pytest.fixture
+def store(db_url: str) -> Store:
+    s = open_store(db_url)
+    yield s
+    s.dispose()
+
+
+def free_port() -> int:
+    """A port the OS says is free now (for servers such as aiosmtpd that cannot bind port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
