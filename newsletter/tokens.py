@@ -1,0 +1,64 @@
+"""Signed tokens for the links in every message: unsubscribe (never expires, so a year-old email
+still works) and confirm (expires). Forged or altered tokens fail verification.
+
+The key comes from the environment variable named by ``newsletter.secret_key_env``; when it is not
+set, a random key is generated once and kept in the store, so links stay valid across runs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from sqlalchemy import select
+
+from newsletter.config import Config
+from newsletter.store import Store
+from newsletter.store.schema import meta
+
+_SECRET_META_KEY = "secret_key"
+
+
+def secret_key(config: Config, store: Store) -> str:
+    """The signing key: from the environment if set, else the one kept in the store."""
+    from_env = os.environ.get(config["newsletter.secret_key_env"], "")
+    if from_env:
+        return from_env
+    with store.atomic() as conn:
+        row = conn.execute(select(meta.c.value).where(meta.c.key == _SECRET_META_KEY)).first()
+        if row:
+            return row.value
+        key = secrets.token_urlsafe(32)
+        conn.execute(meta.insert().values(key=_SECRET_META_KEY, value=key))
+        return key
+
+
+class Signer:
+    """Makes and checks the tokens. Salts keep an unsubscribe token from working as a confirm one."""
+
+    def __init__(self, key: str) -> None:
+        self._unsubscribe = URLSafeSerializer(key, salt="unsubscribe")
+        self._confirm = URLSafeTimedSerializer(key, salt="confirm")
+
+    def unsubscribe_token(self, email: str) -> str:
+        return self._unsubscribe.dumps(email.lower())
+
+    def verify_unsubscribe(self, token: str) -> str | None:
+        """The address the token was made for, or None if forged or altered."""
+        try:
+            value = self._unsubscribe.loads(token)
+        except BadSignature:
+            return None
+        return value if isinstance(value, str) else None
+
+    def confirm_token(self, email: str) -> str:
+        return self._confirm.dumps(email.lower())
+
+    def verify_confirm(self, token: str, max_age_s: int = 7 * 24 * 3600) -> str | None:
+        """The address to confirm, or None if forged, altered or older than ``max_age_s``."""
+        try:
+            value = self._confirm.loads(token, max_age=max_age_s)
+        except (SignatureExpired, BadSignature):
+            return None
+        return value if isinstance(value, str) else None
