@@ -1,0 +1,81 @@
+"""Settings: defaults, newsletter.toml, environment and flags, and errors that name the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import SETTINGS, load_config
+from newsletter.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "newsletter.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_embedded_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(env={})
+    assert config.path is None
+    assert config["issue.days"] == 7
+    assert config["delivery.outbox"] == "outbox"
+    assert not config.smtp_enabled
+
+
+def test_file_then_env_then_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, '[issue]\nmax_papers = 12\ndays = 3\n\n[smtp]\nhost = "mail.example.org"\n')
+    env = {"NEWSLETTER_ISSUE_DAYS": "5", "NEWSLETTER_SOURCES_URLS": "a.json, https://example.org/f.xml"}
+    config = load_config(path, env=env, overrides={"issue.max_papers": 20})
+    assert config["issue.days"] == 5
+    assert config.origin("issue.days") == "environment NEWSLETTER_ISSUE_DAYS"
+    assert config["issue.max_papers"] == 20
+    assert config["sources.urls"] == ["a.json", "https://example.org/f.xml"]
+    assert config.smtp_enabled
+    assert config.origin("smtp.host") == f"{path}:6"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("[issue]\ndays = 7\nmax_paper = 3\n", 3, "unknown key 'max_paper'"),
+        ("[issue]\n\n\ndays = \"seven\"\n", 4, "expected a whole number"),
+        ("[newsletter]\nname = 'x'\n[smtpp]\nhost = 'a'\n", 3, "unknown section [smtpp]"),
+        ("[smtp]\nsecurity = \"ssl\"\n", 2, "must be one of starttls, tls, none"),
+        ("[issue]\nmax_papers = 0\n", 2, "must be at least 1"),
+        ("[issue]\ndays = 7\ndays = 8\n", 3, "not valid TOML"),
+    ],
+)
+def test_wrong_key_or_value_names_file_and_line(tmp_path: Path, text: str, line: int, fragment: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: "), message
+    assert fragment in message
+
+
+def test_bad_environment_value_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="environment NEWSLETTER_DELIVERY_CONCURRENCY: delivery.concurrency"):
+        load_config(env={"NEWSLETTER_DELIVERY_CONCURRENCY": "many"})
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_config(tmp_path / "nope.toml", env={})
+
+
+def test_password_never_from_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[smtp]\nhost = "a"\npassword = "hunter2"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value).startswith(f"{path}:3: ")
+
+
+def test_every_setting_is_documented_in_readme() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [s.name for s in SETTINGS if f"`{s.name}`" not in readme]
+    assert not missing, f"settings not documented in README.md: {missing}"

@@ -1,0 +1,54 @@
+"""The store: migrations recorded once, WAL on SQLite, transactions that roll back as a whole."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import func, inspect, select
+
+from newsletter.errors import StoreError
+from newsletter.store import Store, open_store
+from newsletter.store.db import schema_migrations
+from newsletter.store.schema import MIGRATIONS, metadata, meta
+
+
+def test_migrations_apply_once_and_are_recorded(db_url: str) -> None:
+    store = Store(db_url)
+    assert store.migrate() == [number for number, _, _ in MIGRATIONS]
+    assert store.migrate() == []
+    with store.atomic() as conn:
+        assert conn.execute(select(func.count()).select_from(schema_migrations)).scalar_one() == len(MIGRATIONS)
+        mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar_one()
+    assert mode == "wal"
+
+
+def test_migrated_schema_matches_the_tables_queries_use(store: Store) -> None:
+    inspector = inspect(store.engine)
+    for table in metadata.sorted_tables:
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        assert columns == {c.name for c in table.columns}, table.name
+
+
+def test_atomic_rolls_back_everything_on_error(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        with store.atomic() as conn:
+            conn.execute(meta.insert().values(key="a", value="1"))
+            raise RuntimeError("boom")
+    with store.atomic() as conn:
+        assert conn.execute(select(meta)).all() == []
+
+
+def test_times_come_back_timezone_aware(store: Store) -> None:
+    from newsletter.store.schema import locks
+
+    at = datetime(2026, 11, 29, 12, 30, tzinfo=timezone.utc)
+    with store.atomic() as conn:
+        conn.execute(locks.insert().values(name="x", holder="h:1", acquired_at=at, heartbeat_at=at))
+        row = conn.execute(select(locks)).one()
+    assert row.acquired_at == at and row.acquired_at.tzinfo is not None
+
+
+def test_missing_folder_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store(f"sqlite:///{tmp_path / 'no' / 'such' / 'x.db'}")
