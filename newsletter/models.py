@@ -36,6 +36,7 @@ class Paper:
     first_seen_at: datetime | None = None
     last_seen_at: datetime | None = None
     sources: tuple[str, ...] = ()
+    page_url: str | None = None  # the paper's page where readers discuss it (Hugging Face papers)
 
 
 @dataclass(frozen=True)

@@ -7,3 +7,311 @@ stages never call each other.
 """
 
 from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from newsletter.config import Config
+    from newsletter.sources.report import IngestReport
+    from newsletter.store import Store
+
+
+# --- ingest: sources -> store ---------------------------------------------------------------
+
+SAMPLE_PAPERS = Path(__file__).resolve().parent / "data" / "sample-papers.json"
+SAMPLE_SOURCE = "bundled:sample-papers.json"
+
+
+def _resolve_source(name: str, config: Config) -> str:
+    """A configured relative path is relative to the configuration file, not the current folder."""
+    from newsletter.sources.fetch import is_url
+
+    if is_url(name) or config.path is None or Path(name).expanduser().is_absolute():
+        return name
+    return str(config.path.parent / name)
+
+
+def ingest(store: Store, config: Config, sources: Sequence[str] | None = None, *,
+           now: datetime | None = None, on_source: Callable[[str], None] | None = None) -> IngestReport:
+    """Read each source and store its papers, each source in its own transaction.
+
+    Without ``sources`` the configured ``sources.urls`` are read, and without those the bundled
+    sample. A source that fails is reported (``SOURCE: what is wrong``) and leaves the store as
+    it was; the others are still ingested. A URL answering 304 Not Modified is "unchanged".
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from newsletter.errors import NewsletterError
+    from newsletter.sources import load_source
+    from newsletter.sources.report import IngestReport, SourceReport
+    from newsletter.store.db import utcnow
+    from newsletter.store.papers import SourceState, get_source_state, save_source_state, upsert_papers
+
+    started = time.monotonic()
+    used_sample = False
+    if sources:
+        names = list(sources)
+    else:
+        names = [_resolve_source(n, config) for n in config["sources.urls"]]
+        if not names:
+            names, used_sample = [SAMPLE_SOURCE], True
+    reports: list[SourceReport] = []
+    for name in names:
+        if on_source is not None:
+            on_source(name)
+        when = now or utcnow()
+        try:
+            with store.atomic() as conn:
+                state = get_source_state(conn, name)
+            loaded = load_source(name, timeout_s=config["sources.timeout_s"], max_bytes=config["sources.max_bytes"],
+                                 etag=state.etag, last_modified=state.last_modified,
+                                 path=SAMPLE_PAPERS if name == SAMPLE_SOURCE else None)
+            with store.atomic() as conn:
+                if loaded.not_modified:
+                    save_source_state(conn, SourceState(name, state.etag, state.last_modified, when, "304 not modified"))
+                    reports.append(SourceReport(name, format="unchanged since last fetch", not_modified=True))
+                    continue
+                parsed = loaded.parsed
+                assert parsed is not None
+                counts = upsert_papers(conn, parsed.papers, now=when)
+                if loaded.fetched is not None:
+                    save_source_state(conn, SourceState(name, loaded.fetched.etag, loaded.fetched.last_modified,
+                                                        when, str(loaded.fetched.status)))
+            reports.append(SourceReport(
+                name, format=parsed.format, new=counts.new, updated=counts.updated, unchanged=counts.unchanged,
+                skipped=len(parsed.skipped), warnings=tuple(parsed.warnings), skip_reasons=tuple(parsed.skipped)))
+        except NewsletterError as exc:
+            reports.append(SourceReport(name, error=str(exc) if exc.where else f"{name}: {exc}"))
+        except SQLAlchemyError as exc:
+            reports.append(SourceReport(name, error=f"{name}: cannot store the papers: {exc.__class__.__name__}: {exc}"))
+    return IngestReport(tuple(reports), used_sample=used_sample, elapsed_s=time.monotonic() - started)
+
+
+# --- compose and render: store -> Issue -> RenderedIssue -------------------------------------
+
+if TYPE_CHECKING:
+    from newsletter.models import Issue, RenderedIssue
+    from newsletter.render.preview import PreviewFiles
+
+
+def build_issue(store: Store, config: Config, now: datetime | None = None) -> Issue | None:
+    """The current week's issue: the frozen one if it already went to anyone, else a fresh draft
+    from the window's best papers not sent before (saved, so its number is stable); None when
+    there is no paper to send."""
+    from newsletter.compose import compose_issue, issue_key, load_editor_note
+    from newsletter.compose.issue import window_start
+    from newsletter.store.db import utcnow
+    from newsletter.store.issues import get_issue, next_issue_number, save_draft, sent_paper_ids
+    from newsletter.store.papers import list_papers
+
+    now = now or utcnow()
+    key = issue_key(now)
+    note = load_editor_note(config)
+    with store.atomic() as conn:
+        existing = get_issue(conn, key)
+        if existing is not None and existing.status == "frozen":
+            return existing
+        candidates = list_papers(conn, first_seen_since=window_start(now, config["issue.days"]),
+                                 exclude_ids=sent_paper_ids(conn))
+        issue = compose_issue(candidates, key=key, number=next_issue_number(conn, key),
+                              name=config["newsletter.name"], now=now,
+                              max_papers=config["issue.max_papers"], min_score=config["issue.min_score"],
+                              editor_note=note)
+        if issue is None:
+            return None
+        return save_draft(conn, issue)
+
+
+def render_issue(store: Store, config: Config, issue: Issue) -> RenderedIssue:
+    """The issue's subject, HTML and text: the stored parts of a frozen issue, verbatim, else
+    rendered now from the templates (so a template edit shows in the next preview)."""
+    from newsletter.render.issue import render_issue as render
+    from newsletter.store.issues import get_frozen_rendering
+
+    if issue.status == "frozen":
+        with store.atomic() as conn:
+            frozen = get_frozen_rendering(conn, issue.key)
+        if frozen is not None:
+            return frozen
+    return render(issue, config)
+
+
+def preview_issue(store: Store, config: Config, out_dir: Path, *, subscriber_email: str | None = None,
+                  now: datetime | None = None) -> PreviewFiles | None:
+    """Write the next issue as one subscriber would get it (HTML, text, .eml) into ``out_dir``;
+    None when there are no papers. Without ``subscriber_email`` a sample reader is used."""
+    from newsletter.render.preview import write_preview
+    from newsletter.tokens import Signer, secret_key
+
+    issue = build_issue(store, config, now=now)
+    if issue is None:
+        return None
+    rendered = render_issue(store, config, issue)
+    subscriber = _preview_subscriber(store, subscriber_email)
+    return write_preview(rendered, config, Signer(secret_key(config, store)), out_dir, subscriber, now=now)
+
+
+def _preview_subscriber(store: Store, email: str | None):  # type: ignore[no-untyped-def]
+    from newsletter.errors import SubscriberError
+    from newsletter.render.preview import SAMPLE_READER
+
+    if email is None:
+        return SAMPLE_READER
+    from newsletter.store.subscribers import get_subscriber
+
+    with store.atomic() as conn:
+        found = get_subscriber(conn, email)
+    if found is None:
+        raise SubscriberError("no such subscriber (see `newsletter subscribers list`)", where=email)
+    return found
+
+
+# --- deliver: Issue -> one message per subscriber -> transport ------------------------------
+
+if TYPE_CHECKING:
+    import threading
+
+    from newsletter.deliver.sender import ProgressCallback
+    from newsletter.models import RunReport
+
+
+def _send_options(config: Config, limit: int | None):  # type: ignore[no-untyped-def]
+    from newsletter.deliver.sender import SendOptions
+
+    return SendOptions(concurrency=config["delivery.concurrency"], rate_per_second=config["delivery.rate_per_second"],
+                       daily_cap=config["delivery.daily_cap"], max_attempts=config["delivery.max_attempts"],
+                       limit=limit)
+
+
+def _message_builder(store: Store, config: Config, rendered: RenderedIssue, now: datetime | None):  # type: ignore[no-untyped-def]
+    """``build(subscriber)`` for this issue. The Message-ID is fixed per issue and address, so
+    a message re-sent after a crash is recognisably the same one (mail clients fold such
+    duplicates; the outbox rewrites the same file)."""
+    import hashlib
+
+    from newsletter.render.messages import MessageFactory
+    from newsletter.tokens import Signer, secret_key
+
+    factory = MessageFactory(rendered, config, Signer(secret_key(config, store)), now=now)
+    key = rendered.issue.key
+
+    def build(subscriber):  # type: ignore[no-untyped-def]
+        digest = hashlib.sha256(f"{key}\n{subscriber.email.lower()}".encode()).hexdigest()[:20]
+        return factory.build(subscriber, message_id=f"<{key}.{digest}@{factory.domain}>")
+
+    return build
+
+
+def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str | None = None,
+               limit: int | None = None, rate: float | None = None, concurrency: int | None = None,
+               stop: threading.Event | None = None, now: datetime | None = None,
+               progress: ProgressCallback | None = None) -> RunReport:
+    """Deliver the current issue to every active subscriber not yet sent it.
+
+    The issue is frozen (its rendered parts stored) before the first message, so every later
+    message, resumed run or resend carries exactly the same content. ``to`` sends one test copy
+    outside the ledger; ``dry_run`` builds every message and counts, delivering nothing
+    (``deferred`` is then the number a real run would send). Raises ``NothingToSendError``
+    when there are no papers.
+    """
+    from newsletter.deliver.sender import deliver_issue
+    from newsletter.deliver.transports import PermanentFailure, TemporaryFailure, open_transport
+    from newsletter.errors import NewsletterError, NothingToSendError
+    from newsletter.models import RunReport, Subscriber
+    from newsletter.store.deliveries import issue_number_for_key, sent_subscriber_ids
+    from newsletter.store.issues import freeze_issue
+    from newsletter.store.subscribers import active_subscribers, get_subscriber, subscriber_stats
+    from newsletter.subscribers.addresses import normalize_address
+
+    started = time.monotonic()
+    config = config.with_overrides({"delivery.rate_per_second": rate, "delivery.concurrency": concurrency})
+    issue = build_issue(store, config, now=now)
+    if issue is None:
+        raise NothingToSendError("no papers for this issue: run `newsletter ingest` first")
+    rendered = render_issue(store, config, issue)
+
+    if to is not None:
+        address = normalize_address(to)
+        with store.atomic() as conn:
+            known = get_subscriber(conn, address)
+        build = _message_builder(store, config, rendered, now)
+        message = build(known or Subscriber(email=address, name=""))
+        transport = open_transport(config)
+        try:
+            transport.send(message.sender, [message.recipient], message.data)
+        except (TemporaryFailure, PermanentFailure) as exc:
+            return RunReport(issue.key, failed=1, elapsed_s=time.monotonic() - started,
+                             destination=transport.destination, errors=(f"{address}: {exc}",))
+        finally:
+            transport.close()
+        return RunReport(issue.key, sent=1, elapsed_s=time.monotonic() - started, destination=transport.destination)
+
+    if dry_run:
+        with store.atomic() as conn:
+            subscribers = active_subscribers(conn)
+            number = issue_number_for_key(conn, issue.key)
+            done = sent_subscriber_ids(conn, number) if number is not None else set()
+            suppressed = subscriber_stats(conn)["suppressed"]
+        build = _message_builder(store, config, rendered, now)
+        todo = [s for s in subscribers if s.id not in done]
+        if limit is not None:
+            todo = todo[:limit]
+        errors = []
+        for i, subscriber in enumerate(todo, start=1):
+            try:
+                build(subscriber)
+            except NewsletterError as exc:
+                errors.append(f"{subscriber.email}: {exc}")
+            if progress is not None and (i % 500 == 0 or i == len(todo)):
+                progress(i, len(todo))
+        return RunReport(issue.key, deferred=len(todo) - len(errors), failed=len(errors), suppressed=suppressed,
+                         already_sent=len(done), elapsed_s=time.monotonic() - started,
+                         destination="nothing (dry run)", errors=tuple(errors))
+
+    with store.atomic() as conn:
+        issue = freeze_issue(conn, issue, rendered)
+    rendered = render_issue(store, config, issue)  # the parts as frozen, even if another run froze first
+    build = _message_builder(store, config, rendered, now)
+    transport = open_transport(config)
+    return deliver_issue(store, issue.number, issue.key, build, transport, _send_options(config, limit),
+                         stop=stop, progress=progress)
+
+
+def resend_failed(store: Store, config: Config, issue_key: str | None = None, *,
+                  stop: threading.Event | None = None, progress: ProgressCallback | None = None) -> RunReport:
+    """Try again the deliveries of an issue (default: the latest with failures) that failed.
+
+    Failed rows go back to pending with a fresh attempt budget and are sent with the issue's
+    frozen parts; nothing already accepted is sent again, suppressed subscribers are skipped,
+    and no new subscribers are added.
+    """
+    from newsletter.deliver.sender import deliver_issue
+    from newsletter.deliver.transports import open_transport
+    from newsletter.errors import NothingToSendError
+    from newsletter.store.db import utcnow
+    from newsletter.store.deliveries import issue_number_for_key, latest_issue_with_failures, reset_failed
+    from newsletter.store.issues import get_issue
+    from newsletter.store.schema import issues
+    from sqlalchemy import select
+
+    with store.atomic() as conn:
+        if issue_key is None:
+            number = latest_issue_with_failures(conn)
+            if number is None:
+                raise NothingToSendError("no issue has failed deliveries")
+            issue_key = conn.execute(select(issues.c.key).where(issues.c.number == number)).scalar_one()
+        else:
+            number = issue_number_for_key(conn, issue_key)
+            if number is None:
+                raise NothingToSendError("no such issue (see `newsletter issues`)", where=issue_key)
+        issue = get_issue(conn, issue_key)
+        if reset_failed(conn, number, utcnow()) == 0:
+            raise NothingToSendError("no failed deliveries to retry", where=issue_key)
+    assert issue is not None
+    rendered = render_issue(store, config, issue)
+    build = _message_builder(store, config, rendered, None)
+    return deliver_issue(store, number, issue_key, build, open_transport(config), _send_options(config, None),
+                         stop=stop, progress=progress, add_subscribers=False)

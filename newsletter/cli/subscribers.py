@@ -1,7 +1,275 @@
-"""CLI commands of this area; see newsletter.cli for the conventions."""
+"""``newsletter subscribers ...``: add, remove, unsubscribe, list, import, export, stats.
+
+Each command parses, calls one function of ``newsletter.store.subscribers`` or
+``newsletter.subscribers``, and prints what it did. Library errors become ``Error: ...`` and exit
+1 in ``newsletter.cli``.
+"""
 
 from __future__ import annotations
 
-import click
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
 
-COMMANDS: list[click.Command] = []
+import click
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from newsletter.cli import AppContext, console, err_console, pass_app
+from newsletter.errors import ImportRowsError
+from newsletter.models import SUBSCRIBER_STATUSES, Subscriber
+from newsletter.store import subscribers as store_subscribers
+from newsletter.subscribers.exporter import export_subscribers
+from newsletter.subscribers.formats import FORMAT_NAMES, FORMATS
+from newsletter.subscribers.importer import ImportReport, import_subscribers
+
+FORMAT_LABELS = {f.name: f.label for f in FORMATS}
+TABLE_MAX_ROWS = 200
+PROGRESS_MIN_BYTES = 2_000_000
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else ('es' if word.endswith('ss') else 's')}"
+
+
+def _as_json(s: Subscriber) -> dict[str, Any]:
+    def t(value: Any) -> str | None:
+        return value.isoformat() if value else None
+    return {"id": s.id, "email": s.email, "name": s.name, "status": s.status, "status_reason": s.status_reason,
+            "created_at": t(s.created_at), "confirmed_at": t(s.confirmed_at),
+            "status_changed_at": t(s.status_changed_at), "attributes": dict(s.attributes)}
+
+
+@click.group("subscribers")
+def subscribers() -> None:
+    """Manage the mailing list: add, remove, unsubscribe, list, import, export, stats.
+
+    Unsubscribed and bounced addresses stay on file as suppressed: no import or add
+    makes them active again.
+
+    \b
+    Example:
+      newsletter subscribers import subscribers.example.csv
+      newsletter subscribers add ada@example.org --name "Ada Lovelace"
+      newsletter subscribers stats
+    """
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="The subscriber's name (any script; kept as given).")
+@click.option("--pending", is_flag=True, help="Add as pending (asked, not yet confirmed) instead of active.")
+@pass_app
+def add_command(app: AppContext, email: str, name: str, pending: bool) -> None:
+    """Add one address to the list (active unless --pending).
+
+    \b
+    Example:
+      newsletter subscribers add ada@example.org --name "Ada Lovelace"
+    """
+    with app.store.atomic() as conn:
+        s = store_subscribers.add_subscriber(conn, email, name=name, status="pending" if pending else "active",
+                                             detail="added by command line")
+    console.print(f"Added {escape(s.email)} ({s.status})" + (f", name {escape(s.name)}" if s.name else "")
+                  + f" to {escape(app.config.store_url)}")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@click.option("--forget", is_flag=True,
+              help="Also erase an unsubscribed or bounced address (then nothing stops a later import re-adding it).")
+@pass_app
+def remove_command(app: AppContext, email: str, forget: bool) -> None:
+    """Delete an address from the list, with its delivery records.
+
+    An unsubscribed or bounced address is kept (so it is never mailed again) unless --forget.
+
+    \b
+    Example:
+      newsletter subscribers remove typo@exmaple.org
+    """
+    with app.store.atomic() as conn:
+        s = store_subscribers.remove_subscriber(conn, email, forget=forget)
+    console.print(f"Removed {escape(s.email)} (was {s.status})")
+
+
+@subscribers.command("unsubscribe")
+@click.argument("email")
+@click.option("--reason", default="", help="Why, kept on file (default: 'unsubscribed by command line').")
+@click.option("--bounced", is_flag=True, help="Mark as bounced (the address does not exist) rather than unsubscribed.")
+@pass_app
+def unsubscribe_command(app: AppContext, email: str, reason: str, bounced: bool) -> None:
+    """Suppress an address: it stays on file and is never mailed again.
+
+    \b
+    Example:
+      newsletter subscribers unsubscribe ada@example.org --reason "asked by email"
+      newsletter subscribers unsubscribe gone@example.org --bounced --reason "550 5.1.1 no such user"
+    """
+    with app.store.atomic() as conn:
+        before = store_subscribers.get_subscriber(conn, email)
+        if bounced:
+            s = store_subscribers.mark_bounced(conn, email, reason or "bounced (command line)")
+        else:
+            s = store_subscribers.unsubscribe(conn, email, reason or "unsubscribed by command line")
+    if before is not None and before.status == s.status:
+        console.print(f"{escape(s.email)} was already {s.status} ({escape(s.status_reason)}); nothing changed")
+    else:
+        console.print(f"{escape(s.email)} is now {s.status}: it will not be mailed again")
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES), default=None, help="Only this status.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of every field, for scripts.")
+@pass_app
+def list_command(app: AppContext, status: str | None, as_json: bool) -> None:
+    """List subscribers in the order they were added.
+
+    \b
+    Example:
+      newsletter subscribers list --status active
+      newsletter subscribers list --json > subscribers.json
+    """
+    with app.store.atomic() as conn:
+        rows = store_subscribers.iter_subscribers(conn, status)
+        if as_json:
+            out = click.get_text_stream("stdout")
+            out.write("[")
+            for i, s in enumerate(rows):
+                out.write(("," if i else "") + "\n  " + json.dumps(_as_json(s), ensure_ascii=False))
+            out.write("\n]\n")
+            return
+        first = [s for _, s in zip(range(TABLE_MAX_ROWS + 1), rows)]
+        if len(first) <= TABLE_MAX_ROWS:
+            table = Table("email", "name", "status", "since", "reason")
+            for s in first:
+                since = s.status_changed_at.strftime("%Y-%m-%d") if s.status_changed_at else ""
+                table.add_row(escape(s.email), escape(s.name), s.status, since, escape(s.status_reason))
+            console.print(table)
+            console.print(_plural(len(first), "subscriber") + (f" with status {status}" if status else ""))
+            return
+        # A long list: plain tab-separated lines, streamed (a table would hold it all in memory).
+        count = 0
+        for s in [*first, *rows]:
+            click.echo(f"{s.email}\t{s.status}\t{s.name}")
+            count += 1
+        err_console.print(_plural(count, "subscriber"))
+
+
+def _print_import(report: ImportReport) -> None:
+    if report.invalid:
+        for error in report.invalid:
+            err_console.print(str(error), markup=False, soft_wrap=True)
+    if not report.imported:
+        return
+    parts = [f"{_plural(report.added, 'address')} added", f"{report.updated:,} already on file updated"]
+    if report.duplicates:
+        parts.append(f"{_plural(report.duplicates, 'duplicate row')} merged")
+    if report.newly_suppressed:
+        parts.append(f"{report.newly_suppressed:,} now unsubscribed or bounced")
+    console.print(f"Imported {escape(report.path)} ({FORMAT_LABELS[report.format]}, {report.encoding}): "
+                  f"{_plural(report.rows, 'row')}; " + ", ".join(parts))
+    if report.suppressed_kept:
+        console.print(f"Left {_plural(report.suppressed_kept, 'suppressed address')} alone: they unsubscribed "
+                      "or bounced, and an import never makes them active again")
+    if report.invalid:
+        err_console.print(f"Skipped {_plural(len(report.invalid), 'invalid row')} (listed above)", style="yellow")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(("auto", *FORMAT_NAMES)), default="auto", show_default=True,
+              help="The file's format; auto recognises it by its header row.")
+@click.option("--skip-invalid", is_flag=True, help="Import the good rows and list the bad ones (default: all or nothing).")
+@click.option("--encoding", default=None, metavar="NAME",
+              help="The file's text encoding when it is not UTF-8 and cannot be told (e.g. cp1252).")
+@pass_app
+def import_command(app: AppContext, file: Path, fmt: str, skip_invalid: bool, encoding: str | None) -> None:
+    """Import a CSV of subscribers: our format, or a Mailchimp, Substack, Buttondown or
+    listmonk export (recognised by its header; their statuses carry over).
+
+    All or nothing: any invalid row and nothing changes, every bad row is listed as
+    FILE:LINE: address: why. Duplicate rows merge. Exit status 1 if any row was invalid.
+
+    \b
+    Example:
+      newsletter subscribers import subscribers.example.csv
+      newsletter subscribers import subscribed_members_export.csv --skip-invalid
+    """
+    store = app.store
+    size = file.stat().st_size if file.is_file() else 0
+    try:
+        if size >= PROGRESS_MIN_BYTES:
+            with Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                          console=err_console, transient=True) as bar:
+                task = bar.add_task("import", total=size)
+                report = import_subscribers(store, file, format=fmt, skip_invalid=skip_invalid, encoding=encoding,
+                                            progress=lambda done, total: bar.update(task, completed=done))
+        else:
+            report = import_subscribers(store, file, format=fmt, skip_invalid=skip_invalid, encoding=encoding)
+    except ImportRowsError as exc:
+        for error in exc.errors:
+            err_console.print(str(error), markup=False, soft_wrap=True)
+        raise click.ClickException(f"{file}: {exc}")
+    _print_import(report)
+    if report.invalid:
+        sys.exit(1)
+
+
+@subscribers.command("export")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES), default=None, help="Only this status.")
+@pass_app
+def export_command(app: AppContext, file: Path | None, status: str | None) -> None:
+    """Write the list as CSV in our format (every field and status) to FILE, or to standard output.
+
+    Importing the export into an empty store gives back the same list.
+
+    \b
+    Example:
+      newsletter subscribers export backup.csv
+      newsletter subscribers export --status unsubscribed > suppressed.csv
+    """
+    if file is None or str(file) == "-":
+        count = export_subscribers(app.store, click.get_text_stream("stdout"), status=status)
+        err_console.print(f"Exported {_plural(count, 'subscriber')} to standard output")
+        return
+    partial = file.with_name(file.name + ".partial")
+    try:
+        with partial.open("w", newline="", encoding="utf-8") as out:
+            count = export_subscribers(app.store, out, status=status)
+        os.replace(partial, file)  # an interrupted export never leaves half a file under the real name
+    finally:
+        partial.unlink(missing_ok=True)
+    console.print(f"Exported {_plural(count, 'subscriber')} to {escape(str(file))}")
+
+
+@subscribers.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable counts.")
+@pass_app
+def stats_command(app: AppContext, as_json: bool) -> None:
+    """Count subscribers by status, and the last 30 days' sign-ups, unsubscribes and bounces.
+
+    \b
+    Example:
+      newsletter subscribers stats
+      newsletter subscribers stats --json
+    """
+    with app.store.atomic() as conn:
+        stats = store_subscribers.subscriber_stats(conn)
+    if as_json:
+        click.echo(json.dumps(stats, indent=2))
+        return
+    table = Table("status", "subscribers")
+    for status, count in stats["by_status"].items():
+        table.add_row(status, f"{count:,}")
+    table.add_row("total", f"{stats['total']:,}", style="bold")
+    console.print(table)
+    recent = ", ".join(f"{count:,} {kind}" for kind, count in stats["last_30_days"].items()) or "none"
+    console.print(f"Suppressed (never mailed): {stats['suppressed']:,}. Last 30 days: {recent}")
+
+
+COMMANDS: list[click.Command] = [subscribers]

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -67,6 +68,7 @@ papers = Table(
     Column("first_seen_at", UTCDateTime(), nullable=False),
     Column("last_seen_at", UTCDateTime(), nullable=False),
     Column("sources", JSON, nullable=False),          # list of source names that reported it
+    Column("page_url", Text),                         # discussion page (Hugging Face papers)
 )
 
 source_state = Table(
@@ -125,6 +127,10 @@ deliveries = Table(
     Column("sent_at", UTCDateTime()),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("issue_number", "subscriber_id", name="uq_delivery_issue_subscriber"),
+    # The claim query (next pending row of an issue, in id order) and the daily cap's count of
+    # the last 24 hours must stay index lookups at 100,000 rows.
+    Index("ix_deliveries_claim", "issue_number", "status", "id"),
+    Index("ix_deliveries_sent_at", "sent_at"),
 )
 
 events = Table(

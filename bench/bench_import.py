@@ -1,0 +1,121 @@
+"""Benchmark: ``newsletter subscribers import`` of a large file against the bare loop.
+
+The baseline is the least any import must do: ``csv.reader`` over the same file plus
+email-validator on every address. Each side runs in its own fresh subprocess (so peak memory is
+its own), alternating, ``--repeat`` times; the best wall time of each is compared, and CPU time is
+printed too because wall time on a shared machine is noisy. Peak memory is ``ru_maxrss`` of the
+child. Targets: import time at most 1.5x the baseline; peak memory under 200 MB and not growing
+with the file (compare ``--rows 100000`` with the default million).
+
+    python bench/bench_import.py                 # 1,000,000 rows
+    python bench/bench_import.py --rows 100000   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+NAMES = ("Zoë Ñandú", "Łukasz Żółć", "田中 太郎", "Ngozi Okafor", "O'Brien, \"Pat\"", "Müller-Lüdenscheidt",
+         "Дмитрий", "محمد", "Ana María", "")
+
+
+def write_file(path: Path, rows: int) -> None:
+    """Our format (email,name,status) with awkward names, mixed-case addresses and ~1% duplicates."""
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(("email", "name", "status"))
+        for i in range(rows):
+            n = i - 7 if i % 100 == 99 else i  # a duplicate of an earlier row now and then
+            writer.writerow((f"Reader.{n}@Example{n % 97}.org", f"{NAMES[n % len(NAMES)]} {n}",
+                             "unsubscribed" if n % 50 == 0 else "active"))
+
+
+def child_baseline(path: str) -> dict:
+    from email_validator import validate_email
+
+    count = 0
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for row in reader:
+            validate_email(row[0], check_deliverability=False)
+            count += 1
+    return {"rows": count}
+
+
+def child_import(path: str, db: str) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from newsletter.store import open_store
+    from newsletter.subscribers.importer import import_subscribers
+
+    store = open_store(f"sqlite:///{db}")
+    report = import_subscribers(store, path)
+    return {"rows": report.rows, "added": report.added, "duplicates": report.duplicates}
+
+
+def run_child(args: list[str]) -> dict:
+    """Run one side in a fresh interpreter; its wall time, CPU time and peak RSS."""
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True)
+    wall_s = time.perf_counter() - started
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "wall_s": wall_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--child", choices=("baseline", "import"), help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        result = child_baseline(args.file) if args.child == "baseline" else child_import(args.file, args.db)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        result.update(cpu_s=usage.ru_utime + usage.ru_stime, peak_mb=usage.ru_maxrss / 1024)
+        print(json.dumps(result))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "subscribers.csv"
+        write_file(path, args.rows)
+        size_mb = path.stat().st_size / 1e6
+        print(f"{args.rows:,} rows, {size_mb:.1f} MB, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+        best: dict[str, dict] = {}
+        for attempt in range(args.repeat):
+            for side in ("baseline", "import"):
+                db = Path(tmp) / f"bench-{attempt}.db"
+                extra = ["--db", str(db)] if side == "import" else []
+                result = run_child(["--child", side, "--file", str(path), *extra])
+                print(f"  run {attempt + 1} {side:8s} wall {result['wall_s']:7.2f} s  cpu {result['cpu_s']:7.2f} s  "
+                      f"peak {result['peak_mb']:6.1f} MB")
+                if side not in best or result["wall_s"] < best[side]["wall_s"]:
+                    best[side] = result
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{db}{suffix}").unlink(missing_ok=True)
+        base, ours = best["baseline"], best["import"]
+        print()
+        print(f"| {'':34s} | wall (best) | CPU    | peak RSS |")
+        print(f"| {'csv.reader + email-validator':34s} | {base['wall_s']:9.2f} s | {base['cpu_s']:5.2f} s | {base['peak_mb']:5.1f} MB |")
+        print(f"| {'newsletter import (SQLite)':34s} | {ours['wall_s']:9.2f} s | {ours['cpu_s']:5.2f} s | {ours['peak_mb']:5.1f} MB |")
+        ratio = ours["wall_s"] / base["wall_s"]
+        cpu_ratio = ours["cpu_s"] / base["cpu_s"]
+        print(f"\nratio: {ratio:.2f}x wall, {cpu_ratio:.2f}x CPU (target <= 1.5x); "
+              f"imported {ours['added']:,} addresses, {ours['duplicates']:,} duplicate rows merged")
+        print("peak memory target < 200 MB:", "met" if ours["peak_mb"] < 200 else "NOT met")
+
+
+if __name__ == "__main__":
+    main()

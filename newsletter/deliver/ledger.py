@@ -1,0 +1,187 @@
+"""The delivery ledger of one issue as the sender sees it: claim a row, record what the server
+said, each in its own short transaction.
+
+Why it can be trusted after a crash:
+
+* a row is ``sent`` only after the server accepted the message, and that commit happens before
+  the worker takes the next one, so a killed process re-sends at most the one message each
+  worker had in flight;
+* a claim (``pending -> sending`` with ``claimed_by``/``claimed_at``) is a ``BEGIN IMMEDIATE``
+  transaction, so two processes never hold the same row;
+* rows left in ``sending`` by a process that is gone (same host, pid no longer running) are
+  released at once by the next run; others only after ``stale_after_s``, so a slow process on
+  another host is never raced.
+
+Worker threads of one process take turns on the store (a lock), rather than letting SQLite's
+busy handler put them to sleep for milliseconds at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Callable, Iterator
+
+from sqlalchemy.engine import Connection
+
+from newsletter.deliver.ratelimit import DailyCap
+from newsletter.errors import SubscriberError
+from newsletter.store import Store, utcnow
+from newsletter.store import deliveries as rows
+from newsletter.store.deliveries import ClaimedDelivery
+from newsletter.store.subscribers import mark_bounced
+
+_HOST = socket.gethostname()
+
+
+def _pid_is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process its parent has not reaped yet is a zombie: gone for our purpose
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def claim_holder_is_dead(claimed_by: str) -> bool:
+    """True when ``claimed_by`` (``host:pid:run:worker``) names a process of this host that is
+    no longer running. Unknown hosts and this very process are never declared dead."""
+    parts = claimed_by.split(":")
+    if len(parts) < 2 or parts[0] != _HOST:
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    return pid != os.getpid() and not _pid_is_running(pid)
+
+
+class Ledger:
+    """The rows of one issue, shared by the worker threads of one run."""
+
+    def __init__(self, store: Store, issue_number: int, *, daily_cap: int = 0,
+                 stale_after_s: float = 900.0, clock: Callable[[], datetime] = utcnow,
+                 done_status: str = rows.SENT) -> None:
+        self.store = store
+        # An SMTP run also takes rows only written to the outbox; an outbox run counts them done.
+        self.done_status = done_status
+        self.claimable = (rows.PENDING,) if done_status == rows.WRITTEN else (rows.PENDING, rows.WRITTEN)
+        self.daily_cap_applies = done_status == rows.SENT
+        self.issue_number = issue_number
+        self.cap = DailyCap(daily_cap)
+        self.stale_after_s = stale_after_s
+        self.clock = clock
+        self.run_tag = f"{_HOST}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    # -- transactions --------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """One commit, on this thread's own connection (SQLite connections are per thread)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.store.engine.connect()
+        with self._lock:
+            with conn.begin():
+                yield conn
+
+    def close_thread(self) -> None:
+        """Close this thread's connection; every worker calls it as it ends."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
+    # -- the run -------------------------------------------------------------------------
+
+    def worker_tag(self, number: int) -> str:
+        return f"{self.run_tag}:w{number}"
+
+    def prepare(self, add_subscribers: bool = True) -> int:
+        """Create rows for active subscribers who have none; release dead claims. Returns the
+        number of rows created."""
+        now = self.clock()
+        with self._transaction() as conn:
+            created = rows.create_deliveries(conn, self.issue_number, now) if add_subscribers else 0
+            self._release_stale(conn, now)
+        return created
+
+    def _release_stale(self, conn: Connection, now: datetime) -> int:
+        return rows.release_stale_claims(conn, self.issue_number, now=now,
+                                         stale_before=now - timedelta(seconds=self.stale_after_s),
+                                         is_dead=claim_holder_is_dead)
+
+    def counts(self) -> dict[str, int]:
+        with self._transaction() as conn:
+            return rows.status_counts(conn, self.issue_number)
+
+    def open_count(self, counts: dict[str, int]) -> int:
+        """Rows this run still has to deliver (or that are in flight somewhere)."""
+        return counts[rows.SENDING] + sum(counts[s] for s in self.claimable)
+
+    def claim(self, worker: str) -> tuple[ClaimedDelivery | None, int, bool]:
+        """(the row to send or None, rows skipped as no longer active, daily cap reached)."""
+        now = self.clock()
+        with self._transaction() as conn:
+            remaining = self.cap.remaining(conn, now) if self.daily_cap_applies else None
+            if remaining is not None and remaining <= 0:
+                return None, 0, True
+            claimed, skipped = rows.claim_deliveries(conn, self.issue_number, claimed_by=worker, now=now, limit=1,
+                                                     claimable=self.claimable)
+        return (claimed[0] if claimed else None), skipped, False
+
+    def seconds_until_due(self) -> float | None:
+        """None when nothing is left to try; else how long until a deferred row is due (0: now).
+
+        Releases claims of dead processes on the way, so a run that started beside a crashed
+        one picks up its rows too.
+        """
+        now = self.clock()
+        with self._transaction() as conn:
+            self._release_stale(conn, now)
+            counts = rows.status_counts(conn, self.issue_number)
+            if sum(counts[s] for s in self.claimable) == 0:
+                return None
+            due = rows.next_attempt_due(conn, self.issue_number, self.claimable)
+        if due is None:
+            return 0.0
+        return max(0.0, (due - now).total_seconds())
+
+    def sent(self, delivery: ClaimedDelivery, message_id: str) -> None:
+        with self._transaction() as conn:
+            rows.mark_sent(conn, delivery.id, message_id=message_id, now=self.clock(), status=self.done_status)
+
+    def failed(self, delivery: ClaimedDelivery, error: str, *, bounced: bool = False) -> None:
+        now = self.clock()
+        with self._transaction() as conn:
+            rows.mark_failed(conn, delivery.id, error=error, now=now)
+            if bounced:
+                try:
+                    mark_bounced(conn, delivery.subscriber.email, error, now=now)
+                except SubscriberError:
+                    pass  # removed from the list meanwhile: nothing left to suppress
+
+    def retry_later(self, delivery: ClaimedDelivery, error: str, delay_s: float) -> None:
+        now = self.clock()
+        with self._transaction() as conn:
+            rows.mark_retry(conn, delivery.id, error=error, now=now,
+                            next_attempt_at=now + timedelta(seconds=delay_s))
+
+    def release(self, delivery: ClaimedDelivery) -> None:
+        with self._transaction() as conn:
+            rows.release_claim(conn, delivery.id, now=self.clock())
+
+    def failures(self, limit: int = 20) -> list[tuple[str, str]]:
+        with self._transaction() as conn:
+            return rows.failed_deliveries(conn, self.issue_number, limit)

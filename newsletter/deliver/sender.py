@@ -1,0 +1,273 @@
+"""Worker threads that take rows from the ledger, build each message and hand it to the
+transport, with one shared rate limit, retries with backoff, and an honest report at the end.
+
+The sender knows nothing of templates: it is given ``build(subscriber) -> OutgoingMessage``
+(the render area's ``MessageFactory.build``) and a transport (``open_transport``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from newsletter.deliver.ledger import Ledger
+from newsletter.deliver.ratelimit import RateLimiter
+from newsletter.deliver.transports import ConnectionFailure, PermanentFailure, TemporaryFailure
+from newsletter.errors import DeliveryError, NewsletterError
+from newsletter.models import RunReport, Subscriber
+from newsletter.store import Store
+from newsletter.store.deliveries import SENT, ClaimedDelivery
+
+
+class OutgoingMessage(Protocol):
+    """What the render area's ``MessageFactory.build(subscriber)`` returns."""
+
+    message_id: str
+    sender: str
+    recipient: str
+    data: bytes
+
+
+class MessageTransport(Protocol):
+    destination: str
+
+    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> str: ...
+
+    def close(self) -> None: ...
+
+
+CAP_REACHED = "daily cap"
+MessageBuilder = Callable[[Subscriber], OutgoingMessage]
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """How one run sends. ``limit`` counts messages tried in this run (None: all)."""
+
+    concurrency: int = 4
+    rate_per_second: float = 10.0
+    daily_cap: int = 0
+    max_attempts: int = 5
+    limit: int | None = None
+    retry_delay_s: float = 2.0        # first backoff; doubles per attempt
+    max_retry_delay_s: float = 120.0
+    stale_after_s: float = 900.0      # a claim older than this is taken back (living process elsewhere)
+
+    def backoff_s(self, attempt: int) -> float:
+        return min(self.max_retry_delay_s, self.retry_delay_s * (2 ** max(0, attempt - 1)))
+
+
+@dataclass
+class _Tally:
+    """Counters the workers share (under ``lock``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sent: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    retried: int = 0
+    bounced: int = 0
+    tried: int = 0
+    capped: bool = False
+    fatal: str = ""
+    last_connection_error: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+    def take_budget(self, limit: int | None) -> bool:
+        with self.lock:
+            if limit is not None and self.tried >= limit:
+                return False
+            self.tried += 1
+            return True
+
+    def give_back(self) -> None:
+        with self.lock:
+            self.tried -= 1
+
+    def note(self, text: str) -> None:
+        with self.lock:
+            if len(self.errors) < 50:
+                self.errors.append(text)
+
+
+def deliver_issue(store: Store, issue_number: int, issue_key: str, build: MessageBuilder,
+                  transport: MessageTransport, options: SendOptions, *,
+                  stop: threading.Event | None = None,
+                  progress: ProgressCallback | None = None, add_subscribers: bool = True) -> RunReport:
+    """Send the issue to every subscriber whose ledger row is not yet settled.
+
+    Creates the missing rows first (all active subscribers; not when ``add_subscribers`` is
+    False, as for a resend of failures), then runs ``options.concurrency``
+    workers until nothing is left to try, the limit or daily cap is reached, the transport fails
+    for good, or ``stop`` is set (messages in flight are finished and recorded first).
+    """
+    started = time.monotonic()
+    done_status = getattr(transport, "ledger_status", SENT)
+    ledger = Ledger(store, issue_number, daily_cap=options.daily_cap, stale_after_s=options.stale_after_s,
+                    done_status=done_status)
+    try:
+        ledger.prepare(add_subscribers=add_subscribers)
+        before = ledger.counts()
+    finally:
+        ledger.close_thread()
+    total = ledger.open_count(before)
+    if options.limit is not None:
+        total = min(total, options.limit)
+    limiter = RateLimiter(options.rate_per_second)
+    tally = _Tally()
+    halt = threading.Event()
+
+    def worker(number: int) -> None:
+        tag = ledger.worker_tag(number)
+        connection_failures = 0
+        try:
+            while not (halt.is_set() or (stop is not None and stop.is_set())):
+                if not tally.take_budget(options.limit):
+                    return
+                if not limiter.acquire(halt):
+                    tally.give_back()
+                    return
+                delivery, skipped, capped = ledger.claim(tag)
+                if skipped:
+                    tally.add(suppressed=skipped)
+                if delivery is None:
+                    tally.give_back()
+                    if capped:
+                        tally.capped = True
+                        return
+                    wait_s = ledger.seconds_until_due()
+                    if wait_s is None:
+                        return
+                    halt.wait(min(max(wait_s, 0.01), 1.0))
+                    continue
+                if _send_one(delivery):
+                    connection_failures = 0
+                    continue
+                # The server could not be reached: the row went back untouched; back off, and
+                # give the run up after max_attempts connection failures in a row.
+                connection_failures += 1
+                if connection_failures >= options.max_attempts:
+                    with tally.lock:
+                        tally.fatal = tally.fatal or (
+                            f"server unreachable after {connection_failures} tries: {tally.last_connection_error}")
+                    halt.set()
+                    return
+                halt.wait(options.backoff_s(connection_failures))
+        finally:
+            ledger.close_thread()
+
+    def _send_one(delivery: ClaimedDelivery) -> bool:
+        """Try one message and record the outcome; False only when the server was unreachable."""
+        email = delivery.subscriber.email
+        try:
+            message = build(delivery.subscriber)
+        except NewsletterError as exc:
+            ledger.failed(delivery, f"cannot build the message: {exc}")
+            tally.add(failed=1)
+            tally.note(f"{email}: cannot build the message: {exc}")
+            return True
+        try:
+            transport.send(message.sender, [message.recipient], message.data)
+        except ConnectionFailure as exc:
+            ledger.release(delivery)
+            tally.give_back()
+            tally.last_connection_error = str(exc)
+            return False
+        except TemporaryFailure as exc:
+            attempts = delivery.attempts + 1
+            if attempts >= options.max_attempts:
+                error = f"{exc} (gave up after {attempts} attempts)"
+                ledger.failed(delivery, error)
+                tally.add(failed=1)
+                tally.note(f"{email}: {error}")
+            else:
+                ledger.retry_later(delivery, str(exc), options.backoff_s(attempts))
+                tally.add(retried=1)
+            return True
+        except PermanentFailure as exc:
+            ledger.failed(delivery, str(exc), bounced=exc.bounced)
+            tally.add(failed=1, bounced=int(exc.bounced))
+            tally.note(f"{email}: {exc}" + (" (marked bounced)" if exc.bounced else ""))
+            return True
+        except DeliveryError as exc:
+            # The transport cannot work at all (certificate, login, no STARTTLS): stop the run.
+            ledger.release(delivery)
+            tally.give_back()
+            with tally.lock:
+                tally.fatal = tally.fatal or str(exc)
+            halt.set()
+            return True
+        ledger.sent(delivery, message.message_id)
+        tally.add(sent=1)
+        return True
+
+    threads = [threading.Thread(target=worker, args=(n,), name=f"send-{n}", daemon=True)
+               for n in range(max(1, options.concurrency))]
+    for thread in threads:
+        thread.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for thread in threads:
+                thread.join(timeout=0.1)
+            if stop is not None and stop.is_set():
+                halt.set()
+            if progress is not None:
+                progress(tally.sent + tally.failed + tally.suppressed, total)
+    finally:
+        halt.set()
+        for thread in threads:
+            thread.join()
+        transport.close()
+    if progress is not None:
+        progress(tally.sent + tally.failed + tally.suppressed, total)
+
+    try:
+        after = ledger.counts()
+    finally:
+        ledger.close_thread()
+    errors = list(tally.errors)
+    if tally.fatal:
+        errors.insert(0, tally.fatal)
+    if tally.capped:
+        errors.append(f"{CAP_REACHED} of {options.daily_cap} messages reached; the rest is left for later")
+    return RunReport(
+        issue_key=issue_key,
+        sent=tally.sent,
+        failed=tally.failed,
+        deferred=ledger.open_count(after),
+        suppressed=tally.suppressed,
+        already_sent=before[done_status],
+        elapsed_s=time.monotonic() - started,
+        destination=transport.destination,
+        errors=tuple(errors),
+    )
+
+
+@contextmanager
+def progress_bar(console: Console, description: str = "sending", *, disable: bool = False) -> Iterator[ProgressCallback]:
+    """A rich progress bar (count, rate, elapsed, ETA) fed by ``deliver_issue``'s callback."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False, disable=disable) as bar:
+        task = bar.add_task(description, total=None, rate="")
+        started = time.monotonic()
+
+        def update(done: int, total: int) -> None:
+            elapsed = time.monotonic() - started
+            rate = f"{done / elapsed:,.0f} msg/s" if elapsed > 0.5 else ""
+            bar.update(task, completed=done, total=total, rate=rate)
+
+        yield update

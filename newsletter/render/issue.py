@@ -1,0 +1,67 @@
+"""Issue -> RenderedIssue: Jinja2 once, premailer once, tokens left for each subscriber.
+
+The result is what gets frozen in the store: every message of the issue is this HTML and text
+with three tokens replaced, so rendering cost is paid once per issue, never per subscriber.
+"""
+
+from __future__ import annotations
+
+import jinja2
+
+from newsletter.config import Config
+from newsletter.errors import RenderError
+from newsletter.models import Issue, RenderedIssue
+from newsletter.render import placeholders
+from newsletter.render.context import template_context
+from newsletter.render.inline import inline_css
+from newsletter.render.templates import make_environment, operator_templates_dir
+
+# Gmail clips an HTML part past ~102 KB, hiding the footer and its unsubscribe link; we warn
+# with room to spare for the per-subscriber values.
+CLIP_BYTES = 102_000
+WARN_HTML_BYTES = 95_000
+
+
+def _render(env: jinja2.Environment, name: str, context: dict) -> str:
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(f"template syntax error: {exc.message}", where=exc.filename or name,
+                          line=exc.lineno) from None
+    except jinja2.UndefinedError as exc:
+        raise RenderError(f"{exc.message}", where=name) from None
+    except jinja2.TemplateNotFound as exc:
+        raise RenderError(f"template not found: {exc.name}", where=name) from None
+
+
+def render_issue(issue: Issue, config: Config, *, env: jinja2.Environment | None = None) -> RenderedIssue:
+    """Render ``issue``'s subject, HTML (CSS inlined) and text, with per-subscriber tokens."""
+    if not issue.papers:
+        raise RenderError("an issue without papers cannot be rendered", where=issue.key)
+    env = env or make_environment(operator_templates_dir(config))
+    context = template_context(issue, config)
+    subject = " ".join(_render(env, "subject.txt.j2", context).split())
+    if not subject:
+        raise RenderError("the subject came out empty", where="subject.txt.j2")
+    context["subject"] = subject
+    html = inline_css(_render(env, "issue.html.j2", context))
+    text = _render(env, "issue.txt.j2", context)
+    text = "\n".join(line.rstrip() for line in text.splitlines()).strip() + "\n"
+    return RenderedIssue(issue=issue, subject=subject, html=html, text=text)
+
+
+def html_size_bytes(rendered: RenderedIssue) -> int:
+    """Size of the decoded HTML part for a typical subscriber (tokens at their usual length)."""
+    sample = placeholders.Personal(name="A typical reader name", email="reader@example.org",
+                                   unsubscribe_url="https://example.org/unsubscribe/" + "x" * 90)
+    return len(placeholders.fill(rendered.html, sample.for_html()).encode("utf-8"))
+
+
+def size_warning(rendered: RenderedIssue) -> str | None:
+    """A sentence for the user when the HTML part is close to Gmail's clipping size, else None."""
+    size = html_size_bytes(rendered)
+    if size < WARN_HTML_BYTES:
+        return None
+    return (f"the HTML part is {size / 1000:.0f} KB; Gmail clips messages past about "
+            f"{CLIP_BYTES // 1000} KB and hides the footer with the unsubscribe link: "
+            "lower issue.max_papers or trim the templates")

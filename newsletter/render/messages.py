@@ -1,0 +1,244 @@
+"""RenderedIssue -> one message per subscriber, in microseconds.
+
+Two ways to build the same message:
+
+``build_email_message``
+    the reference: a fresh ``EmailMessage`` (``policy.SMTP``), every header set through its API,
+    text part then HTML part. Clear, and ~2 ms per message, mostly re-encoding the same HTML.
+
+``build``
+    the fast path used for sending: a skeleton message is built *once* through the same API with
+    sentinel values, serialised, and cut into pieces; each subscriber's message is those bytes
+    with their own To, Message-ID and List-Unsubscribe lines and their own base64 bodies spliced
+    in. Bodies are base64 (a token can never be split by a soft line break or have its ``=``
+    escaped, and no line can pass 998 octets). A test builds many subscribers with awkward names
+    and addresses both ways and checks the bytes parse to the same message.
+
+No per-subscriber value reaches a header as raw text: names are folded to one line with control
+characters removed, the To header of anything but a plain name and address is produced by the
+email package's own folding, and addresses with CR, LF or other unsafe characters are refused.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email import policy as email_policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+from urllib.parse import quote
+
+from newsletter.config import Config
+from newsletter.errors import RenderError
+from newsletter.models import RenderedIssue, Subscriber
+from newsletter.render import placeholders
+from newsletter.tokens import Signer
+
+SMTP_POLICY = email_policy.SMTP
+LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
+
+_TO_SENTINEL = "xnl-to@placeholder.invalid"
+_MSGID_SENTINEL = "<xnl-message-id@placeholder.invalid>"
+_UNSUB_SENTINEL = "<https://placeholder.invalid/xnl-unsubscribe>"
+_TEXT_SENTINEL = "XNLTEXTBODYX"
+_HTML_SENTINEL = "XNLHTMLBODYX"
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+")
+_UNSAFE_ADDRESS = re.compile(r"[\x00-\x20\x7f<>,;\"\\()\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One message ready for a transport: envelope sender and recipient, and its bytes."""
+
+    message_id: str
+    sender: str
+    recipient: str
+    data: bytes
+
+
+def _one_address(value: str, setting: str) -> Address:
+    """The single address in ``value`` (From, Reply-To), checked by the email package's parser."""
+    if "\r" in value or "\n" in value:
+        raise RenderError(f"{setting}: line breaks are not allowed in an address", where=setting)
+    header = SMTP_POLICY.header_factory(setting.split(".")[-1].replace("_", "-"), value)
+    addresses = getattr(header, "addresses", ())
+    if len(addresses) != 1 or header.defects or not addresses[0].domain:
+        raise RenderError(f"{setting}: expected exactly one address like 'Name <user@example.org>', "
+                          f"got {value!r}", where=setting)
+    return addresses[0]
+
+
+def list_label(name: str) -> str:
+    """``Trending Papers Weekly`` -> ``trending-papers-weekly`` for List-Id."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "newsletter"
+
+
+_BASE64_LINE = re.compile(rb".{1,76}", re.S)
+
+
+def _base64_lines(data: bytes) -> bytes:
+    """base64 in 76-character CRLF lines, as the email package writes it: one C call to encode
+    and a regex to cut (``base64.encodebytes`` loops in Python over 57-byte chunks, 2x slower)."""
+    encoded = binascii.b2a_base64(data, newline=False)
+    return b"\r\n".join(_BASE64_LINE.findall(encoded)) + b"\r\n"
+
+
+def _crlf_body(text: str) -> bytes:
+    """The body bytes the email package encodes for ``set_content(text)``: CRLF line ends."""
+    return b"\r\n".join(text.encode("utf-8").splitlines()) + b"\r\n"
+
+
+class MessageFactory:
+    """Builds every subscriber's copy of one rendered issue.
+
+    Create one per issue per send run; ``build`` is safe to call from several threads.
+    """
+
+    def __init__(self, rendered: RenderedIssue, config: Config, signer: Signer,
+                 *, now: datetime | None = None) -> None:
+        self.rendered = rendered
+        self.signer = signer
+        self.from_address = _one_address(config["newsletter.from"], "newsletter.from")
+        self.reply_to = (_one_address(config["newsletter.reply_to"], "newsletter.reply_to")
+                         if config["newsletter.reply_to"] else None)
+        self.sender = self.from_address.addr_spec
+        self.domain = self.from_address.domain
+        self.base_url = config["newsletter.base_url"].rstrip("/")
+        if self.base_url and not re.match(r"^https?://[^\s<>\"']+$", self.base_url):
+            raise RenderError(f"newsletter.base_url: expected an absolute https URL, got {self.base_url!r}",
+                              where="newsletter.base_url")
+        name = " ".join(config["newsletter.name"].split())
+        self.list_id = f"{name} <{list_label(name)}.{self.domain}>"
+        when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        self.date = format_datetime(when, usegmt=True)
+        self.subject = " ".join(rendered.subject.split())
+        self._html_template = _crlf_body(rendered.html)
+        self._text_template = _crlf_body(rendered.text)
+        self._build_skeleton()
+
+    # -- per-subscriber values -------------------------------------------------------------
+
+    def unsubscribe_url(self, email: str) -> str:
+        """``https://BASE/unsubscribe/TOKEN``, or a ``mailto:`` to the sender without a base URL."""
+        token = self.signer.unsubscribe_token(email)
+        if self.base_url:
+            return f"{self.base_url}/unsubscribe/{token}"
+        return f"mailto:{self.sender}?subject={quote('unsubscribe ' + token)}"
+
+    def personal(self, subscriber: Subscriber) -> placeholders.Personal:
+        self._check_address(subscriber.email)
+        return placeholders.Personal(name=placeholders.clean_name(subscriber.name),
+                                     email=subscriber.email,
+                                     unsubscribe_url=self.unsubscribe_url(subscriber.email))
+
+    def personalised_parts(self, subscriber: Subscriber) -> tuple[str, str]:
+        """(html, text) of this subscriber's copy, as the reader will see it."""
+        values = self.personal(subscriber)
+        return (placeholders.fill(self.rendered.html, values.for_html()),
+                placeholders.fill(self.rendered.text, values.for_text()))
+
+    @staticmethod
+    def _check_address(email: str) -> None:
+        if not email or _UNSAFE_ADDRESS.search(email) or email.count("@") != 1:
+            raise RenderError("not a deliverable address for a message header", where=repr(email))
+
+    # -- the reference path ----------------------------------------------------------------
+
+    def _headers(self, msg: EmailMessage, *, to: Address | str, message_id: str, unsubscribe: str) -> None:
+        msg["From"] = self.from_address
+        msg["To"] = to
+        msg["Subject"] = self.subject
+        msg["Date"] = self.date
+        msg["Message-ID"] = message_id
+        if self.reply_to is not None:
+            msg["Reply-To"] = self.reply_to
+        msg["List-Id"] = self.list_id
+        msg["List-Unsubscribe"] = unsubscribe
+        msg["List-Unsubscribe-Post"] = LIST_UNSUBSCRIBE_POST
+
+    def _to(self, subscriber: Subscriber) -> Address:
+        self._check_address(subscriber.email)
+        name = placeholders.clean_name(subscriber.name, fallback="")
+        username, _, domain = subscriber.email.rpartition("@")
+        try:
+            if not subscriber.email.isascii():
+                # Address(addr_spec=...) refuses a non-ASCII local part; SMTPUTF8 carries it.
+                return Address(display_name=name, username=username, domain=domain)
+            return Address(display_name=name, addr_spec=subscriber.email)
+        except (ValueError, IndexError) as exc:
+            raise RenderError(f"cannot address a message to it: {exc}", where=repr(subscriber.email)) from None
+
+    def build_email_message(self, subscriber: Subscriber, message_id: str | None = None) -> EmailMessage:
+        """The subscriber's message built the plain way: a fresh ``EmailMessage``."""
+        html, text = self.personalised_parts(subscriber)
+        is_ascii = subscriber.email.isascii()
+        msg = EmailMessage(policy=SMTP_POLICY if is_ascii else email_policy.SMTPUTF8)
+        self._headers(msg, to=self._to(subscriber), message_id=message_id or make_msgid(domain=self.domain),
+                      unsubscribe=f"<{self.unsubscribe_url(subscriber.email)}>")
+        msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
+        msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
+        return msg
+
+    # -- the fast path ---------------------------------------------------------------------
+
+    def _build_skeleton(self) -> None:
+        msg = EmailMessage(policy=SMTP_POLICY)
+        self._headers(msg, to=_TO_SENTINEL, message_id=_MSGID_SENTINEL, unsubscribe=_UNSUB_SENTINEL)
+        msg.set_content(_TEXT_SENTINEL, subtype="plain", charset="utf-8", cte="7bit")
+        msg.add_alternative(_HTML_SENTINEL, subtype="html", charset="utf-8", cte="7bit")
+        for part in msg.iter_parts():
+            part.replace_header("Content-Transfer-Encoding", "base64")
+        data = msg.as_bytes(policy=SMTP_POLICY)
+        pieces: list[bytes] = []
+        rest = data
+        for sentinel in (f"To: {_TO_SENTINEL}\r\n", f"Message-ID: {_MSGID_SENTINEL}\r\n",
+                         f"List-Unsubscribe: {_UNSUB_SENTINEL}\r\n", f"{_TEXT_SENTINEL}\r\n",
+                         f"{_HTML_SENTINEL}\r\n"):
+            head, found, rest = rest.partition(sentinel.encode("ascii"))
+            if not found:
+                raise RenderError(f"the message skeleton lacks {sentinel.strip()!r}", where="messages")
+            pieces.append(head)
+        pieces.append(rest)
+        self._pieces = tuple(pieces)
+
+    def _to_line(self, subscriber: Subscriber) -> bytes:
+        name = placeholders.clean_name(subscriber.name, fallback="")
+        email = subscriber.email
+        if _PLAIN_ADDRESS.fullmatch(email) and (not name or _PLAIN_NAME.fullmatch(name)):
+            line = f"To: {name} <{email}>\r\n" if name else f"To: {email}\r\n"
+            if len(line) <= 78:
+                return line.encode("ascii")
+        if "=?" not in name:
+            # Quotes, commas, non-ASCII (RFC 2047 encoded word): the standard library's formatter.
+            return f"To: {formataddr((name, email), charset='utf-8')}\r\n".encode("ascii")
+        # A name that looks like an encoded word: the email package's own folding protects it.
+        return SMTP_POLICY.fold_binary("To", SMTP_POLICY.header_factory("To", str(self._to(subscriber))))
+
+    def build(self, subscriber: Subscriber, message_id: str | None = None) -> OutgoingMessage:
+        """This subscriber's message as bytes ready for SMTP (CRLF line ends)."""
+        if not subscriber.email.isascii():
+            # Internationalised addresses need SMTPUTF8 headers: take the reference path.
+            msg = self.build_email_message(subscriber, message_id)
+            return OutgoingMessage(message_id=str(msg["Message-ID"]), sender=self.sender,
+                                   recipient=subscriber.email, data=msg.as_bytes(policy=email_policy.SMTPUTF8))
+        values = self.personal(subscriber)
+        message_id = message_id or make_msgid(domain=self.domain)
+        if "\r" in message_id or "\n" in message_id:
+            raise RenderError("line breaks are not allowed in a Message-ID", where=repr(message_id))
+        text = placeholders.fill_bytes(self._text_template, values.for_text())
+        html = placeholders.fill_bytes(self._html_template, values.for_html())
+        p = self._pieces
+        data = b"".join((
+            p[0], self._to_line(subscriber),
+            p[1], b"Message-ID: ", message_id.encode("ascii"), b"\r\n",
+            p[2], b"List-Unsubscribe: <", values.unsubscribe_url.encode("ascii"), b">\r\n",
+            p[3], _base64_lines(text),
+            p[4], _base64_lines(html),
+            p[5],
+        ))
+        return OutgoingMessage(message_id=message_id, sender=self.sender, recipient=subscriber.email, data=data)

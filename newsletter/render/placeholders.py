@@ -1,0 +1,63 @@
+"""Per-subscriber values are filled in *after* the issue is rendered and inlined once.
+
+The tokens are plain ``[A-Z_]`` words: lxml, premailer, HTML escaping and URL quoting all leave
+them alone (``{{ x }}`` inside an ``href`` would come out of lxml as ``{{%20x%20}}``). The values
+put in their place are escaped for the part they land in: HTML-escaped in HTML, as-is in text.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+NAME = "XNLNAMEX"
+EMAIL = "XNLEMAILX"
+UNSUBSCRIBE_URL = "XNLUNSUBSCRIBEURLX"
+TOKENS: tuple[str, ...] = (NAME, EMAIL, UNSUBSCRIBE_URL)
+
+_WHITESPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_TOKEN_RE = re.compile("|".join(TOKENS))
+
+
+def defuse_tokens(text: str) -> str:
+    """Break any token that appears in untrusted text (a title, an abstract), so a paper can
+    never pull a reader's address or unsubscribe link into the body where it chooses."""
+    return _TOKEN_RE.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], text)
+
+
+def clean_name(name: str, *, fallback: str = "there", max_chars: int = 80) -> str:
+    """A display name safe for a greeting: whitespace folded, control characters gone, length
+    capped (the fast message path relies on short lines)."""
+    folded = _WHITESPACE.sub(" ", _CONTROL.sub(" ", name or "")).strip()
+    return defuse_tokens(folded[:max_chars].strip()) or fallback
+
+
+@dataclass(frozen=True)
+class Personal:
+    """The values one subscriber's copy differs by."""
+
+    name: str
+    email: str
+    unsubscribe_url: str
+
+    def for_html(self) -> dict[str, str]:
+        return {NAME: html.escape(self.name), EMAIL: html.escape(self.email),
+                UNSUBSCRIBE_URL: html.escape(self.unsubscribe_url)}
+
+    def for_text(self) -> dict[str, str]:
+        return {NAME: self.name, EMAIL: self.email, UNSUBSCRIBE_URL: self.unsubscribe_url}
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """Replace every token; three ``str.replace`` calls cost microseconds on a 60 KB body."""
+    for token, value in values.items():
+        template = template.replace(token, value)
+    return template
+
+
+def fill_bytes(template: bytes, values: dict[str, str]) -> bytes:
+    for token, value in values.items():
+        template = template.replace(token.encode("ascii"), value.encode("utf-8"))
+    return template

@@ -1,0 +1,51 @@
+"""Writing one subscriber's copy of an issue to files a person can open: HTML, text and .eml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from newsletter.config import Config
+from newsletter.errors import RenderError
+from newsletter.models import RenderedIssue, Subscriber
+from newsletter.render.issue import html_size_bytes, size_warning
+from newsletter.render.messages import MessageFactory
+from newsletter.tokens import Signer
+
+SAMPLE_READER = Subscriber(email="reader@example.org", name="Reader")
+
+
+@dataclass(frozen=True)
+class PreviewFiles:
+    """Where the preview went, and what the user should know about it."""
+
+    issue_key: str
+    subject: str
+    html: Path
+    text: Path
+    eml: Path
+    html_bytes: int
+    recipient: str
+    warning: str | None = None
+
+
+def write_preview(rendered: RenderedIssue, config: Config, signer: Signer, out_dir: Path,
+                  subscriber: Subscriber = SAMPLE_READER, *, now: datetime | None = None) -> PreviewFiles:
+    """Write ``<key>.html``, ``<key>.txt`` and ``<key>.eml`` for ``subscriber`` into ``out_dir``."""
+    factory = MessageFactory(rendered, config, signer, now=now)
+    html, text = factory.personalised_parts(subscriber)
+    message = factory.build(subscriber)
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        key = rendered.issue.key
+        paths = (out_dir / f"{key}.html", out_dir / f"{key}.txt", out_dir / f"{key}.eml")
+        paths[0].write_text(html, encoding="utf-8")
+        paths[1].write_text(text, encoding="utf-8")
+        paths[2].write_bytes(message.data)
+    except OSError as exc:
+        raise RenderError(f"cannot write the preview: {exc.strerror}", where=str(out_dir)) from None
+    return PreviewFiles(issue_key=key, subject=rendered.subject, html=paths[0], text=paths[1], eml=paths[2],
+                        html_bytes=html_size_bytes(rendered), recipient=subscriber.email,
+                        warning=size_warning(rendered))

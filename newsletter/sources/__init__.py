@@ -1,0 +1,112 @@
+"""Sources: anything that lists papers (a file or an http(s) URL) turned into ``Paper`` values.
+
+``read_source`` says *what* to read and hands the bytes to the reader for their format;
+``fetch.py`` says *how* bytes are got (timeouts, size cap, conditional GET). The format is told
+by the content itself, not the file name: ``<`` starts a feed, ``{`` or ``[`` JSON, a header line
+with a ``title`` column CSV, anything else a plain-text page.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter.errors import SourceError
+from newsletter.sources.base import ParsedSource
+from newsletter.sources.fetch import Fetched, fetch_url, is_url, read_file
+
+__all__ = ["LoadedSource", "ParsedSource", "detect_format", "load_source", "parse_bytes"]
+
+_FEED_SUFFIXES = (".xml", ".rss", ".atom", ".rdf")
+
+
+@dataclass(frozen=True)
+class LoadedSource:
+    """A source read and parsed; ``parsed`` is None when the server said 304 Not Modified."""
+
+    name: str
+    parsed: ParsedSource | None
+    fetched: Fetched | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.fetched is not None and self.fetched.not_modified
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """Text from bytes: a BOM wins, then UTF-8, then the best guess of charset-normalizer."""
+    for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                          (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise SourceError(f"not valid {encoding}: {exc.reason} at byte {exc.start}", where=source) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data[:1_000_000]).best()
+    if best is None or best.encoding is None:
+        raise SourceError("binary data, not text, JSON, CSV or a feed", where=source)
+    return data.decode(best.encoding, errors="replace")
+
+
+def detect_format(data: bytes, name: str, content_type: str = "") -> str:
+    """``feed``, ``json``, ``csv`` or ``text``, from the first bytes (and the name as a tie-break)."""
+    head = data[:4096]
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        head = head.decode("utf-16", errors="ignore").encode("utf-8")
+    head = head.removeprefix(codecs.BOM_UTF8).lstrip()
+    if b"\x00" in head:
+        return "binary"
+    if head.startswith(b"<"):
+        return "feed"
+    if head.startswith((b"{", b"[")):
+        return "json"
+    lower = name.lower().split("?", 1)[0]
+    if lower.endswith(".json") or "json" in content_type:
+        return "json"
+    if lower.endswith(_FEED_SUFFIXES) or "xml" in content_type:
+        return "feed"
+    first_line = head.split(b"\n", 1)[0].lower()
+    if lower.endswith(".csv") or "text/csv" in content_type or (b"title" in first_line and b"," in first_line):
+        return "csv"
+    return "text"
+
+
+def parse_bytes(data: bytes, name: str, *, content_type: str = "", location: str | None = None) -> ParsedSource:
+    """The papers in ``data``; raises ``SourceError`` (``NAME: what is wrong``) when unreadable."""
+    from newsletter.sources.csvfiles import parse_csv
+    from newsletter.sources.feeds import parse_feed
+    from newsletter.sources.jsonfiles import parse_json
+    from newsletter.sources.text import parse_text
+
+    kind = detect_format(data, name, content_type)
+    if kind == "binary":
+        raise SourceError("binary data, not text, JSON, CSV or a feed", where=name)
+    if kind == "feed":
+        return parse_feed(data, name, location)
+    text = decode_text(data, name)
+    if kind == "json":
+        return parse_json(text, name)
+    if kind == "csv":
+        return parse_csv(text, name)
+    return parse_text(text, name)
+
+
+def load_source(name: str, *, timeout_s: float, max_bytes: int, etag: str | None = None,
+                last_modified: str | None = None, path: str | Path | None = None) -> LoadedSource:
+    """Read and parse one source (a path or an http(s) URL); ``path``, when given, is read
+    instead of ``name``, which then only names the source (the bundled sample)."""
+    if is_url(name):
+        fetched = fetch_url(name, timeout_s=timeout_s, max_bytes=max_bytes, etag=etag, last_modified=last_modified)
+        if fetched.not_modified:
+            return LoadedSource(name, None, fetched)
+        parsed = parse_bytes(fetched.body, name, content_type=fetched.content_type, location=fetched.url)
+        return LoadedSource(name, parsed, fetched)
+    data = read_file(Path(path or name).expanduser(), max_bytes=max_bytes, where=name)
+    return LoadedSource(name, parse_bytes(data, name))

@@ -1,0 +1,99 @@
+"""What every reader returns, and the one function that turns raw fields into a ``Paper``.
+
+Readers (text, JSON, CSV, feeds) only pick fields out of their format; ``build_paper`` does the
+rest the same way for all of them: clean text, canonical id, arXiv links, UTC time, and the
+decision that an entry without a title or a link is skipped (and counted), never stored
+half-empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from newsletter.models import Paper
+from newsletter.sources import normalize
+
+
+@dataclass
+class ParsedSource:
+    """The papers one source yielded, the entries it skipped (with why) and warnings."""
+
+    name: str
+    papers: list[Paper] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    format: str = ""
+
+    def add(self, result: "Paper | str", where: str) -> None:
+        if isinstance(result, Paper):
+            self.papers.append(result)
+        else:
+            self.skipped.append(f"{where}: {result}")
+
+
+def _link(value: object) -> str | None:
+    if isinstance(value, str) and value.strip().lower().startswith(("http://", "https://")):
+        return value.strip()
+    return None
+
+
+def build_paper(
+    *,
+    title: object,
+    url: object = None,
+    ids: Iterable[object] = (),
+    authors: Iterable[object] = (),
+    abstract: object = None,
+    pdf_url: object = None,
+    code_url: object = None,
+    thumbnail_url: object = None,
+    score: object = None,
+    published_at: object = None,
+    page_url: object = None,
+    source: str,
+) -> Paper | str:
+    """A normalised ``Paper``, or the reason (a string) the entry is skipped.
+
+    ``ids`` are extra identifiers (an arXiv id, a DOI, a guid) tried before ``url`` for the
+    canonical id; the abstract page of an arXiv paper is always ``https://arxiv.org/abs/ID``.
+    """
+    clean = normalize.clean_title(title if isinstance(title, str) else None)
+    if not clean:
+        return "no title"
+    url_s = _link(url)
+    candidates = [str(i) for i in ids if isinstance(i, (str, int)) and str(i).strip()]
+    paper_id = normalize.canonical_id(url_s, *candidates)
+    if paper_id is None:
+        return "no link or id"
+    pdf = _link(pdf_url)
+    if paper_id.startswith("arxiv:"):
+        url_s, pdf = normalize.arxiv_links(paper_id[6:])
+    elif url_s is None:
+        if paper_id.startswith("doi:"):
+            url_s = f"https://doi.org/{paper_id[4:]}"
+        else:
+            url_s = paper_id[4:]
+    names: list[str] = []
+    for a in authors:
+        name = normalize.clean_text(a) if isinstance(a, str) else ""
+        if name and name not in names:
+            names.append(name)
+    try:
+        score_i = int(score) if score is not None and score != "" and not isinstance(score, bool) else None
+    except (TypeError, ValueError):
+        score_i = None
+    return Paper(
+        id=paper_id,
+        title=clean,
+        url=url_s,
+        authors=tuple(names),
+        abstract=normalize.clean_abstract(abstract if isinstance(abstract, str) else None),
+        pdf_url=pdf,
+        code_url=_link(code_url),
+        thumbnail_url=_link(thumbnail_url),
+        score=score_i,
+        published_at=normalize.utc_datetime(published_at),
+        sources=(source,),
+        page_url=_link(page_url),
+    )

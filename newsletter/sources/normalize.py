@@ -1,0 +1,169 @@
+"""Canonical ids, clean text and UTC times: what makes one paper from many sources one record.
+
+The same arXiv paper shows up as ``2403.05525``, ``2403.05525v2``, ``arXiv:2403.05525``,
+``https://arxiv.org/abs/2403.05525v2``, ``https://arxiv.org/pdf/2403.05525.pdf`` or
+``https://huggingface.co/papers/2403.05525``; all of them become ``arxiv:2403.05525`` (the
+version is dropped: a new version is the same paper). DOIs become ``doi:10.x/y`` (lower-cased,
+as DOIs are case-insensitive) and anything else ``url:<the URL without fragment>``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit, urlunsplit
+
+# New-style ids (0704.0001 onwards: 4+4 digits, 4+5 since 2015) and old-style archive/YYMMNNN.
+_NEW_ID = r"\d{4}\.\d{4,5}"
+_OLD_ID = r"[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7}"
+_ARXIV_ID = rf"(?P<id>{_NEW_ID}|{_OLD_ID})(?:v(?P<version>\d+))?"
+
+_BARE_ID_RE = re.compile(rf"^(?:arxiv:\s*)?{_ARXIV_ID}$", re.IGNORECASE)
+_ARXIV_URL_RE = re.compile(
+    rf"^https?://(?:www\.|export\.|rss\.)?arxiv\.org/(?:abs|pdf|html|format)/{_ARXIV_ID}(?:\.pdf)?/?$",
+    re.IGNORECASE,
+)
+_HF_URL_RE = re.compile(rf"^https?://(?:www\.)?huggingface\.co/papers/{_ARXIV_ID}/?$", re.IGNORECASE)
+_OAI_RE = re.compile(rf"^oai:arXiv\.org:{_ARXIV_ID}$", re.IGNORECASE)
+_DOI_RE = re.compile(r"^(?:doi:\s*|https?://(?:dx\.)?doi\.org/)?(?P<doi>10\.\d{4,9}/\S+)$", re.IGNORECASE)
+
+_TAG_RE = re.compile(r"<[^>]*>")
+_COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
+_SCRIPT_RE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
+
+# arXiv listing feeds: "arXiv:2203.01250v3 Announce Type: replace-cross \nAbstract: ..."
+_ANNOUNCE_RE = re.compile(r"^\s*arXiv:\S+\s+Announce Type:\s*[\w\-]+\s*Abstract:\s*", re.IGNORECASE)
+# Legacy listing titles: "Title. (arXiv:2107.03419v1 [hep-ex] CROSS LISTED)"
+_TITLE_SUFFIX_RE = re.compile(r"\s*\(arXiv:[^\s)]+(?:\s+\[[^\]]*\])?(?:\s+[A-Z][A-Z ]*)?\)\s*$")
+
+
+def arxiv_id(text: str | None) -> str | None:
+    """The version-less arXiv id in an id, ``arXiv:`` reference, OAI id or arXiv/HF URL."""
+    if not text:
+        return None
+    text = text.strip()
+    for pattern in (_BARE_ID_RE, _ARXIV_URL_RE, _HF_URL_RE, _OAI_RE):
+        m = pattern.match(text)
+        if m:
+            return m.group("id")
+    return None
+
+
+def doi(text: str | None) -> str | None:
+    """The lower-cased DOI in ``10.x/y``, ``doi:10.x/y`` or a doi.org URL."""
+    if not text:
+        return None
+    m = _DOI_RE.match(text.strip())
+    return m.group("doi").lower().rstrip(".") if m else None
+
+
+def canonical_url(url: str) -> str:
+    """A URL without its fragment, with a lower-cased scheme and host, for comparison."""
+    parts = urlsplit(url.strip())
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, ""))
+
+
+def canonical_id(*candidates: str | None) -> str | None:
+    """The canonical id from the first candidate that names an arXiv paper, else a DOI, else a URL.
+
+    Candidates are tried in order of trust for each kind, so a feed entry can pass its guid,
+    link and every other link it has and get ``arxiv:`` whenever any of them is an arXiv paper.
+    """
+    present = [c.strip().removeprefix("url:") for c in candidates if c and c.strip()]
+    for c in present:
+        found = arxiv_id(c)
+        if found:
+            return f"arxiv:{found}"
+    for c in present:
+        found = doi(c)
+        if found:
+            return f"doi:{found}"
+    for c in present:
+        if c.lower().startswith(("http://", "https://")):
+            return f"url:{canonical_url(c)}"
+    return None
+
+
+def arxiv_links(id_: str) -> tuple[str, str]:
+    """The abstract page and PDF of an arXiv paper (version-less: always the latest)."""
+    return f"https://arxiv.org/abs/{id_}", f"https://arxiv.org/pdf/{id_}"
+
+
+def clean_text(text: str | None) -> str:
+    """Fold whitespace, drop HTML tags, comments and scripts, decode entities; LaTeX stays as is.
+
+    Entities are decoded after tags are removed, so an escaped ``&lt;b&gt;`` in a title stays
+    visible text rather than becoming markup.
+    """
+    if not text:
+        return ""
+    if "<" in text:
+        text = _COMMENT_RE.sub(" ", text)
+        text = _SCRIPT_RE.sub(" ", text)
+        text = _TAG_RE.sub(" ", text)
+    if "&" in text:
+        text = html.unescape(text)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    # str.split() folds every Unicode whitespace run, several times faster than a regex.
+    return " ".join(text.split())
+
+
+def clean_title(text: str | None) -> str:
+    """A title with the legacy arXiv listing suffix ``(arXiv:ID [cat] ...)`` removed."""
+    text = clean_text(text)
+    return _TITLE_SUFFIX_RE.sub("", text).strip() if "(arXiv:" in text else text
+
+
+def clean_abstract(text: str | None) -> str:
+    """An abstract without the arXiv listing prefix ``arXiv:ID Announce Type: ... Abstract:``."""
+    text = clean_text(text)
+    return _ANNOUNCE_RE.sub("", text).strip() if "Announce Type" in text else text
+
+
+def split_authors(text: str) -> list[str]:
+    """Names from one string such as ``A, B and C`` or arXiv's legacy ``<a>`` links with ``et al.``"""
+    if "," not in text and "<" not in text and " and " not in text and "&" not in text and "et al" not in text:
+        return [" ".join(text.split())] if text.strip() else []  # the common case: one plain name
+    if "<a" in text.lower():
+        names = [clean_text(m) for m in re.findall(r"<a\b[^>]*>(.*?)</a>", text, re.IGNORECASE | re.DOTALL)]
+        return [n for n in names if n]
+    text = clean_text(text)
+    text = re.sub(r",?\s*et al\.?(\s*\(.*?\))?\s*$", "", text)
+    if re.search(r"\w,\s*(?:[A-Z]\.\s*)+,", text + ","):
+        # "Kaur, M., Shukla, A. K., ...": surname, initials -- split after the initials only.
+        parts = re.split(r"(?<=\.),\s*", text)
+    else:
+        parts = re.split(r",\s*|\s+and\s+", text)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def utc_datetime(value: object) -> datetime | None:
+    """A timezone-aware UTC datetime from ISO 8601, RFC 822, a struct_time or a datetime.
+
+    Naive values are taken as UTC; anything unreadable is None (a date is nice to have, never
+    worth refusing a paper over).
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, time.struct_time):
+        dt = datetime(*value[:6], tzinfo=timezone.utc)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        except ValueError:
+            try:
+                dt = parsedate_to_datetime(text)
+            except (TypeError, ValueError, IndexError):
+                return None
+    else:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)

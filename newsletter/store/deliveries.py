@@ -1,0 +1,213 @@
+"""Queries of the delivery ledger: one row per issue x subscriber.
+
+A row moves ``pending -> sending -> sent | failed`` (or ``skipped`` when the subscriber stopped
+being active before their turn). A message written to the outbox folder ends ``written``: done
+for the outbox, still to send when the same issue is later sent by SMTP. Every move is every move is its own short transaction, so what the
+ledger says is always what the server last answered. Claiming runs inside ``store.atomic()``,
+which is ``BEGIN IMMEDIATE`` on SQLite: two processes can never claim the same row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy.engine import Connection
+
+from newsletter.models import Subscriber
+from newsletter.store.schema import deliveries, issues, subscribers
+
+PENDING = "pending"
+SENDING = "sending"
+SENT = "sent"
+WRITTEN = "written"
+FAILED = "failed"
+SKIPPED = "skipped"
+DELIVERY_STATUSES: tuple[str, ...] = (PENDING, SENDING, SENT, WRITTEN, FAILED, SKIPPED)
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A row this worker now holds: who to send to, and how many tries came before."""
+
+    id: int
+    subscriber: Subscriber
+    attempts: int
+
+
+def create_deliveries(conn: Connection, issue_number: int, now: datetime) -> int:
+    """Add a pending row for every active subscriber who has none yet for this issue.
+
+    One INSERT ... SELECT, so 100,000 rows cost one statement; running it again (a resumed send)
+    adds only subscribers who joined since and never touches existing rows.
+    """
+    existing = select(deliveries.c.subscriber_id).where(deliveries.c.issue_number == issue_number)
+    source = select(
+        literal(issue_number), subscribers.c.id, subscribers.c.email, literal(PENDING), literal(0),
+        literal(""), literal(now, type_=deliveries.c.updated_at.type),
+    ).where(subscribers.c.status == "active", subscribers.c.id.not_in(existing)).order_by(subscribers.c.id)
+    result = conn.execute(insert(deliveries).from_select(
+        ["issue_number", "subscriber_id", "email", "status", "attempts", "last_error", "updated_at"], source))
+    return int(result.rowcount or 0)
+
+
+def claim_deliveries(conn: Connection, issue_number: int, *, claimed_by: str, now: datetime,
+                     limit: int = 1, claimable: tuple[str, ...] = (PENDING,)) -> tuple[list[ClaimedDelivery], int]:
+    """Claim up to ``limit`` due rows in a ``claimable`` status; returns (claimed, skipped as no
+    longer active).
+
+    The subscriber's status is read in the same transaction as the claim, right before the
+    message goes out: someone who unsubscribed a second ago is marked ``skipped`` instead.
+    Call inside ``store.atomic()``.
+    """
+    claimed: list[ClaimedDelivery] = []
+    skipped = 0
+    while len(claimed) < limit:
+        rows = conn.execute(
+            select(deliveries.c.id, deliveries.c.email, deliveries.c.attempts, subscribers.c.id.label("sid"),
+                   subscribers.c.name, subscribers.c.status.label("sstatus"), subscribers.c.attributes)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(deliveries.c.issue_number == issue_number, deliveries.c.status.in_(claimable),
+                   or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now))
+            .order_by(deliveries.c.id).limit(limit - len(claimed))
+        ).all()
+        if not rows:
+            break
+        inactive = [r.id for r in rows if r.sstatus != "active"]
+        active = [r for r in rows if r.sstatus == "active"]
+        if inactive:
+            conn.execute(update(deliveries).where(deliveries.c.id.in_(inactive)).values(
+                status=SKIPPED, last_error="subscriber no longer active", claimed_by=None,
+                claimed_at=None, updated_at=now))
+            skipped += len(inactive)
+        if active:
+            conn.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in active])).values(
+                status=SENDING, claimed_by=claimed_by, claimed_at=now, updated_at=now))
+            claimed.extend(ClaimedDelivery(
+                id=r.id, attempts=r.attempts,
+                subscriber=Subscriber(email=r.email, name=r.name, status="active", id=r.sid,
+                                      attributes=dict(r.attributes or {})),
+            ) for r in active)
+    return claimed, skipped
+
+
+def release_stale_claims(conn: Connection, issue_number: int, *, stale_before: datetime,
+                         is_dead: Callable[[str], bool], now: datetime) -> int:
+    """Put back to ``pending`` rows left in ``sending`` by a process that died (or stalled).
+
+    A row claimed by a process known dead is released at once; any other claim only once it is
+    older than ``stale_before``, so a slow but living sender is never raced.
+    """
+    rows = conn.execute(select(deliveries.c.id, deliveries.c.claimed_by, deliveries.c.claimed_at).where(
+        deliveries.c.issue_number == issue_number, deliveries.c.status == SENDING)).all()
+    ids = [r.id for r in rows
+           if r.claimed_at is None or r.claimed_at < stale_before or is_dead(r.claimed_by or "")]
+    if ids:
+        conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), deliveries.c.status == SENDING).values(
+            status=PENDING, claimed_by=None, claimed_at=None, updated_at=now))
+    return len(ids)
+
+
+def mark_sent(conn: Connection, delivery_id: int, *, message_id: str, now: datetime,
+              status: str = SENT) -> None:
+    """Accepted by the server (``sent``) or written to the outbox (``written``)."""
+    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(
+        status=status, attempts=deliveries.c.attempts + 1, message_id=message_id, last_error="",
+        sent_at=now, claimed_by=None, claimed_at=None, next_attempt_at=None, updated_at=now))
+
+
+def mark_failed(conn: Connection, delivery_id: int, *, error: str, now: datetime) -> None:
+    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id, deliveries.c.status != SENT).values(
+        status=FAILED, attempts=deliveries.c.attempts + 1, last_error=error, claimed_by=None,
+        claimed_at=None, next_attempt_at=None, updated_at=now))
+
+
+def mark_retry(conn: Connection, delivery_id: int, *, error: str, next_attempt_at: datetime,
+               now: datetime) -> None:
+    """A temporary failure: back to pending, not to be claimed before ``next_attempt_at``."""
+    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id, deliveries.c.status != SENT).values(
+        status=PENDING, attempts=deliveries.c.attempts + 1, last_error=error, claimed_by=None,
+        claimed_at=None, next_attempt_at=next_attempt_at, updated_at=now))
+
+
+def release_claim(conn: Connection, delivery_id: int, *, now: datetime) -> None:
+    """Give a claimed row back untried (the run stopped before sending it)."""
+    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id, deliveries.c.status == SENDING).values(
+        status=PENDING, claimed_by=None, claimed_at=None, updated_at=now))
+
+
+def next_attempt_due(conn: Connection, issue_number: int,
+                     claimable: tuple[str, ...] = (PENDING,)) -> datetime | None:
+    """When the earliest deferred row of the issue may be tried again (None: nothing deferred)."""
+    return conn.execute(select(func.min(deliveries.c.next_attempt_at)).where(
+        deliveries.c.issue_number == issue_number, deliveries.c.status.in_(claimable))).scalar()
+
+
+def status_counts(conn: Connection, issue_number: int) -> dict[str, int]:
+    """How many rows of the issue are in each status (every status present, zero if none)."""
+    counts = {status: 0 for status in DELIVERY_STATUSES}
+    for status, n in conn.execute(select(deliveries.c.status, func.count()).where(
+            deliveries.c.issue_number == issue_number).group_by(deliveries.c.status)):
+        counts[status] = n
+    return counts
+
+
+def sent_or_sending_since(conn: Connection, since: datetime) -> int:
+    """Messages accepted since ``since`` plus those in flight, across issues and processes:
+    what the daily cap is measured against."""
+    return int(conn.execute(select(func.count()).where(or_(
+        and_(deliveries.c.sent_at >= since, deliveries.c.status == SENT),
+        deliveries.c.status == SENDING))).scalar() or 0)
+
+
+def reset_failed(conn: Connection, issue_number: int, now: datetime) -> int:
+    """Failed rows of the issue back to pending with a fresh attempt budget."""
+    result = conn.execute(update(deliveries).where(
+        deliveries.c.issue_number == issue_number, deliveries.c.status == FAILED).values(
+        status=PENDING, attempts=0, next_attempt_at=None, updated_at=now))
+    return int(result.rowcount or 0)
+
+
+def failed_deliveries(conn: Connection, issue_number: int, limit: int = 20) -> list[tuple[str, str]]:
+    """(address, server's words) of failed rows, for the end-of-run summary."""
+    return [(r.email, r.last_error) for r in conn.execute(
+        select(deliveries.c.email, deliveries.c.last_error).where(
+            deliveries.c.issue_number == issue_number, deliveries.c.status == FAILED)
+        .order_by(deliveries.c.id).limit(limit))]
+
+
+def sent_subscriber_ids(conn: Connection, issue_number: int, statuses: tuple[str, ...] = (SENT,)) -> set[int]:
+    return set(conn.execute(select(deliveries.c.subscriber_id).where(
+        deliveries.c.issue_number == issue_number, deliveries.c.status.in_(statuses))).scalars())
+
+
+def latest_issue_with_failures(conn: Connection) -> int | None:
+    return conn.execute(select(func.max(deliveries.c.issue_number)).where(
+        deliveries.c.status == FAILED)).scalar()
+
+
+def issue_number_for_key(conn: Connection, key: str) -> int | None:
+    return conn.execute(select(issues.c.number).where(issues.c.key == key)).scalar()
+
+
+def issues_with_counts(conn: Connection) -> list[dict[str, Any]]:
+    """Every issue, newest first, with its delivery counts per status."""
+    counts: dict[int, dict[str, int]] = {}
+    for number, status, n in conn.execute(select(
+            deliveries.c.issue_number, deliveries.c.status, func.count()).group_by(
+            deliveries.c.issue_number, deliveries.c.status)):
+        counts.setdefault(number, {s: 0 for s in DELIVERY_STATUSES})[status] = n
+    last_sent = dict(conn.execute(select(deliveries.c.issue_number, func.max(deliveries.c.sent_at))
+                                  .group_by(deliveries.c.issue_number)).all())
+    out = []
+    for row in conn.execute(select(issues.c.number, issues.c.key, issues.c.title, issues.c.status,
+                                   issues.c.created_at, issues.c.frozen_at).order_by(issues.c.number.desc())):
+        out.append({
+            "number": row.number, "key": row.key, "title": row.title, "status": row.status,
+            "created_at": row.created_at, "frozen_at": row.frozen_at,
+            "last_sent_at": last_sent.get(row.number),
+            "deliveries": counts.get(row.number, {s: 0 for s in DELIVERY_STATUSES}),
+        })
+    return out

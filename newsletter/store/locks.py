@@ -1,0 +1,189 @@
+"""A single-instance lock per store: one row of the ``locks`` table per lock name.
+
+Why a row in the store and not a lock file: the store is what two schedulers would fight over,
+and it may be a PostgreSQL database shared by several hosts, where a file lock on one host
+means nothing. The row names its holder as ``host:pid`` so a refused process can say who holds
+the lock, and carries a heartbeat so a holder that died without cleaning up (a power cut, a
+``kill -9``) does not block the store forever:
+
+- on this host, a holder whose pid no longer exists is stale at once;
+- on any host, a holder whose heartbeat is older than ``stale_after_s`` is stale.
+
+A stale holder is taken over in the same ``BEGIN IMMEDIATE`` transaction that found it stale,
+so two processes racing for a stale lock cannot both win.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.errors import LockedError
+from newsletter.store.db import Store, utcnow
+from newsletter.store.schema import locks
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_LOCK = "scheduler"
+STALE_AFTER_S = 300.0
+HEARTBEAT_EVERY_S = 30.0
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """Who holds a lock, since when, and when it last said it was alive."""
+
+    name: str
+    holder: str
+    acquired_at: datetime
+    heartbeat_at: datetime
+
+    @property
+    def host(self) -> str:
+        return self.holder.rsplit(":", 1)[0]
+
+    @property
+    def pid(self) -> int | None:
+        tail = self.holder.rsplit(":", 1)[-1]
+        return int(tail) if tail.isdigit() else None
+
+
+def this_process() -> str:
+    """``host:pid`` of the calling process: how a lock names its holder."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    except OSError:
+        return True  # cannot tell: assume alive rather than steal a live lock
+    return True
+
+
+def is_stale(info: LockInfo, *, now: datetime, stale_after_s: float) -> bool:
+    """A holder is stale when it is a dead process on this host or has stopped beating."""
+    if info.host == socket.gethostname() and info.pid is not None and not _pid_is_alive(info.pid):
+        return True
+    return now - info.heartbeat_at > timedelta(seconds=stale_after_s)
+
+
+def _read(conn: Connection, name: str) -> LockInfo | None:
+    row = conn.execute(select(locks).where(locks.c.name == name)).first()
+    if row is None:
+        return None
+    return LockInfo(row.name, row.holder, row.acquired_at, row.heartbeat_at)
+
+
+def lock_holder(store: Store, name: str = SCHEDULER_LOCK) -> LockInfo | None:
+    """The current row of lock ``name`` (stale or not), or None when nobody holds it."""
+    with store.atomic() as conn:
+        return _read(conn, name)
+
+
+def _describe(info: LockInfo, now: datetime) -> str:
+    age_s = max(0, int((now - info.heartbeat_at).total_seconds()))
+    return (f"process {info.holder} holds the {info.name} lock since "
+            f"{info.acquired_at:%Y-%m-%d %H:%M:%S} UTC (last heartbeat {age_s}s ago)")
+
+
+def acquire_lock(store: Store, name: str = SCHEDULER_LOCK, *, holder: str | None = None,
+                 stale_after_s: float = STALE_AFTER_S, now: datetime | None = None) -> LockInfo:
+    """Take lock ``name`` for ``holder`` (default: this process), or raise LockedError.
+
+    Not re-entrant: a holder asking again for a lock it holds is refused too, because two
+    schedulers in one process would be as wrong as in two.
+    """
+    holder = holder or this_process()
+    now = now or utcnow()
+    try:
+        with store.atomic() as conn:
+            current = _read(conn, name)
+            if current is not None:
+                if not is_stale(current, now=now, stale_after_s=stale_after_s):
+                    raise LockedError(_describe(current, now), where=store.url)
+                log.warning("taking over the %s lock from stale holder %s", name, current.holder)
+                conn.execute(delete(locks).where(locks.c.name == name))
+            conn.execute(insert(locks).values(name=name, holder=holder, acquired_at=now, heartbeat_at=now))
+    except IntegrityError:
+        # Another host inserted first (databases without BEGIN IMMEDIATE): report it.
+        current = lock_holder(store, name)
+        if current is None:
+            raise LockedError(f"the {name} lock was taken by another process at the same time",
+                              where=store.url) from None
+        raise LockedError(_describe(current, now), where=store.url) from None
+    return LockInfo(name, holder, now, now)
+
+
+def heartbeat(store: Store, name: str, holder: str, now: datetime | None = None) -> bool:
+    """Say ``holder`` is still alive; False when it no longer holds the lock (taken over)."""
+    with store.atomic() as conn:
+        result = conn.execute(update(locks).where(locks.c.name == name, locks.c.holder == holder)
+                              .values(heartbeat_at=now or utcnow()))
+        return result.rowcount == 1
+
+
+def release_lock(store: Store, name: str, holder: str) -> bool:
+    """Drop the lock if ``holder`` still holds it; never removes somebody else's."""
+    with store.atomic() as conn:
+        result = conn.execute(delete(locks).where(locks.c.name == name, locks.c.holder == holder))
+        return result.rowcount == 1
+
+
+class StoreLock:
+    """``with StoreLock(store):`` holds the lock, beats its heartbeat from a daemon thread
+    (a long send must not look dead to another host), and releases it on the way out.
+
+    ``lost`` is set if another process took the lock over (our heartbeat was too late); the
+    holder should then stop starting new work.
+    """
+
+    def __init__(self, store: Store, name: str = SCHEDULER_LOCK, *, holder: str | None = None,
+                 stale_after_s: float = STALE_AFTER_S, heartbeat_every_s: float = HEARTBEAT_EVERY_S) -> None:
+        if heartbeat_every_s >= stale_after_s:
+            raise ValueError("the heartbeat must come more often than the stale timeout")
+        self.store = store
+        self.name = name
+        self.holder = holder or this_process()
+        self.stale_after_s = stale_after_s
+        self.heartbeat_every_s = heartbeat_every_s
+        self.lost = threading.Event()
+        self.info: LockInfo | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "StoreLock":
+        self.info = acquire_lock(self.store, self.name, holder=self.holder, stale_after_s=self.stale_after_s)
+        self._thread = threading.Thread(target=self._beat, name=f"lock-heartbeat-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_every_s):
+            try:
+                if not heartbeat(self.store, self.name, self.holder):
+                    log.error("lost the %s lock: another process took it over", self.name)
+                    self.lost.set()
+                    return
+            except Exception as exc:  # a busy or unreachable store: try again next beat
+                log.warning("could not renew the %s lock: %s", self.name, exc)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        release_lock(self.store, self.name, self.holder)

@@ -1,0 +1,166 @@
+"""Papers in the store: upsert with merging, and the listing the next issue draws from.
+
+Merging is order-independent and idempotent, so ingesting the same source twice changes
+nothing and two sources reporting one paper converge whatever order they come in: the first
+title stays, the longer abstract and author list win, missing links are filled in, the score is
+the highest seen, the publication time the earliest, and sources accumulate. ``last_seen_at``
+moves on every sighting without counting as an update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy.engine import Connection
+
+from newsletter.models import Paper
+from newsletter.store.db import utcnow
+from newsletter.store.schema import papers, source_state
+
+_CHUNK = 500
+_CONTENT = ("title", "authors", "abstract", "url", "pdf_url", "code_url", "thumbnail_url",
+            "page_url", "score", "published_at", "sources")
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def _row_to_paper(row: Any) -> Paper:
+    return Paper(
+        id=row.id, title=row.title, url=row.url, authors=tuple(row.authors or ()), abstract=row.abstract,
+        pdf_url=row.pdf_url, code_url=row.code_url, thumbnail_url=row.thumbnail_url, score=row.score,
+        published_at=row.published_at, first_seen_at=row.first_seen_at, last_seen_at=row.last_seen_at,
+        sources=tuple(row.sources or ()), page_url=row.page_url,
+    )
+
+
+def _content(paper: Paper) -> dict[str, Any]:
+    return {
+        "title": paper.title, "authors": list(paper.authors), "abstract": paper.abstract, "url": paper.url,
+        "pdf_url": paper.pdf_url, "code_url": paper.code_url, "thumbnail_url": paper.thumbnail_url,
+        "page_url": paper.page_url, "score": paper.score, "published_at": paper.published_at,
+        "sources": list(paper.sources),
+    }
+
+
+def merge_papers(old: Paper, new: Paper) -> Paper:
+    """One paper from two sightings of it (see the module docstring for the rules)."""
+    authors = new.authors if len(new.authors) > len(old.authors) else old.authors
+    scores = [s for s in (old.score, new.score) if s is not None]
+    times = [t for t in (old.published_at, new.published_at) if t is not None]
+    return replace(
+        old,
+        title=old.title or new.title,
+        abstract=new.abstract if len(new.abstract) > len(old.abstract) else old.abstract,
+        authors=authors,
+        url=old.url or new.url,
+        pdf_url=old.pdf_url or new.pdf_url,
+        code_url=old.code_url or new.code_url,
+        thumbnail_url=old.thumbnail_url or new.thumbnail_url,
+        page_url=old.page_url or new.page_url,
+        score=max(scores) if scores else None,
+        published_at=min(times) if times else None,
+        sources=old.sources + tuple(s for s in new.sources if s not in old.sources),
+    )
+
+
+def _existing(conn: Connection, ids: Sequence[str]) -> dict[str, Paper]:
+    found: dict[str, Paper] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        for row in conn.execute(select(papers).where(papers.c.id.in_(chunk))):
+            found[row.id] = _row_to_paper(row)
+    return found
+
+
+def upsert_papers(conn: Connection, incoming: Iterable[Paper], now: datetime | None = None) -> UpsertCounts:
+    """Insert new papers, merge known ones; returns how many were new, updated and unchanged."""
+    now = now or utcnow()
+    batch: dict[str, Paper] = {}
+    for paper in incoming:
+        batch[paper.id] = merge_papers(batch[paper.id], paper) if paper.id in batch else paper
+    if not batch:
+        return UpsertCounts()
+    existing = _existing(conn, list(batch))
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    seen: list[str] = []
+    for pid, paper in batch.items():
+        old = existing.get(pid)
+        if old is None:
+            inserts.append({"id": pid, **_content(paper), "first_seen_at": now, "last_seen_at": now})
+            continue
+        merged = merge_papers(old, paper)
+        if _content(merged) != _content(old):
+            updates.append({"b_id": pid, **_content(merged), "last_seen_at": now})
+        else:
+            seen.append(pid)
+    if inserts:
+        conn.execute(papers.insert(), inserts)
+    if updates:
+        conn.execute(papers.update().where(papers.c.id == bindparam("b_id"))
+                     .values({c: bindparam(c) for c in (*_CONTENT, "last_seen_at")}), updates)
+    for start in range(0, len(seen), _CHUNK):
+        conn.execute(papers.update().where(papers.c.id.in_(seen[start:start + _CHUNK])).values(last_seen_at=now))
+    return UpsertCounts(new=len(inserts), updated=len(updates), unchanged=len(seen))
+
+
+def get_paper(conn: Connection, paper_id: str) -> Paper | None:
+    row = conn.execute(select(papers).where(papers.c.id == paper_id)).first()
+    return _row_to_paper(row) if row else None
+
+
+def count_papers(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(papers)).scalar_one()
+
+
+def list_papers(conn: Connection, *, first_seen_since: datetime | None = None, limit: int | None = None,
+                exclude_ids: Iterable[str] = ()) -> list[Paper]:
+    """Papers newest first (publication day, else first seen), highest score first within a day."""
+    when = func.coalesce(papers.c.published_at, papers.c.first_seen_at)
+    query = select(papers).order_by(
+        func.date(when).desc(), papers.c.score.desc().nulls_last(), when.desc(), papers.c.id)
+    conditions = []
+    if first_seen_since is not None:
+        conditions.append(papers.c.first_seen_at >= first_seen_since)
+    excluded = list(exclude_ids)
+    if excluded:
+        conditions.append(papers.c.id.not_in(excluded))
+    if conditions:
+        query = query.where(and_(*conditions))
+    if limit is not None:
+        query = query.limit(limit)
+    return [_row_to_paper(row) for row in conn.execute(query)]
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What the last good fetch of a URL told us, sent back as a conditional GET."""
+
+    source: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_fetched_at: datetime | None = None
+    last_status: str | None = None
+
+
+def get_source_state(conn: Connection, source: str) -> SourceState:
+    row = conn.execute(select(source_state).where(source_state.c.source == source)).first()
+    if row is None:
+        return SourceState(source)
+    return SourceState(source, row.etag, row.last_modified, row.last_fetched_at, row.last_status)
+
+
+def save_source_state(conn: Connection, state: SourceState) -> None:
+    values = {"etag": state.etag, "last_modified": state.last_modified,
+              "last_fetched_at": state.last_fetched_at, "last_status": state.last_status}
+    done = conn.execute(source_state.update().where(source_state.c.source == state.source).values(values))
+    if done.rowcount == 0:
+        conn.execute(source_state.insert().values(source=state.source, **values))

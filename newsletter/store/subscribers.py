@@ -1,0 +1,375 @@
+"""Queries on subscribers and their events: the only SQL about who is on the list.
+
+Two rules hold everywhere here, because the law and the mailbox providers hold the operator to
+them: an address is compared by its lower-cased key (``Ada@x.org`` and ``ada@x.org`` are one
+person), and an address that unsubscribed or bounced stays on file as *suppressed*, so nothing
+(an import, an ``add``, a web form) can quietly make it active again.
+
+Bulk imports go through a temporary staging table (``stage_rows`` then ``merge_staged``): rows
+are streamed into it in batches, and one set-based ``INSERT ... ON CONFLICT`` merges them, so a
+million rows cost a few seconds of SQLite and no Python memory, inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator, Mapping, Sequence
+
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+from newsletter.errors import SubscriberError
+from newsletter.models import SUBSCRIBER_STATUSES, SUPPRESSED_STATUSES, Subscriber
+from newsletter.store.db import utcnow
+from newsletter.store.schema import UTCDateTime, deliveries, events, subscribers
+from newsletter.subscribers.addresses import email_key, normalize_address
+
+
+class AlreadySubscribedError(SubscriberError):
+    """``add`` of an address that is already on file (in whatever status)."""
+
+
+class NotSubscribedError(SubscriberError):
+    """An address that is not on file."""
+
+
+class SuppressedError(SubscriberError):
+    """An attempt to mail-enable (or silently drop) an address that unsubscribed or bounced."""
+
+
+def _check_status(status: str) -> None:
+    if status not in SUBSCRIBER_STATUSES:
+        raise SubscriberError(f"unknown status {status!r}; one of {', '.join(SUBSCRIBER_STATUSES)}")
+
+
+def _to_subscriber(row: Any) -> Subscriber:
+    return Subscriber(
+        email=row.email, name=row.name, status=row.status, id=row.id,
+        created_at=row.created_at, updated_at=row.updated_at, confirmed_at=row.confirmed_at,
+        status_changed_at=row.status_changed_at, status_reason=row.status_reason,
+        attributes=dict(row.attributes or {}),
+    )
+
+
+def _record_event(conn: Connection, subscriber_id: int | None, email: str, kind: str, detail: str,
+                  at: datetime) -> None:
+    conn.execute(insert(events).values(subscriber_id=subscriber_id, email=email, kind=kind,
+                                       detail=detail, at=at))
+
+
+def _key_of(email: str) -> str | None:
+    try:
+        return email_key(normalize_address(email))
+    except SubscriberError:
+        return None
+
+
+def get_subscriber(conn: Connection, email: str) -> Subscriber | None:
+    """The subscriber with this address (compared case-insensitively); None if not on file or
+    not an address at all."""
+    key = _key_of(email)
+    if key is None:
+        return None
+    row = conn.execute(select(subscribers).where(subscribers.c.email_key == key)).first()
+    return _to_subscriber(row) if row else None
+
+
+def get_subscriber_by_id(conn: Connection, subscriber_id: int) -> Subscriber | None:
+    row = conn.execute(select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+    return _to_subscriber(row) if row else None
+
+
+def add_subscriber(conn: Connection, email: str, name: str = "", status: str = "active",
+                   attributes: Mapping[str, Any] | None = None, now: datetime | None = None,
+                   *, detail: str = "added") -> Subscriber:
+    """Put a new address on the list; raises ``AlreadySubscribedError`` if it is on file.
+
+    Adding never changes an existing subscriber: an address that unsubscribed must come back
+    through ``set_status(..., allow_reactivate=True)``, a deliberate act.
+    """
+    from newsletter.subscribers.addresses import clean_name
+
+    _check_status(status)
+    normalized = normalize_address(email)
+    key = email_key(normalized)
+    existing = conn.execute(select(subscribers.c.email, subscribers.c.status)
+                            .where(subscribers.c.email_key == key)).first()
+    if existing is not None:
+        spelled = "" if existing.email == normalized else f" as {existing.email}"
+        raise AlreadySubscribedError(f"already on the list{spelled} ({existing.status})", where=normalized)
+    now = now or utcnow()
+    result = conn.execute(insert(subscribers).values(
+        email=normalized, email_key=key, name=clean_name(name), status=status,
+        status_reason=detail if status in SUPPRESSED_STATUSES else "",
+        attributes=dict(attributes or {}), created_at=now, updated_at=now,
+        confirmed_at=now if status == "active" else None, status_changed_at=now,
+    ))
+    subscriber_id = result.inserted_primary_key[0]
+    kind = status if status in SUPPRESSED_STATUSES else "subscribed"
+    _record_event(conn, subscriber_id, normalized, kind, detail, now)
+    found = get_subscriber_by_id(conn, subscriber_id)
+    assert found is not None
+    return found
+
+
+def set_status(conn: Connection, email: str, status: str, reason: str, now: datetime | None = None,
+               allow_reactivate: bool = False) -> Subscriber:
+    """Change one subscriber's status and record an event saying when and why.
+
+    Setting the status it already has changes nothing (an unsubscribe link clicked twice is one
+    unsubscribe). Making a suppressed address pending or active raises ``SuppressedError``
+    unless ``allow_reactivate``: only the person asking again may undo an unsubscribe.
+    """
+    _check_status(status)
+    current = get_subscriber(conn, email)
+    if current is None:
+        raise NotSubscribedError("not on the list", where=email.strip())
+    if current.status == status:
+        return current
+    if current.is_suppressed and status not in SUPPRESSED_STATUSES and not allow_reactivate:
+        raise SuppressedError(
+            f"{current.status} ({current.status_reason or 'no reason recorded'}); it stays suppressed",
+            where=current.email)
+    now = now or utcnow()
+    values: dict[str, Any] = {"status": status, "status_reason": reason, "status_changed_at": now,
+                              "updated_at": now}
+    if status == "active" and current.confirmed_at is None:
+        values["confirmed_at"] = now
+    conn.execute(update(subscribers).where(subscribers.c.id == current.id).values(**values))
+    kind = {"active": "confirmed" if current.status == "pending" else "subscribed",
+            "pending": "subscribed"}.get(status, status)
+    _record_event(conn, current.id, current.email, kind, reason, now)
+    found = get_subscriber_by_id(conn, current.id)  # type: ignore[arg-type]
+    assert found is not None
+    return found
+
+
+def unsubscribe(conn: Connection, email: str, reason: str = "unsubscribed", now: datetime | None = None) -> Subscriber:
+    """Suppress an address because its owner asked; idempotent."""
+    return set_status(conn, email, "unsubscribed", reason, now=now)
+
+
+def mark_bounced(conn: Connection, email: str, reason: str, now: datetime | None = None) -> Subscriber:
+    """Suppress an address the mail system refuses for good (a hard bounce); idempotent."""
+    current = get_subscriber(conn, email)
+    if current is not None and current.status == "unsubscribed":
+        return current  # already suppressed, and "unsubscribed" is the stronger statement
+    return set_status(conn, email, "bounced", reason, now=now)
+
+
+def remove_subscriber(conn: Connection, email: str, *, forget: bool = False,
+                      now: datetime | None = None) -> Subscriber:
+    """Delete a subscriber (added by mistake, or asking to be forgotten) with their delivery rows.
+
+    A suppressed address is kept unless ``forget``: once gone from the file, nothing would stop
+    a later import from adding it back. An event row records the removal either way.
+    """
+    current = get_subscriber(conn, email)
+    if current is None:
+        raise NotSubscribedError("not on the list", where=email.strip())
+    if current.is_suppressed and not forget:
+        raise SuppressedError(
+            f"{current.status}: kept on file so it is never mailed again; pass --forget to erase it anyway",
+            where=current.email)
+    now = now or utcnow()
+    conn.execute(delete(deliveries).where(deliveries.c.subscriber_id == current.id))
+    conn.execute(update(events).where(events.c.subscriber_id == current.id).values(subscriber_id=None))
+    conn.execute(delete(subscribers).where(subscribers.c.id == current.id))
+    _record_event(conn, None, current.email, "removed", "forgotten" if current.is_suppressed else "removed", now)
+    return current
+
+
+def iter_subscribers(conn: Connection, status: str | None = None, batch_size: int = 2000) -> Iterator[Subscriber]:
+    """Every subscriber (or those with ``status``) in id order, fetched in batches so an export
+    of a million rows holds one batch in memory."""
+    if status is not None:
+        _check_status(status)
+    query = select(subscribers).order_by(subscribers.c.id)
+    if status is not None:
+        query = query.where(subscribers.c.status == status)
+    result = conn.execution_options(yield_per=batch_size).execute(query)
+    for row in result:
+        yield _to_subscriber(row)
+
+
+def list_subscribers(conn: Connection, status: str | None = None) -> list[Subscriber]:
+    return list(iter_subscribers(conn, status))
+
+
+def active_subscribers(conn: Connection) -> list[Subscriber]:
+    """Everyone who gets the next issue, in id order (a stable order for the delivery ledger)."""
+    return list_subscribers(conn, "active")
+
+
+def is_active(conn: Connection, subscriber_id: int) -> bool:
+    """Checked again just before each message goes out: someone may unsubscribe mid-run."""
+    status = conn.execute(select(subscribers.c.status).where(subscribers.c.id == subscriber_id)).scalar()
+    return status == "active"
+
+
+def subscriber_stats(conn: Connection, now: datetime | None = None) -> dict[str, Any]:
+    """Counts by status, suppressed in total, and the last 30 days' events by kind."""
+    now = now or utcnow()
+    by_status = {status: 0 for status in SUBSCRIBER_STATUSES}
+    for row in conn.execute(select(subscribers.c.status, func.count()).group_by(subscribers.c.status)):
+        by_status[row[0]] = row[1]
+    recent = {row[0]: row[1] for row in conn.execute(
+        select(events.c.kind, func.count()).where(events.c.at >= now - timedelta(days=30)).group_by(events.c.kind))}
+    return {
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "suppressed": sum(by_status[s] for s in SUPPRESSED_STATUSES),
+        "last_30_days": dict(sorted(recent.items())),
+    }
+
+
+# --- bulk import: staging table and merge ---------------------------------------------------
+
+_staging_meta = MetaData()
+import_rows = Table(
+    "import_rows", _staging_meta,
+    Column("line", Integer, primary_key=True),        # where the row starts in the file
+    Column("email", String, nullable=False),
+    Column("email_key", String, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("status", String, nullable=False),
+    Column("status_reason", Text, nullable=False),
+    Column("attributes", Text, nullable=False),        # JSON text, merged into the stored object
+    Column("created_at", Text),                       # times in the store's own text form
+    Column("confirmed_at", Text),
+    Column("status_changed_at", Text),
+    prefixes=["TEMPORARY"],
+)
+STAGED_COLUMNS: tuple[str, ...] = tuple(c.name for c in import_rows.columns)
+_STAGE_SQL = (f"INSERT INTO import_rows ({', '.join(STAGED_COLUMNS)}) "
+              f"VALUES ({', '.join('?' for _ in STAGED_COLUMNS)})")
+
+
+def staged_time(value: datetime | None) -> str | None:
+    """A time as SQLAlchemy's SQLite ``DATETIME`` stores it (naive UTC text), so staged rows can be
+    copied into ``subscribers`` by SQL and read back as the same aware datetime."""
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+import_suppressions = Table(
+    "import_suppressions", _staging_meta,
+    Column("email_key", String, primary_key=True),
+    prefixes=["TEMPORARY"],
+)
+
+_SUP = "('unsubscribed', 'bounced')"
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    """What merging staged rows did, by address (not by row)."""
+
+    rows: int = 0
+    added: int = 0
+    updated: int = 0
+    suppressed_kept: int = 0
+    duplicates: int = 0
+    newly_suppressed: int = 0
+
+
+def begin_import(conn: Connection) -> None:
+    """Create the (connection-private, temporary) staging tables inside the caller's transaction."""
+    if conn.dialect.name != "sqlite":
+        raise SubscriberError(f"bulk import is implemented for SQLite stores only, not {conn.dialect.name}")
+    # A bigger page cache for this connection only (it is closed after the transaction): the
+    # staging table and the merge then touch the disk far less. Bounded, so memory stays flat.
+    conn.exec_driver_sql("PRAGMA cache_size=-32768")
+    conn.exec_driver_sql("PRAGMA temp.cache_size=-32768")
+    _staging_meta.drop_all(conn, checkfirst=True)
+    _staging_meta.create_all(conn)
+
+
+def stage_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Append a batch of checked rows, tuples in ``STAGED_COLUMNS`` order, times through
+    ``staged_time``.
+
+    Straight to the driver's ``executemany`` on the transaction's own connection: SQLAlchemy's
+    per-row parameter processing would cost more than SQLite's insert itself.
+    """
+    if rows:
+        conn.connection.driver_connection.executemany(_STAGE_SQL, rows)  # type: ignore[union-attr]
+
+
+def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) -> MergeCounts:
+    """Merge the staged rows into ``subscribers`` in file order, then drop the staging tables.
+
+    New addresses are added with the file's status; rows for an address already on file update
+    its name (when given), attributes (merged) and status, except that a suppressed address is
+    never touched and is counted as left alone when the row would have mailed it. A row that
+    says unsubscribed or bounced always wins over active or pending. Duplicate rows in the file
+    are applied one after the other under the same rules, so they merge.
+    """
+    now = now or utcnow()
+    typed_now = bindparam("now", now, type_=UTCDateTime())
+    # Indexed after loading, not before: building it once is cheaper than keeping it up to date.
+    conn.execute(text("CREATE INDEX import_rows_key ON import_rows (email_key, line)"))
+    rows, distinct = conn.execute(select(func.count(), func.count(import_rows.c.email_key.distinct()))).one()
+    added = conn.execute(text(
+        "SELECT count(DISTINCT r.email_key) FROM import_rows r WHERE NOT EXISTS "
+        "(SELECT 1 FROM subscribers s WHERE s.email_key = r.email_key)")).scalar_one()
+    on_file_open = conn.execute(text(
+        f"SELECT count(DISTINCT r.email_key) FROM import_rows r WHERE EXISTS (SELECT 1 FROM subscribers s"
+        f" WHERE s.email_key = r.email_key AND s.status NOT IN {_SUP})")).scalar_one()
+    suppressed_kept = conn.execute(text(
+        f"SELECT count(DISTINCT r.email_key) FROM import_rows r WHERE r.status NOT IN {_SUP} AND ("
+        f" EXISTS (SELECT 1 FROM subscribers s WHERE s.email_key = r.email_key AND s.status IN {_SUP})"
+        f" OR EXISTS (SELECT 1 FROM import_rows p WHERE p.email_key = r.email_key AND p.line < r.line"
+        f" AND p.status IN {_SUP}))")).scalar_one()
+    newly_suppressed = conn.execute(text(
+        f"INSERT INTO import_suppressions (email_key) SELECT DISTINCT r.email_key FROM import_rows r"
+        f" WHERE r.status IN {_SUP} AND NOT EXISTS (SELECT 1 FROM subscribers s"
+        f" WHERE s.email_key = r.email_key AND s.status IN {_SUP})")).rowcount
+    new_status = (f"CASE WHEN excluded.status IN {_SUP} THEN excluded.status"
+                  f" WHEN subscribers.status = 'active' THEN 'active' ELSE excluded.status END")
+    conn.execute(text(
+        "INSERT INTO subscribers (email, email_key, name, status, status_reason, attributes,"
+        " created_at, updated_at, confirmed_at, status_changed_at)"
+        " SELECT email, email_key, name, status, status_reason, attributes,"
+        " coalesce(created_at, :now), :now, confirmed_at, status_changed_at"
+        " FROM import_rows WHERE true ORDER BY line"
+        " ON CONFLICT (email_key) DO UPDATE SET"
+        " name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE subscribers.name END,"
+        " attributes = json_patch(subscribers.attributes, excluded.attributes),"
+        f" status_changed_at = CASE WHEN ({new_status}) <> subscribers.status"
+        "   THEN coalesce(excluded.status_changed_at, :now) ELSE subscribers.status_changed_at END,"
+        f" status_reason = CASE WHEN ({new_status}) <> subscribers.status"
+        "   THEN excluded.status_reason ELSE subscribers.status_reason END,"
+        f" status = {new_status},"
+        " confirmed_at = coalesce(subscribers.confirmed_at, excluded.confirmed_at),"
+        " updated_at = :now"
+        f" WHERE subscribers.status NOT IN {_SUP}").bindparams(typed_now))
+    # A new row whose file gave no status time: its status dates from when it was created.
+    conn.execute(text(
+        "UPDATE subscribers SET status_changed_at = created_at"
+        " WHERE status_changed_at IS NULL AND updated_at = :now").bindparams(typed_now))
+    conn.execute(text(
+        "INSERT INTO events (subscriber_id, email, kind, detail, at)"
+        " SELECT s.id, s.email, s.status, :detail, :now FROM subscribers s"
+        " JOIN import_suppressions x ON x.email_key = s.email_key ORDER BY s.id"
+    ).bindparams(typed_now, bindparam("detail", f"import {source}")))
+    _staging_meta.drop_all(conn)
+    return MergeCounts(rows=rows, added=added, updated=on_file_open,
+                       suppressed_kept=suppressed_kept, duplicates=rows - distinct,
+                       newly_suppressed=newly_suppressed)

@@ -1,0 +1,413 @@
+"""The web app: ``create_app(config, store)`` returns a Starlette application.
+
+Routes (all pages are Jinja2 templates with autoescape; every response carries the security
+headers of ``newsletter.web.security``):
+
+    GET  /                     subscribe form and the latest sent issue
+    POST /subscribe            double opt-in request: same answer whatever the address's state
+    GET  /confirm/TOKEN        the link in the confirmation message: activates
+    GET  /unsubscribe/TOKEN    what will happen, and a button; changes nothing
+    POST /unsubscribe/TOKEN    the button or RFC 8058 one-click: unsubscribes, 200, no cookie
+    GET  /archive              sent issues
+    GET  /archive/KEY          one sent issue, without personal data
+    GET  /feed.xml             Atom feed of the newsletter
+         /preview/...          the operator's preview: loopback, or the preview token
+
+The handlers only translate HTTP to calls of ``newsletter.web.subscriptions`` and
+``newsletter.web.archive`` and back; the rules live there.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from typing import Any, Awaitable, Callable, TypeVar
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from newsletter.config import Config
+from newsletter.errors import DeliveryError, NewsletterError, SubscriberError
+from newsletter.store import Store
+from newsletter.tokens import Signer, secret_key
+from newsletter.web import archive
+from newsletter.web.pages import Pages
+from newsletter.web.security import (
+    PREVIEW_SECURITY_HEADERS,
+    CsrfTokens,
+    SecurityHeadersMiddleware,
+    TokenBucket,
+    is_loopback,
+    token_matches,
+)
+from newsletter.web.subscriptions import (
+    CONFIRM_MAX_AGE_S,
+    ConfirmOutcome,
+    UnsubscribeOutcome,
+    address_for_unsubscribe,
+    check_address,
+    clean_name,
+    confirm_subscription,
+    request_subscription,
+    unsubscribe_by_token,
+)
+
+log = logging.getLogger("newsletter.web")
+
+MAX_FORM_BYTES = 16 * 1024
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+NO_STORE = {"Cache-Control": "no-store"}
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
+
+
+class FormProblem(Exception):
+    """A subscribe form that cannot be used: shown back to the person, in words."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class WebApp:
+    """The state the routes share: config, store, signer, templates, CSRF and rate limits."""
+
+    def __init__(self, config: Config, store: Store, *, subscribe_burst: int, subscribe_refill_per_s: float,
+                 address_burst: int, address_refill_per_s: float, confirm_max_age_s: int) -> None:
+        self.config = config
+        self.store = store
+        key = secret_key(config, store)
+        self.signer = Signer(key)
+        self.csrf = CsrfTokens(key)
+        self.pages = Pages(config)
+        self.ip_limit = TokenBucket(subscribe_burst, subscribe_refill_per_s)
+        # A second limit per address, so nobody can make us mail-bomb one mailbox from many IPs.
+        self.address_limit = TokenBucket(address_burst, address_refill_per_s)
+        self.confirm_max_age_s = confirm_max_age_s
+        # Writers take turns inside this process: SQLite lets one write transaction in at a time,
+        # and its busy handler makes the losers sleep in growing steps (1, 2, 5 ... 100 ms).
+        self.write_lock = threading.Lock()
+
+    def serialized(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store write with the other writers of this process queued, not busy-waiting."""
+        with self.write_lock:
+            return function(*args, **kwargs)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def base_url(self, request: Request) -> str:
+        """Where links in messages point: the configured public URL, else how we were reached."""
+        return (self.config["newsletter.base_url"] or str(request.base_url)).rstrip("/")
+
+    def notice(self, heading: str, message: str, status_code: int = 200, *, is_error: bool = False,
+               show_home: bool = True) -> HTMLResponse:
+        return self.pages.render("notice.html", status_code, headers=NO_STORE, heading=heading,
+                                 message=message, is_error=is_error, show_home=show_home)
+
+    def form_page(self, request: Request, *, error: str = "", email: str = "", name: str = "",
+                  status_code: int = 200) -> HTMLResponse:
+        """The subscribe page, with a fresh CSRF pair (cookie + hidden field)."""
+        nonce, form_token = self.csrf.issue(request.cookies.get(CsrfTokens.COOKIE))
+        latest = archive.latest_sent_issue(self.store)
+        response = self.pages.render("index.html", status_code, headers=NO_STORE, error=error,
+                                     email=email, name=name, csrf_token=form_token, latest=latest)
+        secure = self.base_url(request).startswith("https://") or request.url.scheme == "https"
+        response.set_cookie(CsrfTokens.COOKIE, nonce, httponly=True, samesite="strict",
+                            secure=secure, path="/")
+        return response
+
+    def origin_allowed(self, request: Request) -> bool:
+        """A browser's Origin (when it sends one) must be ours: the public URL or the host asked.
+
+        ``null`` (privacy settings, some redirects) proves nothing either way; the signed
+        double-submit token then decides alone.
+        """
+        origin = request.headers.get("origin")
+        if origin is None or origin == "null":
+            return True
+        own = {f"{request.url.scheme}://{request.headers.get('host', '')}".lower()}
+        if self.config["newsletter.base_url"]:
+            parts = urlsplit(self.config["newsletter.base_url"])
+            own.add(f"{parts.scheme}://{parts.netloc}".lower())
+        return origin.lower() in own
+
+    # -- routes --------------------------------------------------------------------------------
+
+    async def index(self, request: Request) -> Response:
+        return await run_in_threadpool(self.form_page, request)
+
+    async def subscribe(self, request: Request) -> Response:
+        try:
+            form = await read_small_form(request)
+        except FormProblem as problem:
+            return await run_in_threadpool(self.form_page, request, error=problem.message,
+                                           status_code=problem.status_code)
+        email, name, token = (_text_field(form, field) for field in ("email", "name", CsrfTokens.FIELD))
+        if email is None or name is None or token is None:
+            return await run_in_threadpool(self.form_page, request, status_code=400,
+                                           error="The form could not be read: a field was sent as a file.")
+        echo = {"email": email[:300], "name": name[:300]}
+        if not self.origin_allowed(request) or not self.csrf.is_valid(request.cookies.get(CsrfTokens.COOKIE), token):
+            return await run_in_threadpool(
+                self.form_page, request, status_code=403, **echo,
+                error="This form has expired or was sent from another site. Please press Subscribe again.")
+        client = request.client.host if request.client else "unknown"
+        if not self.ip_limit.take(client):
+            response = await run_in_threadpool(
+                self.form_page, request, status_code=429, **echo,
+                error="Too many subscribe requests from your network. Please wait a few minutes and try again.")
+            response.headers["Retry-After"] = "60"
+            return response
+        try:
+            address = check_address(email)
+        except SubscriberError as exc:
+            return await run_in_threadpool(self.form_page, request, status_code=400, **echo,
+                                           error=f"Please check the email address: {exc}")
+        try:
+            clean_name(name)
+        except SubscriberError as exc:
+            return await run_in_threadpool(self.form_page, request, status_code=400, **echo,
+                                           error=f"Please check the name: {exc}.")
+        if self.address_limit.take(address.lower()):
+            try:
+                await run_in_threadpool(request_subscription, self.store, self.config, self.signer,
+                                        address, name, base_url=self.base_url(request))
+            except SubscriberError as exc:
+                return await run_in_threadpool(self.form_page, request, status_code=400, **echo,
+                                               error=f"Please check the address: {exc}")
+            except DeliveryError as exc:
+                log.error("confirmation not sent: %s", exc)
+                return self.notice("Please try again later",
+                                   "We could not send the confirmation message just now. Nothing was lost: "
+                                   "please try again in a few minutes.", 503, is_error=True)
+        # The same words whatever the address's state, and whether or not a message went out.
+        return self.notice("Check your inbox",
+                           f"If {address} can receive {self.config['newsletter.name']}, a message with a "
+                           "confirmation link is on its way. Open the link to start your subscription.")
+
+    async def confirm(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        outcome = await run_in_threadpool(self.serialized, confirm_subscription, self.store, self.signer, token,
+                                          max_age_s=self.confirm_max_age_s)
+        name = self.config["newsletter.name"]
+        if outcome is ConfirmOutcome.CONFIRMED:
+            return self.notice("You are subscribed", f"Thank you: {name} will arrive with its next issue.")
+        if outcome is ConfirmOutcome.ALREADY_ACTIVE:
+            return self.notice("You are subscribed", f"This address already receives {name}.")
+        if outcome is ConfirmOutcome.EXPIRED:
+            return self.notice("This link has expired",
+                               "Confirmation links work for a few days only. Please subscribe again to get a new one.",
+                               410, is_error=True)
+        if outcome is ConfirmOutcome.STALE:
+            return self.notice("This link is no longer valid",
+                               "This address unsubscribed after the link was sent. To subscribe again, "
+                               "ask for a new link on the subscribe page.", 410, is_error=True)
+        return self.notice("This link is not valid",
+                           "The confirmation link is incomplete or was altered. Copy the whole link from "
+                           "the message, or subscribe again.", 400, is_error=True)
+
+    async def unsubscribe_page(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        outcome, email = await run_in_threadpool(address_for_unsubscribe, self.store, self.signer, token)
+        if outcome is UnsubscribeOutcome.INVALID:
+            return self._invalid_unsubscribe()
+        if outcome is UnsubscribeOutcome.UNKNOWN:
+            return self._unknown_unsubscribe()
+        return self.pages.render("unsubscribe.html", headers=NO_STORE, token=token, email=email,
+                                 already=outcome is UnsubscribeOutcome.ALREADY)
+
+    async def unsubscribe(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        how = await _unsubscribe_how(request)
+        outcome = await run_in_threadpool(self.serialized, unsubscribe_by_token, self.store, self.signer,
+                                          token, how=how)
+        if outcome is UnsubscribeOutcome.INVALID:
+            return self._invalid_unsubscribe()
+        if outcome is UnsubscribeOutcome.UNKNOWN:
+            return self._unknown_unsubscribe()
+        return self.notice("You are unsubscribed",
+                           f"Nothing more from {self.config['newsletter.name']} will be sent to this address.",
+                           show_home=False)
+
+    def _invalid_unsubscribe(self) -> HTMLResponse:
+        return self.notice("This unsubscribe link is not valid",
+                           "The link is incomplete or was altered, so nothing was changed. Use the link in "
+                           "the latest message, or reply to it and ask to be removed.", 400, is_error=True,
+                           show_home=False)
+
+    def _unknown_unsubscribe(self) -> HTMLResponse:
+        return self.notice("Not on the list",
+                           "This address is no longer on our list: nothing will be sent to it.", 404,
+                           show_home=False)
+
+    async def archive_index(self, request: Request) -> Response:
+        issues = await run_in_threadpool(archive.sent_issues, self.store)
+        return self.pages.render("archive.html", issues=issues)
+
+    async def archive_issue(self, request: Request) -> Response:
+        key = request.path_params["key"]
+        html = await run_in_threadpool(archive.public_issue_html, self.store, key,
+                                       home_url=self.base_url(request) + "/")
+        if html is None:
+            return self.notice("No such issue", "There is no sent issue with this name.", 404, is_error=True)
+        return HTMLResponse(html)
+
+    async def feed(self, request: Request) -> Response:
+        issues = await run_in_threadpool(archive.sent_issues, self.store)
+        body = archive.atom_feed(issues, name=self.config["newsletter.name"], base_url=self.base_url(request))
+        return Response(body, media_type="application/atom+xml; charset=utf-8")
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        if status == 405:
+            return self.notice("Not allowed", "This address does not take that kind of request.", 405, is_error=True)
+        if status == 413:
+            return self.notice("Too large", "The request was larger than this site accepts.", 413, is_error=True)
+        return self.notice("Not found", "There is no page at this address.", status, is_error=True)
+
+
+def _text_field(form: FormData, name: str) -> str | None:
+    """A text field's value ('' when absent); None when a file was sent in its place."""
+    value = form.get(name, "")
+    return value if isinstance(value, str) else None
+
+
+async def read_small_form(request: Request) -> FormData:
+    """The subscribe form, refusing what a browser would never send: another content type, no
+    length, a huge body, a body python-multipart cannot parse."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type not in FORM_TYPES:
+        raise FormProblem("The form must be sent from this page (as a web form); "
+                          f"{content_type or 'a body without a type'} was received.", 415)
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        raise FormProblem("The form arrived without a length; please send it again from this page.", 411)
+    if int(length) > MAX_FORM_BYTES:
+        raise FormProblem(f"The form is too large (more than {MAX_FORM_BYTES // 1024} KB); "
+                          "an address and a name are all it needs.", 413)
+    try:
+        return await request.form(max_files=0, max_fields=10, max_part_size=MAX_FORM_BYTES)
+    except (HTTPException, Exception) as exc:  # python-multipart and starlette raise several kinds
+        raise FormProblem(f"The form could not be read ({getattr(exc, 'detail', exc)}).", 400) from None
+
+
+async def _unsubscribe_how(request: Request) -> str:
+    """How the unsubscribe arrived, for the event log. The body is optional: the URL's token is
+    what authorises, so an unreadable body never blocks an unsubscribe."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type in FORM_TYPES:
+        try:
+            form = await request.form(max_files=0, max_fields=10, max_part_size=MAX_FORM_BYTES)
+        except Exception:  # noqa: BLE001 - any unreadable body is simply ignored
+            return "web POST"
+        if form.get("via") == "page":
+            return "unsubscribe page"
+        if form.get("List-Unsubscribe") == "One-Click":
+            return "one-click"
+    return "web POST"
+
+
+def guarded(app: WebApp, endpoint: Endpoint) -> Endpoint:
+    """Any unexpected failure becomes a plain error page (logged), never a traceback, and still
+    passes through the security headers middleware."""
+
+    @functools.wraps(endpoint)
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except NewsletterError as exc:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+            return app.notice("Something went wrong", "The request could not be completed; please try again later.",
+                              503, is_error=True)
+        except Exception:
+            log.exception("%s %s failed", request.method, request.url.path)
+            return app.notice("Something went wrong", "The request could not be completed; please try again later.",
+                              500, is_error=True)
+
+    return wrapper
+
+
+class PreviewGate:
+    """Lets a request through to the preview only from loopback or with the preview token
+    (``Authorization: Bearer TOKEN``, ``X-Preview-Token: TOKEN`` or ``?token=TOKEN``)."""
+
+    def __init__(self, app: ASGIApp, token: str, refuse: Callable[[], Response]) -> None:
+        self.app = app
+        self.token = token
+        self.refuse = refuse
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.allowed(Request(scope)):
+            await self.refuse()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def allowed(self, request: Request) -> bool:
+        if is_loopback(request.client.host if request.client else None):
+            return True
+        presented = request.headers.get("x-preview-token") or request.query_params.get("token")
+        authorization = request.headers.get("authorization", "")
+        if authorization.lower().startswith("bearer "):
+            presented = authorization[7:].strip()
+        return token_matches(presented, self.token)
+
+
+def _preview_routes(config: Config, store: Store) -> list[BaseRoute] | None:
+    """The render area's preview routes, when that module is installed."""
+    try:
+        from newsletter.web.preview import preview_routes
+    except ImportError:
+        return None
+    return list(preview_routes(config, store))
+
+
+def create_app(config: Config, store: Store, *, subscribe_burst: int = 5, subscribe_refill_per_s: float = 1 / 60,
+               address_burst: int = 3, address_refill_per_s: float = 3 / 3600,
+               confirm_max_age_s: int = CONFIRM_MAX_AGE_S, preview_token: str | None = None) -> Starlette:
+    """Build the web app for ``config`` and ``store``.
+
+    The keyword arguments tune the per-client (``subscribe_*``) and per-address (``address_*``)
+    token buckets and the confirmation link's lifetime; ``preview_token`` defaults to the
+    environment variable named by ``web.preview_token_env`` (empty: the preview answers only on
+    loopback).
+    """
+    web = WebApp(config, store, subscribe_burst=subscribe_burst, subscribe_refill_per_s=subscribe_refill_per_s,
+                 address_burst=address_burst, address_refill_per_s=address_refill_per_s,
+                 confirm_max_age_s=confirm_max_age_s)
+    g = functools.partial(guarded, web)
+    routes: list[BaseRoute] = [
+        Route("/", g(web.index), methods=["GET", "HEAD"]),
+        Route("/subscribe", g(web.subscribe), methods=["POST"]),
+        Route("/confirm/{token}", g(web.confirm), methods=["GET", "HEAD"]),
+        Route("/unsubscribe/{token}", g(web.unsubscribe_page), methods=["GET", "HEAD"]),
+        Route("/unsubscribe/{token}", g(web.unsubscribe), methods=["POST"]),
+        Route("/archive", g(web.archive_index), methods=["GET", "HEAD"]),
+        Route("/archive/{key}", g(web.archive_issue), methods=["GET", "HEAD"]),
+        Route("/feed.xml", g(web.feed), methods=["GET", "HEAD"]),
+    ]
+    preview = _preview_routes(config, store)
+    if preview is not None:
+        token = preview_token if preview_token is not None else os.environ.get(config["web.preview_token_env"], "")
+        refuse = functools.partial(web.notice, "Preview not available",
+                                   "The preview answers only on this machine or with the preview token.", 403,
+                                   is_error=True)
+        preview_app = SecurityHeadersMiddleware(Router(preview), PREVIEW_SECURITY_HEADERS)
+        routes.append(Mount("/preview", app=PreviewGate(preview_app, token, refuse)))
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeadersMiddleware)],
+        exception_handlers={404: web.not_found, 405: web.not_found, 413: web.not_found},
+    )
+

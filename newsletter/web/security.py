@@ -1,0 +1,175 @@
+"""What keeps the public pages safe: security headers on every response, a signed double-submit
+CSRF token for the subscribe form, a per-client token bucket, and the loopback test that guards
+the operator's preview.
+
+Each piece is small and independent of Starlette's routing so it can be tested on its own.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# No scripts anywhere; archived issues keep their inline styles and remote thumbnails, so styles
+# may be inline and images may come from any https host. Forms may only post back to us.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' https: data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    # same-origin, not no-referrer: the tokens in our URLs never leak to other sites, while a
+    # browser still sends a real Origin (not "null") with our own form posts.
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+)
+
+
+# The operator's preview shows the issue in two iframes of its own pages: same-origin framing
+# is allowed there, and only there.
+PREVIEW_CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' https: data:; "
+    "frame-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'"
+)
+
+PREVIEW_SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", PREVIEW_CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"SAMEORIGIN"),
+)
+
+
+class SecurityHeadersMiddleware:
+    """Adds the security headers to every HTTP response, whatever route or error produced it.
+
+    Pure ASGI (not ``BaseHTTPMiddleware``) so it costs one list append per response and never
+    buffers a body. A header the response already has is kept, so an inner layer (the preview)
+    can set a variant.
+    """
+
+    def __init__(self, app: ASGIApp, headers: tuple[tuple[bytes, bytes], ...] = SECURITY_HEADERS) -> None:
+        self.app = app
+        self.headers = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in self.headers if h[0] not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class CsrfTokens:
+    """Signed double-submit tokens: a random nonce in a cookie, its signature in the form.
+
+    A cross-site page can make the browser send our cookie but can neither read it nor forge
+    the signed copy, so a form that arrives with both matching was made by our own page. The
+    signature (keyed by the newsletter's secret) also stops a subdomain that can plant cookies
+    from picking a nonce whose form value it knows.
+    """
+
+    COOKIE = "nl_csrf"
+    FIELD = "csrf_token"
+
+    def __init__(self, key: str) -> None:
+        self._serializer = URLSafeSerializer(key, salt="csrf-subscribe-form")
+
+    def issue(self, cookie_nonce: str | None) -> tuple[str, str]:
+        """(nonce for the cookie, token for the form); reuses a well-formed existing nonce so two
+        open tabs keep working."""
+        nonce = cookie_nonce if cookie_nonce and 16 <= len(cookie_nonce) <= 64 and cookie_nonce.isascii() else None
+        nonce = nonce or secrets.token_urlsafe(24)
+        return nonce, self._serializer.dumps(nonce)
+
+    def is_valid(self, cookie_nonce: str | None, form_token: str | None) -> bool:
+        if not cookie_nonce or not form_token:
+            return False
+        try:
+            signed_nonce = self._serializer.loads(form_token)
+        except BadSignature:
+            return False
+        return isinstance(signed_nonce, str) and hmac.compare_digest(signed_nonce, cookie_nonce)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class TokenBucket:
+    """In-memory token buckets, one per key (a client IP, an address).
+
+    ``capacity`` requests at once, then ``refill_per_s`` more per second. Memory is bounded: when
+    ``max_keys`` is reached the buckets that have refilled completely (carry no information) are
+    dropped, then the oldest. One process only; several server processes each keep their own.
+    """
+
+    def __init__(self, capacity: float, refill_per_s: float, *, max_keys: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = float(capacity)
+        self.refill_per_s = float(refill_per_s)
+        self.max_keys = max_keys
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> bool:
+        """Spend one token for ``key``; False when the bucket is empty (the request is refused)."""
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                if len(self._buckets) >= self.max_keys:
+                    self._prune(now)
+                bucket = self._buckets[key] = _Bucket(self.capacity, now)
+            else:
+                bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.refill_per_s)
+                bucket.updated = now
+            if bucket.tokens < 1:
+                return False
+            bucket.tokens -= 1
+            return True
+
+    def _prune(self, now: float) -> None:
+        full = [k for k, b in self._buckets.items()
+                if b.tokens + (now - b.updated) * self.refill_per_s >= self.capacity]
+        for key in full:
+            del self._buckets[key]
+        if len(self._buckets) >= self.max_keys:
+            for key, _ in sorted(self._buckets.items(), key=lambda kv: kv[1].updated)[: len(self._buckets) // 2]:
+                del self._buckets[key]
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for 127.0.0.0/8 and ::1 (what uvicorn reports after applying trusted proxy headers)."""
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def token_matches(presented: str | None, expected: str) -> bool:
+    """Constant-time comparison; an empty expected token never matches."""
+    return bool(expected) and bool(presented) and hmac.compare_digest(presented.encode(), expected.encode())

@@ -1,0 +1,296 @@
+"""The sender, ledger, rate limit and both transports, against a real SQLite file and a real
+aiosmtpd server on 127.0.0.1; what arrived is read from the server."""
+
+from __future__ import annotations
+
+import email
+import subprocess
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+from email.policy import default as default_policy
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from conftest import free_port
+from newsletter.deliver.ledger import _HOST, claim_holder_is_dead
+from newsletter.deliver.ratelimit import RateLimiter
+from newsletter.deliver.sender import SendOptions, deliver_issue
+from newsletter.deliver.transports import OutboxTransport, SmtpPool, SmtpSettings
+from newsletter.store.deliveries import status_counts
+from newsletter.store.schema import deliveries
+from newsletter.store.subscribers import add_subscriber, get_subscriber, unsubscribe
+from test_deliver_support import FROM, RecordingHandler, SmtpServer, build_message, seed
+
+FAST = SendOptions(concurrency=4, rate_per_second=0, retry_delay_s=0.01, max_retry_delay_s=0.05)
+
+
+def options(**changes) -> SendOptions:  # type: ignore[no-untyped-def]
+    return SendOptions(**{**FAST.__dict__, **changes})
+
+
+@pytest.fixture
+def smtp():  # type: ignore[no-untyped-def]
+    handler = RecordingHandler()
+    server = SmtpServer(handler, free_port()).start()
+    yield server
+    server.stop()
+
+
+def pool(server: SmtpServer) -> SmtpPool:
+    return SmtpPool(SmtpSettings(host="127.0.0.1", port=server.port, security="none", timeout_s=5))
+
+
+def rows(store, issue_number: int = 1) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    with store.atomic() as conn:
+        return {r.email: r._asdict() for r in conn.execute(
+            select(deliveries).where(deliveries.c.issue_number == issue_number))}
+
+
+# -- outbox ------------------------------------------------------------------------------
+
+
+def test_outbox_gets_one_eml_per_subscriber_and_a_rerun_sends_nothing(store, tmp_path: Path) -> None:
+    emails = seed(store, 25)
+    outbox = OutboxTransport(tmp_path / "outbox")
+    report = deliver_issue(store, 1, "2026-W48", build_message, outbox, FAST)
+    assert (report.sent, report.failed, report.deferred, report.already_sent) == (25, 0, 0, 0)
+    assert report.destination == str((tmp_path / "outbox").resolve())
+    files = sorted((tmp_path / "outbox").glob("*.eml"))
+    assert len(files) == 25
+    assert not list((tmp_path / "outbox").glob(".tmp-*"))
+    to = sorted(email.message_from_bytes(f.read_bytes(), policy=default_policy)["To"] for f in files)
+    assert to == sorted(emails)
+    assert {r["status"] for r in rows(store).values()} == {"written"}
+    assert all(r["message_id"] and r["sent_at"] for r in rows(store).values())
+
+    again = deliver_issue(store, 1, "2026-W48", build_message, OutboxTransport(tmp_path / "outbox"), FAST)
+    assert (again.sent, again.already_sent, again.deferred) == (0, 25, 0)
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 25
+
+
+def test_outbox_names_never_clobber_a_different_message(tmp_path: Path) -> None:
+    outbox = OutboxTransport(tmp_path)
+    first = build_message(type("S", (), {"email": "a@example.com", "name": "A"})())  # type: ignore[arg-type]
+    second = build_message(type("S", (), {"email": "a@example.com", "name": "A"})())  # type: ignore[arg-type]
+    p1 = outbox.send(FROM, [first.recipient], first.data)
+    p1_again = outbox.send(FROM, [first.recipient], first.data)
+    p2 = outbox.send(FROM, [second.recipient], second.data)
+    assert p1 == p1_again and p1 != p2
+    assert Path(p1).read_bytes() == first.data and Path(p2).read_bytes() == second.data
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([Path(p1).name, Path(p2).name])
+
+
+# -- SMTP --------------------------------------------------------------------------------
+
+
+def test_smtp_each_subscriber_gets_exactly_one_message_over_reused_connections(store, smtp) -> None:
+    emails = seed(store, 120)
+    report = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), options(concurrency=4))
+    assert (report.sent, report.failed, report.deferred) == (120, 0, 0)
+    got = smtp.handler.recipients()
+    assert sorted(got) == sorted(emails) and set(got.values()) == {1}
+    # Each worker reused one connection for all its messages.
+    assert smtp.handler.sessions <= 4
+    # The ledger's Message-ID is the one the server received.
+    received_ids = {email.message_from_bytes(data)["Message-ID"] for _, _, data in smtp.handler.messages}
+    assert {r["message_id"] for r in rows(store).values()} == received_ids
+    assert report.destination.startswith(f"smtp://127.0.0.1:{smtp.port}")
+
+
+def test_limit_then_resume_sends_the_rest_exactly_once(store, smtp) -> None:
+    emails = seed(store, 30)
+    first = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), options(limit=7))
+    assert (first.sent, first.deferred) == (7, 23)
+    assert sum(smtp.handler.recipients().values()) == 7
+    second = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), FAST)
+    assert (second.sent, second.already_sent, second.deferred) == (23, 7, 0)
+    got = smtp.handler.recipients()
+    assert sorted(got) == sorted(emails) and set(got.values()) == {1}
+
+
+def test_stop_finishes_messages_in_flight_and_records_them(store, smtp) -> None:
+    emails = seed(store, 60)
+    stop = threading.Event()
+    built = []
+
+    def build_then_stop(subscriber):  # type: ignore[no-untyped-def]
+        built.append(subscriber.email)
+        if len(built) == 10:
+            stop.set()
+        return build_message(subscriber)
+
+    report = deliver_issue(store, 1, "2026-W48", build_then_stop, pool(smtp), options(concurrency=3), stop=stop)
+    received = smtp.handler.recipients()
+    ledger = rows(store)
+    sent_in_ledger = {e for e, r in ledger.items() if r["status"] == "sent"}
+    assert sent_in_ledger == set(received) and report.sent == len(received) < 60
+    assert {r["status"] for e, r in ledger.items() if e not in sent_in_ledger} == {"pending"}
+    deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), FAST)
+    got = smtp.handler.recipients()
+    assert sorted(got) == sorted(emails) and set(got.values()) == {1}
+
+
+def test_subscriber_who_unsubscribes_mid_send_gets_nothing_more(store, smtp) -> None:
+    emails = seed(store, 20)
+    leaving = emails[15]
+
+    def build_and_unsubscribe(subscriber):  # type: ignore[no-untyped-def]
+        if subscriber.email == emails[3]:
+            with store.atomic() as conn:
+                unsubscribe(conn, leaving, reason="one-click")
+        return build_message(subscriber)
+
+    report = deliver_issue(store, 1, "2026-W48", build_and_unsubscribe, pool(smtp), options(concurrency=1))
+    assert (report.sent, report.suppressed, report.deferred) == (19, 1, 0)
+    assert leaving not in smtp.handler.recipients()
+    assert rows(store)[leaving]["status"] == "skipped"
+
+
+def test_subscriber_added_after_the_send_started_is_included_on_resume(store, tmp_path: Path) -> None:
+    seed(store, 3)
+    deliver_issue(store, 1, "2026-W48", build_message, OutboxTransport(tmp_path), FAST)
+    with store.atomic() as conn:
+        add_subscriber(conn, "late@example.com", name="Late")
+    report = deliver_issue(store, 1, "2026-W48", build_message, OutboxTransport(tmp_path), FAST)
+    assert (report.sent, report.already_sent) == (1, 3)
+    assert rows(store)["late@example.com"]["status"] == "written"
+
+
+def test_daily_cap_is_shared_by_runs_through_the_store(store, smtp) -> None:
+    seed(store, 12)
+    first = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), options(daily_cap=5))
+    assert (first.sent, first.deferred) == (5, 7)
+    assert any("daily cap of 5" in e for e in first.errors)
+    second = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), options(daily_cap=5))
+    assert (second.sent, second.deferred) == (0, 7)
+    assert sum(smtp.handler.recipients().values()) == 5
+    # A day later the budget is back.
+    with store.atomic() as conn:
+        conn.execute(update(deliveries).values(sent_at=datetime.now(timezone.utc) - timedelta(hours=25))
+                     .where(deliveries.c.status == "sent"))
+    third = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), options(daily_cap=5))
+    assert (third.sent, third.deferred) == (5, 2)
+    assert sum(smtp.handler.recipients().values()) == 10
+
+
+def test_outbox_rehearsal_then_smtp_sends_each_message_once_for_real(store, smtp, tmp_path: Path) -> None:
+    emails = seed(store, 9)
+    rehearsal = deliver_issue(store, 1, "2026-W48", build_message, OutboxTransport(tmp_path), FAST)
+    assert rehearsal.sent == 9 and smtp.handler.messages == []
+    real = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), FAST)
+    assert (real.sent, real.already_sent, real.deferred) == (9, 0, 0)
+    again = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), FAST)
+    assert (again.sent, again.already_sent) == (0, 9)
+    got = smtp.handler.recipients()
+    assert sorted(got) == sorted(emails) and set(got.values()) == {1}
+    assert {r["status"] for r in rows(store).values()} == {"sent"}
+
+
+# -- claims left by a dead process -------------------------------------------------------
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_row_claimed_by_a_dead_process_is_sent_by_the_next_run(store, smtp) -> None:
+    emails = seed(store, 5)
+    deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), options(limit=0))  # rows only
+    holder = f"{_HOST}:{dead_pid()}:abc:w0"
+    assert claim_holder_is_dead(holder)
+    with store.atomic() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.email == emails[2]).values(
+            status="sending", claimed_by=holder, claimed_at=datetime.now(timezone.utc)))
+    report = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), FAST)
+    assert report.sent == 5 and sorted(smtp.handler.recipients()) == sorted(emails)
+
+
+def test_row_claimed_elsewhere_is_left_alone_until_its_claim_is_stale(store, smtp) -> None:
+    emails = seed(store, 4)
+    deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), options(limit=0))
+    holder = "another-host:4242:abc:w0"
+    assert not claim_holder_is_dead(holder)
+    with store.atomic() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.email == emails[0]).values(
+            status="sending", claimed_by=holder, claimed_at=datetime.now(timezone.utc)))
+    report = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), FAST)
+    assert report.sent == 3 and emails[0] not in smtp.handler.recipients()
+    assert report.deferred == 1  # still in flight elsewhere: left for later
+    with store.atomic() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.email == emails[0]).values(
+            claimed_at=datetime.now(timezone.utc) - timedelta(hours=2)))
+    report = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), options(stale_after_s=3600))
+    assert report.sent == 1 and smtp.handler.recipients()[emails[0]] == 1
+
+
+def test_two_runs_at_once_never_send_the_same_message_twice(db_url: str, smtp) -> None:
+    from newsletter.store import open_store
+
+    stores = [open_store(db_url) for _ in range(2)]
+    emails = seed(stores[0], 150)
+    reports = []
+
+    def run(s) -> None:  # type: ignore[no-untyped-def]
+        reports.append(deliver_issue(s, 1, "2026-W48", build_message, pool(smtp), options(concurrency=3)))
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = smtp.handler.recipients()
+    assert sorted(got) == sorted(emails) and set(got.values()) == {1}
+    assert sum(r.sent for r in reports) == 150
+    with stores[0].atomic() as conn:
+        assert status_counts(conn, 1)["sent"] == 150
+
+
+# -- rate limit --------------------------------------------------------------------------
+
+
+def test_rate_limiter_shared_by_threads_never_exceeds_the_rate() -> None:
+    clock = [0.0]
+    lock = threading.Lock()
+    wakeups: list[float] = []
+
+    def fake_sleep(seconds: float) -> None:
+        with lock:
+            wakeups.append(clock[0] + seconds)
+
+    limiter = RateLimiter(10, clock=lambda: clock[0], sleep=fake_sleep)
+    threads = [threading.Thread(target=lambda: [limiter.acquire() for _ in range(10)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # 40 tokens at 10/s from a bucket of one: the first now, the 40th at 3.9 s, evenly spaced.
+    times = sorted([0.0] + wakeups)
+    assert len(times) == 40
+    assert times[-1] == pytest.approx(3.9)
+    assert all(b - a == pytest.approx(0.1) for a, b in zip(times, times[1:]))
+
+
+def test_rate_zero_means_no_limit_and_stop_interrupts_a_wait() -> None:
+    assert all(RateLimiter(0).acquire() for _ in range(1000))
+    stop = threading.Event()
+    stop.set()
+    limiter = RateLimiter(0.001)
+    assert limiter.acquire(stop)       # the first token is there
+    assert not limiter.acquire(stop)   # the next one is 1000 s away: stop wins
+
+
+def test_bounced_subscriber_is_recorded_through_the_subscribers_store(store, smtp) -> None:
+    emails = seed(store, 6)
+    smtp.handler.refuse[emails[1]] = "550 5.1.1 <%s>: Recipient address rejected: User unknown" % emails[1]
+    report = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), FAST)
+    assert (report.sent, report.failed) == (5, 1)
+    row = rows(store)[emails[1]]
+    assert row["status"] == "failed" and "550 5.1.1" in row["last_error"] and "User unknown" in row["last_error"]
+    with store.atomic() as conn:
+        assert get_subscriber(conn, emails[1]).status == "bounced"
+    assert any(emails[1] in e and "bounced" in e for e in report.errors)

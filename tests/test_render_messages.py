@@ -1,0 +1,258 @@
+"""Messages: headers through the email package's API, the checklist's message rules, hostile
+values that must not reach a header, and the fast splice path against the plain build."""
+
+from __future__ import annotations
+
+import email
+import json
+import re
+import subprocess
+from datetime import timezone
+from email import policy
+
+import pytest
+
+from conftest import require_tool
+from newsletter.errors import RenderError
+from newsletter.models import Paper, Subscriber
+from newsletter.render.issue import render_issue
+from newsletter.render.messages import MessageFactory
+from newsletter.tokens import Signer
+from test_render import NOW, READER, SECRET, hf_papers, make_config, make_issue
+
+ONCE = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Id", "List-Unsubscribe",
+        "List-Unsubscribe-Post")
+
+
+@pytest.fixture
+def config(tmp_path):
+    return make_config(tmp_path, reply_to="editor@example.org")
+
+
+@pytest.fixture
+def factory(fixtures_dir, config):
+    rendered = render_issue(make_issue(hf_papers(fixtures_dir)[:8]), config)
+    return MessageFactory(rendered, config, Signer(SECRET), now=NOW)
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(data, policy=policy.default)
+
+
+def test_structure_text_first_html_last_no_defects(factory):
+    msg = parse(factory.build(READER).data)
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert all(p.get_content_charset() == "utf-8" for p in parts)
+    assert not msg.defects and not any(p.defects for p in parts)
+    assert not any(p.get_content_disposition() == "attachment" for p in msg.walk())
+
+
+def test_lines_are_crlf_and_under_998_octets(factory):
+    data = factory.build(READER).data
+    lines = data.split(b"\r\n")
+    assert b"\n" not in b"".join(lines) and b"\r" not in b"".join(lines)
+    assert max(len(line) for line in lines) <= 998
+
+
+def test_each_header_exactly_once_with_the_right_values(factory):
+    out = factory.build(READER)
+    msg = parse(out.data)
+    for name in ONCE + ("Reply-To",):
+        assert len(msg.get_all(name)) == 1, name
+    assert msg["From"] == "Trending Papers <digest@example.org>"
+    assert msg["To"] == "Ada Lovelace <ada@example.org>"
+    assert msg["Reply-To"] == "editor@example.org"
+    assert msg["MIME-Version"] == "1.0"
+    assert msg["Date"].datetime == NOW and msg["Date"].datetime.tzinfo == timezone.utc
+    assert re.fullmatch(r"<[^<>@\s]+@example\.org>", msg["Message-ID"]) and out.message_id == msg["Message-ID"]
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["List-Id"] == "Trending Papers Weekly <trending-papers-weekly.example.org>"
+    assert (out.sender, out.recipient) == ("digest@example.org", "ada@example.org")
+
+
+def test_message_ids_are_unique(factory):
+    assert len({factory.build(READER).message_id for _ in range(50)}) == 50
+
+
+def test_list_id_is_constant_across_issues(fixtures_dir, config):
+    papers = hf_papers(fixtures_dir)
+    ids = set()
+    for number, chunk in ((1, papers[:3]), (2, papers[3:6])):
+        factory = MessageFactory(render_issue(make_issue(chunk, number=number), config), config, Signer(SECRET))
+        ids.add(parse(factory.build(READER).data)["List-Id"])
+    assert len(ids) == 1
+
+
+def test_unsubscribe_token_verifies_and_a_forged_one_does_not(factory):
+    msg = parse(factory.build(READER).data)
+    url = re.fullmatch(r"<(https://papers\.example\.org/unsubscribe/([^>]+))>", msg["List-Unsubscribe"])
+    assert url, msg["List-Unsubscribe"]
+    token = url.group(2)
+    assert Signer(SECRET).verify_unsubscribe(token) == "ada@example.org"
+    assert Signer("another-key").verify_unsubscribe(token) is None
+    forged = Signer("attacker").unsubscribe_token("ada@example.org")
+    assert Signer(SECRET).verify_unsubscribe(forged) is None
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert Signer(SECRET).verify_unsubscribe(tampered) is None
+    # The same link is in both bodies.
+    assert url.group(1) in msg.get_body("plain").get_content()
+    assert url.group(1) in msg.get_body("html").get_content()
+
+
+def test_mailto_unsubscribe_without_a_base_url(fixtures_dir, tmp_path):
+    config = make_config(tmp_path, base_url="")
+    factory = MessageFactory(render_issue(make_issue(hf_papers(fixtures_dir)[:2]), config), config, Signer(SECRET))
+    msg = parse(factory.build(READER).data)
+    m = re.fullmatch(r"<mailto:digest@example\.org\?subject=unsubscribe%20([^>]+)>", msg["List-Unsubscribe"])
+    assert m and Signer(SECRET).verify_unsubscribe(m.group(1)) == "ada@example.org"
+    assert 'href="mailto:digest@example.org?subject=unsubscribe%20' in msg.get_body("html").get_content()
+
+
+HOSTILE_NAMES = [
+    "Eve\r\nBcc: victim@example.net",
+    "Eve\nX-Injected: yes",
+    "Eve\rSubject: spoofed",
+    "Mallory\u2028Bcc: a@b.c",
+    "\r\n\r\n<html>body</html>",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_a_hostile_name_cannot_add_a_header(factory, name):
+    sub = Subscriber(email="eve@example.org", name=name)
+    for data in (factory.build(sub).data, factory.build_email_message(sub).as_bytes()):
+        msg = parse(data)
+        assert msg.get_all("Bcc") is None and msg.get_all("X-Injected") is None
+        assert len(msg.get_all("Subject")) == 1 and len(msg.get_all("To")) == 1
+        assert msg["To"].addresses[0].addr_spec == "eve@example.org"
+        assert not msg.defects
+
+
+def test_a_hostile_title_cannot_add_a_header(config):
+    paper = Paper(id="arxiv:2401.00002", title="Nice title\r\nBcc: victim@example.net\r\nX-Evil: 1",
+                  url="https://arxiv.org/abs/2401.00002", first_seen_at=NOW)
+    factory = MessageFactory(render_issue(make_issue([paper]), config), config, Signer(SECRET))
+    msg = parse(factory.build(READER).data)
+    assert msg.get_all("Bcc") is None and msg.get_all("X-Evil") is None
+    assert msg["Subject"].endswith("Nice title Bcc: victim@example.net X-Evil: 1")
+
+
+@pytest.mark.parametrize("address", ["eve@example.org\r\nBcc: x@example.net", "a b@example.org",
+                                      "<eve@example.org>", "eve@example.org,bob@example.org", ""])
+def test_addresses_with_line_breaks_or_specials_are_refused(factory, address):
+    sub = Subscriber(email=address, name="Eve")
+    with pytest.raises(RenderError):
+        factory.build(sub)
+    with pytest.raises(RenderError):
+        factory.build_email_message(sub)
+
+
+def test_crlf_in_the_configured_from_is_refused(fixtures_dir, tmp_path):
+    config = make_config(tmp_path, **{"from": "Digest <digest@example.org>\r\nBcc: x@example.net"})
+    rendered = render_issue(make_issue(hf_papers(fixtures_dir)[:1]), make_config(tmp_path))
+    with pytest.raises(RenderError, match="newsletter.from"):
+        MessageFactory(rendered, config, Signer(SECRET))
+
+
+def test_the_email_package_itself_refuses_crlf_in_header_values():
+    msg = email.message.EmailMessage(policy=policy.SMTP)
+    with pytest.raises(ValueError):
+        msg["Subject"] = "hello\r\nBcc: x@example.net"
+
+
+def test_non_ascii_sender_name_is_encoded(fixtures_dir, tmp_path):
+    config = make_config(tmp_path, **{"from": "Revue des Prépublications <digest@example.org>"})
+    factory = MessageFactory(render_issue(make_issue(hf_papers(fixtures_dir)[:1]), config), config, Signer(SECRET))
+    data = factory.build(READER).data
+    assert data.isascii() and b"=?utf-8?" in data.split(b"\r\n\r\n")[0]
+    assert parse(data)["From"].addresses[0].display_name == "Revue des Prépublications"
+
+
+# --- the fast path builds the same message as the email package -------------------------
+
+AWKWARD = [
+    ("ada@example.org", "Ada Lovelace"),
+    ("plain@example.org", ""),
+    ("o.brien+news@example.co.uk", "Seán O'Brien, Jr."),
+    ("quote@example.org", 'The "Real" Dr. Who'),
+    ("back@example.org", "Back\\slash (comment) <angle>"),
+    ("semi@example.org", "Semi;colon: Person @ Home"),
+    ("cjk@example.org", "山田 太郎"),
+    ("rtl@example.org", "\u202eevil\u202c نوید"),
+    ("emoji@example.org", "Emma 🎉 Watson"),
+    ("encoded@example.org", "=?utf-8?q?not_decoded?="),
+    ("long@example.org", "Alexandria Ocasio-Cortez Wolfeschlegelsteinhausenbergerdorff The Third " * 3),
+    ("tabs@example.org", "Tab\tand   spaces\u00a0nbsp"),
+    ("amp@example.org", "Tom & Jerry <script>alert(1)</script>"),
+    ("token@example.org", "XNLUNSUBSCRIBEURLX XNLEMAILX"),
+    ("Mixed.Case@Example.ORG", "Mixed Case"),
+    ("dots.and-dashes_under@sub.domain.example", "Ünïcödé Ñame"),
+    ("x@example.org", "X"),
+    ("crlf@example.org", "Line\r\nBreak"),
+    ("user@xn--bcher-kva.example", "Punycode Domain"),
+    ("δοκιμή@παράδειγμα.δοκιμή", "Greek Address"),
+]
+
+
+def _comparable(data: bytes) -> tuple:
+    """What a reader's client sees: header values, parts and decoded bodies.
+
+    The To display name is compared without whitespace: when the email package folds a long
+    non-ASCII name it splits one encoded word into two, and its own parser then reads a space
+    between them (RFC 2047 says to ignore it); the fast path writes one encoded word and keeps
+    the name intact. The address itself is compared exactly.
+    """
+    msg = parse(data)
+    headers = [(k, "".join(str(v).split()) if k == "To" else str(v)) for k, v in msg.items() if k != "Content-Type"]
+    headers.append(("To-address", msg["To"].addresses[0].addr_spec))
+    parts = [(p.get_content_type(), p.get_content_charset(), p["Content-Transfer-Encoding"], p.get_content())
+             for p in msg.iter_parts()]
+    defects = [d for p in msg.walk() for d in p.defects]
+    return headers, msg.get_content_type(), parts, defects
+
+
+@pytest.mark.parametrize("address,name", AWKWARD)
+def test_fast_path_parses_to_the_same_message(factory, address, name):
+    sub = Subscriber(email=address, name=name)
+    fast = factory.build(sub, message_id="<fixed.1@example.org>")
+    slow = factory.build_email_message(sub, message_id="<fixed.1@example.org>")
+    slow_bytes = slow.as_bytes(policy=slow.policy)
+    assert _comparable(fast.data) == _comparable(slow_bytes)
+    assert _comparable(fast.data)[3] == []
+    assert max(len(line) for line in fast.data.split(b"\r\n")) <= 998
+
+
+def test_fast_path_many_generated_subscribers(fixtures_dir, config):
+    """Names and addresses from the shared address fixtures, hundreds of them (a one-paper
+    issue keeps this quick; the bodies' size does not change how they are spliced)."""
+    factory = MessageFactory(render_issue(make_issue(hf_papers(fixtures_dir)[:1]), config), config, Signer(SECRET))
+    cases = [json.loads(line) for line in
+             (fixtures_dir / "emails" / "python_email_validator_cases.jsonl").read_text("utf-8").splitlines() if line]
+    addresses = [a for case in cases if case["expect"].startswith("valid")
+                 for a in {case.get("normalized") or case["address"], case.get("ascii_email") or case["address"]}
+                 if re.fullmatch(r"[^\s<>,;\"\\()@]+@[^\s<>,;\"\\()@]+", a)]
+    names = [name for _, name in AWKWARD] + [case["address"][:40] for case in cases]
+    checked = 0
+    for i, address in enumerate(addresses):
+        for j, name in enumerate(names[i % 29::29]):
+            sub = Subscriber(email=address, name=name)
+            fast = factory.build(sub, message_id=f"<n{i}.{j}@example.org>")
+            slow = factory.build_email_message(sub, message_id=f"<n{i}.{j}@example.org>")
+            assert _comparable(fast.data) == _comparable(slow.as_bytes(policy=slow.policy)), (address, name)
+            checked += 1
+    assert len(set(addresses)) >= 25 and checked >= 120
+
+
+# --- SpamAssassin -------------------------------------------------------------------------
+
+def test_spamassassin_scores_the_sample_issue_below_two(factory, tmp_path):
+    spamassassin = require_tool("spamassassin")
+    data = factory.build(READER).data
+    result = subprocess.run([spamassassin, "-L", "-t"], input=data, capture_output=True, timeout=120,
+                            env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    report = result.stdout.decode("utf-8", "replace")
+    m = re.search(r"X-Spam-Status: \w+, score=(-?[\d.]+)", report)
+    assert m, report[-2000:] + result.stderr.decode("utf-8", "replace")
+    assert float(m.group(1)) < 2.0, report[report.find("Content analysis details"):]

@@ -1,0 +1,212 @@
+"""Sources: every shared fixture ingests or fails clearly, golden output of key fixtures, and
+the normalisation that makes one paper from many sightings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from newsletter.cli.ingest import paper_to_json
+from newsletter.config import load_config
+from newsletter.errors import SourceError
+from newsletter.sources import load_source, normalize, parse_bytes
+from tests.conftest import SHARED_FIXTURES
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+GOLDEN = HERE / "golden" / "sources"
+EXCLUDED = ("subscribers", "emails")
+
+FIXTURE_FILES = sorted(
+    str(p.relative_to(SHARED_FIXTURES)) for p in SHARED_FIXTURES.rglob("*")
+    if p.is_file() and p.name != "README.md" and p.relative_to(SHARED_FIXTURES).parts[0] not in EXCLUDED
+) if SHARED_FIXTURES.is_dir() else ["(fixtures folder missing)"]
+
+GOLDEN_CASES = {
+    "hf_api_2024": "hf_daily_papers/api_daily_papers_2024-10-25.json",
+    "hf_api_2026_single": "hf_daily_papers/api_daily_papers_2026_schema_single_entry.json",
+    "arxiv_rss2_2024": "arxiv_rss/rss2_2024format_math.OC_ASSEMBLED_from_spec.xml",
+    "arxiv_atom_2024": "arxiv_rss/atom_2024format_math.OC_ASSEMBLED_from_spec.xml",
+    "arxiv_rss1_legacy": "arxiv_rss/rss1_rdf_legacy_hep-ex_2021-07-08.xml",
+    "arxiv_api_34_authors": "arxiv_api/api_id_1707.08567_34_authors_non_ascii.xml",
+    "hf_community_rss": "hf_daily_papers/community_rss_hf_daily_papers_mirror_2026-10-03.xml",
+    "biorxiv_rdf": "feeds_other/preprints_rss1_rdf_biorxiv_plant_biology.rdf",
+    "jsonfeed": "feeds_other/jsonfeed1_inessential.json",
+    "seed_text": "seed-trending-papers.txt",
+}
+
+
+def _load(fixtures_dir: Path, relative: str, max_bytes: int = 20_000_000):
+    return load_source(relative, path=fixtures_dir / relative, timeout_s=5, max_bytes=max_bytes).parsed
+
+
+def _snapshot(parsed) -> dict:
+    papers = []
+    for paper in parsed.papers:
+        data = paper_to_json(paper)
+        data.pop("first_seen_at"), data.pop("last_seen_at")
+        # The fixtures are not ours to redistribute: keep a digest of each abstract, not its text.
+        abstract = data.pop("abstract")
+        data["abstract_digest"] = {"chars": len(abstract), "starts": abstract[:40],
+                                   "sha256": hashlib.sha256(abstract.encode()).hexdigest()[:16]}
+        papers.append(data)
+    return {"format": parsed.format, "papers": papers, "skipped": parsed.skipped, "warnings": parsed.warnings}
+
+
+@pytest.mark.parametrize("relative", FIXTURE_FILES)
+def test_every_fixture_ingests_or_fails_clearly(fixtures_dir: Path, relative: str) -> None:
+    try:
+        parsed = _load(fixtures_dir, relative)
+    except SourceError as exc:
+        message = str(exc)
+        assert message.startswith(f"{relative}:"), message
+        assert len(message) > len(relative) + 5 and "Traceback" not in message
+        return
+    for paper in parsed.papers:
+        assert paper.title and paper.title == paper.title.strip() and "\n" not in paper.title
+        assert paper.url.startswith(("http://", "https://"))
+        assert paper.id.split(":", 1)[0] in ("arxiv", "doi", "url", "title")
+        assert paper.published_at is None or paper.published_at.utcoffset().total_seconds() == 0
+    for reason in parsed.skipped:
+        assert reason.split(":", 1)[0].split()[0] in ("entry", "item", "line")
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
+def test_golden_normalised_output(fixtures_dir: Path, update_golden: bool, case: str) -> None:
+    actual = _snapshot(_load(fixtures_dir, GOLDEN_CASES[case]))
+    path = GOLDEN / f"{case}.json"
+    text = json.dumps(actual, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    if update_golden:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"{path} missing: run pytest --update-golden"
+    assert json.loads(path.read_text(encoding="utf-8")) == json.loads(text)
+
+
+def test_no_unused_golden_files() -> None:
+    names = {p.stem for p in GOLDEN.glob("*.json")}
+    assert names <= set(GOLDEN_CASES), f"golden files without a case: {sorted(names - set(GOLDEN_CASES))}"
+
+
+# --- specific behaviours ---------------------------------------------------------------------
+
+def test_arxiv_listing_prefix_and_suffix_are_removed(fixtures_dir: Path) -> None:
+    rss2 = _load(fixtures_dir, "arxiv_rss/rss2_2024format_math.OC_ASSEMBLED_from_spec.xml").papers[0]
+    assert rss2.id == "arxiv:2203.01250"
+    assert rss2.abstract.startswith("We consider first order")
+    assert "Announce Type" not in rss2.abstract and "$\\min \\int_{\\mathbb{R}^N}" in rss2.abstract
+    assert rss2.authors == ("Antonin Monteil", "Paul Pegon")
+    legacy = _load(fixtures_dir, "arxiv_rss/rss1_rdf_legacy_hep-ex_2021-07-08.xml").papers
+    assert [p.title.endswith(")") for p in legacy] == [False, False, False]
+    assert legacy[1].title == "Potential applications of modular representation theory to quantum mechanics."
+    assert legacy[0].authors == ("LHCb collaboration", "R. Aaij")  # links, without "et al."
+
+
+def test_hugging_face_api_fields(fixtures_dir: Path) -> None:
+    papers = _load(fixtures_dir, "hf_daily_papers/api_daily_papers_2026_schema_single_entry.json").papers
+    (paper,) = papers
+    assert paper.id == "arxiv:2602.23229"
+    assert paper.url == "https://arxiv.org/abs/2602.23229" and paper.pdf_url == "https://arxiv.org/pdf/2602.23229"
+    assert paper.page_url == "https://huggingface.co/papers/2602.23229"
+    assert paper.code_url == "https://github.com/marco-garosi/CIRCLE"
+    assert paper.score == 10 and paper.thumbnail_url and paper.thumbnail_url.startswith("https://")
+    assert paper.published_at.isoformat() == "2026-02-26T17:08:18+00:00"
+
+
+def test_title_zero_is_a_title(fixtures_dir: Path) -> None:
+    (paper,) = _load(fixtures_dir, "arxiv_api/api_id_2104.12255v1_title_is_zero.xml").papers
+    assert paper.title == "0"
+
+
+def test_arxiv_api_error_entry_is_an_error(fixtures_dir: Path) -> None:
+    with pytest.raises(SourceError, match="arXiv API reported an error: incorrect id format for abc"):
+        _load(fixtures_dir, "arxiv_api/api_id_abc_http400_error_entry.xml")
+
+
+def test_seed_text_page_skips_the_header(fixtures_dir: Path) -> None:
+    papers = _load(fixtures_dir, "seed-trending-papers.txt").papers
+    assert papers[0].title == "DeepSeek-VL: Towards Real-World Vision-Language Understanding"
+    assert all(p.title not in ("new", "Subscribe", "Mar 11") for p in papers)
+    assert all(len(p.abstract) > 120 for p in papers)
+
+
+def test_entity_bomb_and_utf16_entities_are_refused(fixtures_dir: Path) -> None:
+    for name in ("malformed/xml_entity_expansion_bomb.xml", "malformed/feed_utf16be_bom_entity_expansion_title.xml"):
+        with pytest.raises(SourceError, match="not a readable feed"):
+            _load(fixtures_dir, name)
+
+
+def test_bigger_generated_entity_bomb_is_bounded() -> None:
+    levels = "".join(f'<!ENTITY e{i} "{("&e%d;" % (i - 1)) * 10}">' for i in range(1, 12))
+    doc = (f'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY e0 "lol">{levels}]>'
+           '<rss version="2.0"><channel><item><title>&e11;</title><link>https://example.org/a</link>'
+           '</item></channel></rss>').encode()
+    try:
+        parsed = parse_bytes(doc, "bomb.xml")
+    except SourceError as exc:
+        assert str(exc).startswith("bomb.xml: ")
+    else:
+        assert all(len(p.title) < 10_000 for p in parsed.papers)
+
+
+def test_binary_junk_and_size_cap(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(SourceError, match="binary data"):
+        load_source(str(junk), timeout_s=5, max_bytes=1_000_000)
+    big = tmp_path / "big.xml"
+    big.write_bytes(b"<rss>" + b" " * 5000 + b"</rss>")
+    with pytest.raises(SourceError, match="too large: 5,011 bytes"):
+        load_source(str(big), timeout_s=5, max_bytes=1000)
+
+
+def test_csv_columns_and_skips() -> None:
+    parsed = load_source(str(DATA / "papers_small.csv"), timeout_s=5, max_bytes=10**6).parsed
+    ids = [p.id for p in parsed.papers]
+    assert ids == ["arxiv:2403.05525", "arxiv:hep-th/9901001", "doi:10.1101/743294"]
+    first = parsed.papers[0]
+    assert first.title == "DeepSeek-VL: Towards Real-World Vision-Language Understanding"
+    assert first.abstract == "A short note of our own, with tags & entities."
+    assert first.authors == ("Haoyu Lu", "Wen Liu") and first.score == 7
+    assert parsed.papers[1].published_at.isoformat() == "1998-12-31T22:00:00+00:00"
+    assert parsed.skipped == ["line 4: no link or id", "line 5: no title"]
+
+
+def test_csv_without_required_columns(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("name,homepage\nx,y\n", encoding="utf-8")
+    with pytest.raises(SourceError) as info:
+        load_source(str(path), timeout_s=5, max_bytes=10**6)
+    assert str(info.value) == f"{path}:1: the CSV header needs a title column and a url or id column (found: name, homepage)"
+
+
+@pytest.mark.parametrize("text", ["2403.05525", "2403.05525v2", "arXiv:2403.05525", "https://arxiv.org/abs/2403.05525v3",
+                                  "http://arxiv.org/pdf/2403.05525v2.pdf", "https://huggingface.co/papers/2403.05525",
+                                  "oai:arXiv.org:2403.05525v1", "https://export.arxiv.org/abs/2403.05525"])
+def test_arxiv_forms_share_one_id(text: str) -> None:
+    assert normalize.canonical_id(text) == "arxiv:2403.05525"
+
+
+def test_other_ids() -> None:
+    assert normalize.canonical_id("hep-th/9901001v2") == "arxiv:hep-th/9901001"
+    assert normalize.canonical_id("https://arxiv.org/abs/math.GT/0309136") == "arxiv:math.GT/0309136"
+    assert normalize.canonical_id("https://doi.org/10.1101/743294") == "doi:10.1101/743294"
+    assert normalize.canonical_id("DOI:10.5802/JEP.257") == "doi:10.5802/jep.257"
+    assert normalize.canonical_id("HTTPS://Example.org/a#b") == "url:https://example.org/a"
+    assert normalize.canonical_id("not an id") is None
+
+
+def test_text_clean_up() -> None:
+    assert normalize.clean_text("A <b>bold</b>\n  title &amp; more") == "A bold title & more"
+    assert normalize.clean_text("Example &lt;b&gt;Atom&lt;/b&gt;") == "Example <b>Atom</b>"
+    assert normalize.clean_text("$\\alpha$ &gt; 1") == "$\\alpha$ > 1"
+    assert normalize.clean_title("Title. (arXiv:2007.03939v2 [hep-ph] UPDATED)") == "Title."
+
+
+def test_default_config_limits_are_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(env={})
+    assert config["sources.max_bytes"] > 1_000_000 and config["sources.timeout_s"] > 0

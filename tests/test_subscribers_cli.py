@@ -1,0 +1,104 @@
+"""``newsletter subscribers ...`` through click's CliRunner, on a real store file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def run(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)  # no newsletter.toml here: embedded defaults
+    runner = CliRunner()
+
+    def invoke(*args: str):  # type: ignore[no-untyped-def]
+        return runner.invoke(main, ["--db", db_url, "subscribers", *args], catch_exceptions=False)
+    return invoke
+
+
+def test_every_command_has_help_with_an_example(run) -> None:  # type: ignore[no-untyped-def]
+    for command in ("add", "remove", "unsubscribe", "list", "import", "export", "stats"):
+        result = run(command, "--help")
+        assert result.exit_code == 0, command
+        assert "Example:" in result.output, command
+        assert f"newsletter subscribers {command}" in result.output, command
+
+
+def test_import_the_example_file_then_list_and_stats(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("import", str(ROOT / "subscribers.example.csv"))
+    assert result.exit_code == 0, result.output
+    assert "5 addresses added" in result.output
+    listed = json.loads(run("list", "--json").output)
+    assert [s["status"] for s in listed] == ["active"] * 5
+    assert {s["name"] for s in listed} >= {"Zoë Müller-Lüdenscheidt", "田中 花子", "Okafor, Ngozi"}
+    stats = json.loads(run("stats", "--json").output)
+    assert (stats["total"], stats["by_status"]["active"], stats["suppressed"]) == (5, 5, 0)
+    table = run("list").output
+    assert "田中 花子" in table and "5 subscribers" in table
+
+
+def test_add_unsubscribe_reimport_remove(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run("add", "Ada@Example.org", "--name", "Ada Lovelace")
+    assert result.exit_code == 0 and "Added Ada@example.org (active)" in result.output
+    result = run("add", "ada@example.org")
+    assert result.exit_code == 1
+    assert "Error: ada@example.org: already on the list as Ada@example.org (active)" in result.output
+    result = run("unsubscribe", "ADA@example.org", "--reason", "asked by email")
+    assert result.exit_code == 0 and "now unsubscribed" in result.output
+    assert "already unsubscribed" in run("unsubscribe", "ada@example.org").output
+
+    again = tmp_path / "again.csv"
+    again.write_text("email,name\nada@example.org,Ada\nnew@example.org,New\n", encoding="utf-8")
+    result = run("import", str(again))
+    assert result.exit_code == 0
+    assert "Left 1 suppressed address alone" in result.output
+    assert json.loads(run("list", "--json", "--status", "unsubscribed").output)[0]["status_reason"] == "asked by email"
+
+    result = run("remove", "ada@example.org")
+    assert result.exit_code == 1 and "--forget" in result.output
+    assert run("remove", "ada@example.org", "--forget").exit_code == 0
+    assert run("unsubscribe", "gone@example.org", "--bounced").exit_code == 1  # not on the list
+    assert run("unsubscribe", "new@example.org", "--bounced", "--reason", "550").exit_code == 0
+    assert json.loads(run("stats", "--json").output)["by_status"]["bounced"] == 1
+
+
+def test_invalid_rows_are_listed_with_file_and_line_and_nothing_changes(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("email,name\nok@example.org,OK\nnot-an-address,Bad\n", encoding="utf-8")
+    result = run("import", str(bad))
+    assert result.exit_code == 1
+    assert f"{bad}:3: not-an-address: " in result.output
+    assert "nothing was imported" in result.output
+    assert json.loads(run("list", "--json").output) == []
+    result = run("import", str(bad), "--skip-invalid")
+    assert result.exit_code == 1  # something was left out, and the output says what
+    assert f"{bad}:3: not-an-address: " in result.output and "Skipped 1 invalid row" in result.output
+    assert [s["email"] for s in json.loads(run("list", "--json").output)] == ["ok@example.org"]
+
+
+def test_export_to_file_and_stdout_round_trips(run, tmp_path: Path, fixtures_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    assert run("import", str(fixtures_dir / "subscribers" / "buttondown_subscribers_export.csv")).exit_code == 0
+    out = tmp_path / "backup.csv"
+    result = run("export", str(out))
+    assert result.exit_code == 0 and "Exported 5 subscribers to" in result.output
+    stdout = run("export", "--status", "unsubscribed").stdout
+    assert stdout.splitlines()[0].startswith("email,name,status,")
+    assert [line.split(",")[0] for line in stdout.splitlines()[1:]] == ["left.us@example.org"]
+    assert not (tmp_path / "backup.csv.partial").exists()
+    text = out.read_text(encoding="utf-8")
+    assert "pending.confirm@example.net,,pending," in text
+
+
+def test_unknown_format_choice_is_a_usage_error(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "x.csv"
+    f.write_text("email\na@example.org\n")
+    assert run("import", str(f), "--format", "excel").exit_code == 2
+    result = run("import", str(f), "--format", "mailchimp")
+    assert result.exit_code == 1 and "needs the column(s) email address" in result.output

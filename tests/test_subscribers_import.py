@@ -1,0 +1,337 @@
+"""Importing real exports (../shared/fixtures/subscribers) and awkward files into a real SQLite store."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from newsletter.errors import ImportRowsError, SubscriberError
+from newsletter.store import Store
+from newsletter.store.schema import events, subscribers
+from newsletter.store.subscribers import add_subscriber, get_subscriber, list_subscribers, unsubscribe
+from newsletter.subscribers.exporter import export_subscribers
+from newsletter.subscribers.importer import import_subscribers
+
+NOW = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def by_email(store: Store) -> dict[str, object]:
+    with store.atomic() as conn:
+        return {s.email: s for s in list_subscribers(conn)}
+
+
+def count(store: Store, table=subscribers) -> int:  # type: ignore[no-untyped-def]
+    with store.atomic() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def write(tmp_path: Path, name: str, data: str | bytes, encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data if isinstance(data, bytes) else data.encode(encoding))
+    return path
+
+
+# --- the real exports -------------------------------------------------------------------------
+
+def test_every_fixture_file_is_recognised_and_imported(store: Store, fixtures_dir: Path) -> None:
+    expected = {
+        "buttondown_subscribers_export.csv": "buttondown",
+        "listmonk_import_mixed_case_blocklisted_domains.csv": "listmonk",
+        "listmonk_import_subs.csv": "listmonk",
+        "mailchimp_export_real_minimal_snippet.csv": "mailchimp",
+        "mailchimp_subscribed_members_export.csv": "mailchimp",
+        "substack_email_list.csv": "substack",
+    }
+    files = sorted(p.name for p in (fixtures_dir / "subscribers").iterdir())
+    assert files == sorted(expected), "a new fixture file needs a test"
+    total = 0
+    for name, fmt in expected.items():
+        report = import_subscribers(store, fixtures_dir / "subscribers" / name, now=NOW)
+        assert (report.format, report.invalid, report.imported) == (fmt, [], True), name
+        assert report.added == report.rows - report.duplicates, name
+        total += report.added
+    assert count(store) == total
+
+
+def test_buttondown_statuses_times_and_fields(store: Store, fixtures_dir: Path) -> None:
+    report = import_subscribers(store, fixtures_dir / "subscribers" / "buttondown_subscribers_export.csv", now=NOW)
+    assert (report.rows, report.added, report.newly_suppressed) == (5, 5, 1)
+    s = by_email(store)
+    assert {e: x.status for e, x in s.items()} == {
+        "liz.lemon@example.com": "active", "researcher@example.org": "active",
+        "pending.confirm@example.net": "pending", "premium.reader@example.com": "active",
+        "left.us@example.org": "unsubscribed"}
+    left = s["left.us@example.org"]
+    assert left.status_changed_at == utc(2024, 6, 1, 12)
+    assert left.status_reason == "buttondown: unsubscribed"
+    assert left.created_at == datetime(2022, 2, 2, 2, 2, 2, 20202, tzinfo=timezone.utc)
+    liz = s["liz.lemon@example.com"]
+    assert liz.attributes["notes"] == "Met in NYC."
+    assert liz.attributes["tags"] == "corporate;nyc"
+    assert liz.attributes["metadata"] == "{'staff': 'true', 'role': 'writer'}"
+    assert s["premium.reader@example.com"].attributes["ip_address"] == "2001:db8::42"
+    with store.atomic() as conn:
+        kinds = conn.execute(select(events.c.email, events.c.kind, events.c.detail)).all()
+    assert kinds == [("left.us@example.org", "unsubscribed", "import buttondown_subscribers_export.csv")]
+
+
+def test_substack_disabled_email_imports_as_bounced(store: Store, fixtures_dir: Path) -> None:
+    report = import_subscribers(store, fixtures_dir / "subscribers" / "substack_email_list.csv", now=NOW)
+    assert report.rows == 6
+    s = by_email(store)
+    assert s["bounced.reader@example.org"].status == "bounced"
+    assert [e for e, x in s.items() if x.status == "active"] == [
+        "reader.one@example.com", "paid.monthly@example.org", "paid.yearly@example.net",
+        "founding.member@example.com", "lapsed.paid@example.com"]
+    assert s["paid.monthly@example.org"].attributes["plan"] == "monthly"
+    assert s["reader.one@example.com"].created_at == datetime(2023, 2, 14, 8, 21, 44, 512000, tzinfo=timezone.utc)
+
+
+def test_mailchimp_names_confirmations_and_unicode(store: Store, fixtures_dir: Path) -> None:
+    import_subscribers(store, fixtures_dir / "subscribers" / "mailchimp_subscribed_members_export.csv", now=NOW)
+    import_subscribers(store, fixtures_dir / "subscribers" / "mailchimp_export_real_minimal_snippet.csv", now=NOW)
+    s = by_email(store)
+    assert s["kenji.tanaka@example.net"].name == "Kenji 田中"
+    assert s["ada.lovelace@example.com"].name == "Ada Lovelace"
+    assert s["ada.lovelace@example.com"].confirmed_at == utc(2023, 4, 11, 9, 15, 3)
+    assert s["ada.lovelace@example.com"].attributes["TAGS"] == '"Weekly digest","NLP"'
+    assert s["dr.ngozi.okafor+research@example.com"].attributes["NOTES"] == "Imported from conference sign-up sheet"
+    assert s["x@mail.example.com"].name == ""
+    minimal = s["mail@example.com"]
+    assert (minimal.status, minimal.confirmed_at) == ("active", utc(2015, 3, 16, 14, 40, 47))
+    assert minimal.attributes == {"MEMBER_RATING": "2", "LAST_CHANGED": "2015-03-16 14:40:47",
+                                  "LEID": "some-value", "EUID": "some-other-value"}
+    assert all(x.status == "active" for x in s.values())
+
+
+def test_mailchimp_unsubscribed_and_cleaned_exports_keep_their_status(store: Store, fixtures_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    # The unsubscribed/cleaned exports are the subscribed layout plus their own trailing columns.
+    header = (fixtures_dir / "subscribers" / "mailchimp_export_real_minimal_snippet.csv").read_text().splitlines()[0]
+    unsub = write(tmp_path, "unsubscribed_members_export.csv",
+                  header + ",UNSUB_TIME,UNSUB_CAMPAIGN_TITLE,UNSUB_CAMPAIGN_ID,UNSUB_REASON,UNSUB_REASON_OTHER\n"
+                  "gone@example.com,Gone,Away,2,,,,,,,,,,,,,,,,\"2024-05-01 10:00:00\",Issue 12,abc,\"No longer interested\",\n")
+    cleaned = write(tmp_path, "cleaned_members_export.csv",
+                    header + ",CLEAN_TIME,CLEAN_CAMPAIGN_TITLE,CLEAN_CAMPAIGN_ID\n"
+                    "dead@example.com,,,1,,,,,,,,,,,,,,,,\"2024-06-01 00:00:00\",Issue 13,def\n")
+    import_subscribers(store, unsub, now=NOW)
+    import_subscribers(store, cleaned, now=NOW)
+    s = by_email(store)
+    assert (s["gone@example.com"].status, s["gone@example.com"].status_reason) == (
+        "unsubscribed", "mailchimp: No longer interested")
+    assert s["gone@example.com"].status_changed_at == utc(2024, 5, 1, 10)
+    assert s["gone@example.com"].name == "Gone Away"
+    assert (s["dead@example.com"].status, s["dead@example.com"].status_changed_at) == ("bounced", utc(2024, 6, 1))
+
+
+def test_listmonk_files_crlf_blank_line_json_attributes_and_mixed_case(store: Store, fixtures_dir: Path) -> None:
+    report = import_subscribers(store, fixtures_dir / "subscribers" / "listmonk_import_subs.csv", now=NOW)
+    raw_rows = [line for line in (fixtures_dir / "subscribers" / "listmonk_import_subs.csv").read_bytes()
+                .split(b"\r\n")[1:] if line.strip()]
+    assert report.rows == len(raw_rows) == report.added
+    s = by_email(store)
+    assert s["user0@mail.com"].attributes == {"age": 29, "city": "Bangalore", "clientId": "DAXX79"}
+    assert s["user0@mail.com"].name == "First0 Last0"
+    import_subscribers(store, fixtures_dir / "subscribers" / "listmonk_import_mixed_case_blocklisted_domains.csv")
+    s = by_email(store)
+    assert "ban1-import@ban.net" in s and "ban2-import@ban.org" in s  # domains lower-cased
+    with store.atomic() as conn:
+        assert get_subscriber(conn, "BAN1-IMPORT@BAN.NET").email == "ban1-import@ban.net"
+
+
+# --- awkward files ----------------------------------------------------------------------------
+
+def test_bom_crlf_semicolons_quoted_newlines_blank_lines_trailing_column(store: Store, tmp_path: Path) -> None:
+    data = ("\ufeffemail;name;\r\n"
+            "zoe@example.org;\"Zoë\r\nMüller\";\r\n"
+            "\r\n"
+            "\"o'brien@example.org\";\"O'Brien; \"\"Pat\"\"\";\r\n"
+            ";;\r\n"
+            "li@example.org;李小龙")
+    report = import_subscribers(store, write(tmp_path, "awkward.csv", data), now=NOW)
+    assert (report.format, report.rows, report.added, report.invalid) == ("ours", 3, 3, [])
+    s = by_email(store)
+    assert s["zoe@example.org"].name == "Zoë Müller"
+    assert s["o'brien@example.org"].name == 'O\'Brien; "Pat"'
+    assert s["li@example.org"].name == "李小龙"
+
+
+def test_cr_only_line_endings_and_tabs(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "mac.csv", "email\tname\ra@example.org\tA\rb@example.org\tB\r")
+    assert import_subscribers(store, path).added == 2
+
+
+def test_utf16_with_bom_is_read(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "u16.csv", "email,name\nzoe@example.org,Zoë Ñandú\n", encoding="utf-16")
+    report = import_subscribers(store, path)
+    assert report.encoding == "utf-16"
+    assert by_email(store)["zoe@example.org"].name == "Zoë Ñandú"
+
+
+def test_an_encoding_that_cannot_be_told_for_sure_is_refused_clearly(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "legacy.csv", "email,name\nzoe@example.org,Zoë Müller\nfr@example.org,François Côté\n",
+                 encoding="cp1252")
+    with pytest.raises(SubscriberError) as info:
+        import_subscribers(store, path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not UTF-8, and the encoding cannot be told for sure")
+    assert "--encoding" in message
+    assert count(store) == 0
+    report = import_subscribers(store, path, encoding="cp1252")
+    assert report.encoding == "cp1252"
+    assert by_email(store)["fr@example.org"].name == "François Côté"
+
+
+def test_bad_utf8_after_the_sample_fails_the_whole_import(store: Store, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import newsletter.subscribers.importer as importer
+
+    monkeypatch.setattr(importer, "SAMPLE_BYTES", 64)  # so the bad byte lies past the sample
+    rows = "".join(f"user{i}@example.org,User {i}\n" for i in range(20))
+    path = write(tmp_path, "late.csv", ("email,name\n" + rows).encode() + "zoe@example.org,Zo\u00eb\n".encode("latin-1"))
+    with pytest.raises(SubscriberError, match="not valid utf-8.*nothing was imported"):
+        import_subscribers(store, path)
+    assert count(store) == 0
+
+
+def test_unrecognised_header_says_what_it_saw(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "x.csv", "mail,who\na@example.org,A\n")
+    with pytest.raises(SubscriberError, match=r"x\.csv:1: no email column in the header \(saw 'mail', 'who'\)"):
+        import_subscribers(store, path)
+    with pytest.raises(SubscriberError, match="empty file"):
+        import_subscribers(store, write(tmp_path, "empty.csv", ""))
+    with pytest.raises(SubscriberError, match="cannot read"):
+        import_subscribers(store, tmp_path / "missing.csv")
+
+
+# --- all or nothing, merging, suppression ------------------------------------------------------
+
+BAD = ("email,name,status\n"
+       "good@example.org,Good,active\n"
+       "\"bad@@example.org\",\"Two\nlines\",active\n"   # line 3, spanning 4
+       "also-good@example.org,,active\n"
+       ",No address,active\n"                            # line 6
+       "x@example.org,,subscribed\n"                     # line 7: unknown status
+       "y@example.org,,active,surplus\n")                # line 8: more fields than the header
+
+
+def test_any_invalid_row_means_nothing_changes_and_every_bad_row_is_listed(store: Store, tmp_path: Path) -> None:
+    with store.atomic() as conn:
+        add_subscriber(conn, "good@example.org", "Before", now=NOW)
+    path = write(tmp_path, "bad.csv", BAD)
+    with pytest.raises(ImportRowsError) as info:
+        import_subscribers(store, path)
+    lines = [str(e) for e in info.value.errors]
+    assert lines[0].startswith(f"{path}:3: bad@@example.org: ")
+    assert lines[1] == f"{path}:6: (no address): no address given"
+    assert lines[2] == (f"{path}:7: x@example.org: status: 'subscribed' is not one of "
+                        "pending, active, unsubscribed, bounced")
+    assert lines[3] == f"{path}:8: y@example.org: 4 fields but the header has 3"
+    assert len(lines) == 4
+    assert "4 invalid rows of 6; nothing was imported" in str(info.value)
+    assert count(store) == 1
+    assert by_email(store)["good@example.org"].name == "Before"
+
+
+def test_skip_invalid_imports_the_good_rows_and_lists_the_rest(store: Store, tmp_path: Path) -> None:
+    report = import_subscribers(store, write(tmp_path, "bad.csv", BAD), skip_invalid=True)
+    assert (report.added, len(report.invalid), report.imported) == (2, 4, True)
+    assert sorted(by_email(store)) == ["also-good@example.org", "good@example.org"]
+
+
+def test_duplicate_rows_merge_case_insensitively(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "dups.csv", "email,name,attributes\n"
+                 "Ada@Example.org,Ada,\"{\"\"a\"\": \"\"1\"\"}\"\n"
+                 "ada@example.ORG,Ada Lovelace,\"{\"\"b\"\": \"\"2\"\"}\"\n"
+                 "ADA@example.org,,\n")
+    report = import_subscribers(store, path)
+    assert (report.rows, report.added, report.duplicates) == (3, 1, 2)
+    s = by_email(store)
+    assert list(s) == ["Ada@example.org"]  # the first spelling is kept
+    assert s["Ada@example.org"].name == "Ada Lovelace"
+    assert dict(s["Ada@example.org"].attributes) == {"a": "1", "b": "2"}
+
+
+def test_an_import_never_reactivates_a_suppressed_address(store: Store, tmp_path: Path) -> None:
+    with store.atomic() as conn:
+        add_subscriber(conn, "gone@example.org", "Gone", now=NOW)
+        unsubscribe(conn, "gone@example.org", "one-click", now=NOW)
+        add_subscriber(conn, "bounced@example.org", now=NOW)
+        from newsletter.store.subscribers import mark_bounced
+        mark_bounced(conn, "bounced@example.org", "550 5.1.1", now=NOW)
+    path = write(tmp_path, "again.csv", "email,name,status\n"
+                 "GONE@example.org,New Name,active\n"
+                 "bounced@example.org,,pending\n"
+                 "fresh@example.org,,unsubscribed\n"
+                 "fresh@example.org,,active\n"
+                 "new@example.org,,active\n")
+    report = import_subscribers(store, path, now=NOW)
+    assert (report.added, report.suppressed_kept, report.duplicates) == (2, 3, 1)
+    s = by_email(store)
+    assert (s["gone@example.org"].status, s["gone@example.org"].name, s["gone@example.org"].status_reason) == (
+        "unsubscribed", "Gone", "one-click")
+    assert s["bounced@example.org"].status == "bounced"
+    assert s["fresh@example.org"].status == "unsubscribed"
+    assert s["fresh@example.org"].status_reason == "import again.csv"
+    assert s["new@example.org"].status == "active"
+
+
+def test_an_import_can_suppress_and_records_when_and_why(store: Store, tmp_path: Path) -> None:
+    with store.atomic() as conn:
+        add_subscriber(conn, "ada@example.org", now=NOW)
+        add_subscriber(conn, "grace@example.org", status="pending", now=NOW)
+    path = write(tmp_path, "changes.csv", "email,status,status_reason,status_changed_at\n"
+                 "ada@example.org,unsubscribed,asked by letter,2026-11-01T10:00:00Z\n"
+                 "grace@example.org,active,,\n")
+    later = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    report = import_subscribers(store, path, now=later)
+    assert (report.added, report.updated, report.newly_suppressed) == (0, 2, 1)
+    s = by_email(store)
+    assert (s["ada@example.org"].status, s["ada@example.org"].status_reason) == ("unsubscribed", "asked by letter")
+    assert s["ada@example.org"].status_changed_at == utc(2026, 11, 1, 10)
+    assert (s["grace@example.org"].status, s["grace@example.org"].status_changed_at) == ("active", later)
+    with store.atomic() as conn:
+        rows = conn.execute(select(events.c.email, events.c.kind).where(events.c.at == later)).all()
+    assert rows == [("ada@example.org", "unsubscribed")]
+
+
+def test_export_then_import_into_an_empty_store_gives_the_same_list(store: Store, fixtures_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    from newsletter.store import open_store
+
+    for path in sorted((fixtures_dir / "subscribers").iterdir()):
+        import_subscribers(store, path, now=NOW)
+    with store.atomic() as conn:
+        unsubscribe(conn, "user7@mail.com", "complained", now=NOW)
+    exported = tmp_path / "export.csv"
+    with exported.open("w", newline="", encoding="utf-8") as out:
+        written = export_subscribers(store, out)
+    other = open_store(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        import_subscribers(other, exported, now=datetime(2027, 1, 1, tzinfo=timezone.utc))
+        strip = lambda s: {k: v for k, v in vars(s).items() if k not in ("id", "updated_at")}  # noqa: E731
+        assert [strip(s) for s in by_email(other).values()] == [strip(s) for s in by_email(store).values()]
+        assert written == count(other)
+        again = io.StringIO(newline="")
+        export_subscribers(other, again)
+        assert again.getvalue() == exported.read_bytes().decode("utf-8")
+    finally:
+        other.dispose()
+
+
+def test_progress_reports_bytes(store: Store, tmp_path: Path) -> None:
+    rows = "".join(f"u{i}@example.org,U\n" for i in range(12000))
+    path = write(tmp_path, "big.csv", "email,name\n" + rows)
+    seen: list[tuple[int, int]] = []
+    import_subscribers(store, path, progress=lambda done, total: seen.append((done, total)))
+    assert len(seen) >= 3
+    assert seen[-1] == (path.stat().st_size, path.stat().st_size)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

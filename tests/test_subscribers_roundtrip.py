@@ -1,0 +1,78 @@
+"""Property: import -> export -> import into an empty store gives back the same list, for awkward
+names (any script, quotes, delimiters, line breaks, control characters) and addresses
+(mixed case, Unicode local parts, internationalised domains)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from newsletter.models import SUBSCRIBER_STATUSES
+from newsletter.store import open_store
+from newsletter.store.subscribers import list_subscribers
+from newsletter.subscribers.addresses import check_address, clean_name, email_key
+from newsletter.subscribers.exporter import export_subscribers
+from newsletter.subscribers.formats import OUR_COLUMNS
+from newsletter.subscribers.importer import import_subscribers
+
+LOCAL_CHARS = "abcXYZ019!#$%&'*+-/=?^_`{|}~éüßñ田中Дж"
+DOMAINS = ("example.org", "EXAMPLE.com", "mail.example.net", "bücher.example", "臺網中心.tw", "xn--bcher-kva.example")
+
+local_parts = st.lists(st.text(alphabet=LOCAL_CHARS, min_size=1, max_size=12), min_size=1, max_size=3).map(".".join)
+addresses = st.builds(lambda local, domain: f"{local}@{domain}", local_parts, st.sampled_from(DOMAINS))
+names = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+attributes = st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=12), max_size=3)
+people = st.lists(st.tuples(addresses, names, st.sampled_from(SUBSCRIBER_STATUSES), attributes), max_size=12)
+
+
+def _snapshot(store) -> list[dict]:  # type: ignore[no-untyped-def]
+    with store.atomic() as conn:
+        return [{k: v for k, v in vars(s).items() if k not in ("id", "updated_at")} for s in list_subscribers(conn)]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(people)
+def test_import_export_import_gives_the_same_list(rows: list) -> None:  # type: ignore[type-arg]
+    unique: dict[str, tuple] = {}
+    for address, name, status, attrs in rows:
+        try:
+            normalized = check_address(address)
+        except ValueError:
+            continue
+        unique.setdefault(email_key(normalized), (normalized, name, status, attrs))
+    assume(unique)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "source.csv"
+        with source.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(OUR_COLUMNS)
+            for normalized, name, status, attrs in unique.values():
+                writer.writerow((normalized, name, status, "", "", "", "", json.dumps(attrs) if attrs else ""))
+        first = open_store(f"sqlite:///{tmp}/first.db")
+        second = open_store(f"sqlite:///{tmp}/second.db")
+        try:
+            report = import_subscribers(first, source, now=datetime(2026, 1, 1, tzinfo=timezone.utc))
+            assert report.added == len(unique) and not report.invalid
+            imported = _snapshot(first)
+            assert [(s["email"], s["name"], s["status"], s["attributes"]) for s in imported] == [
+                (n, clean_name(name), status, attrs) for n, name, status, attrs in unique.values()]
+
+            exported = Path(tmp) / "export.csv"
+            with exported.open("w", newline="", encoding="utf-8") as out:
+                export_subscribers(first, out)
+            import_subscribers(second, exported, now=datetime(2027, 1, 1, tzinfo=timezone.utc))
+            assert _snapshot(second) == imported
+
+            again = Path(tmp) / "again.csv"
+            with again.open("w", newline="", encoding="utf-8") as out:
+                export_subscribers(second, out)
+            assert again.read_bytes() == exported.read_bytes()
+        finally:
+            first.dispose()
+            second.dispose()

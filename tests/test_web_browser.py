@@ -1,0 +1,136 @@
+"""What a person does in a browser, end to end: headless Chromium (Playwright) against a real
+uvicorn server on 127.0.0.1, the confirmation message delivered by SMTP to a real aiosmtpd server.
+
+Subscribe through the form -> the message arrives -> following its link activates -> the
+unsubscribe page's button unsubscribes.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from conftest import free_port, require_tool
+from newsletter.config import load_config
+from newsletter.store import Store
+from newsletter.store.subscribers import get_subscriber
+from newsletter.tokens import Signer, secret_key
+from newsletter.web.app import create_app
+from newsletter.web.server import BackgroundServer
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+class Inbox:
+    """An aiosmtpd handler keeping every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self._arrived = threading.Condition()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001 - aiosmtpd's hook signature
+        with self._arrived:
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+            self._arrived.notify_all()
+        return "250 Message accepted for delivery"
+
+    def wait_for(self, count: int, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        with self._arrived:
+            while len(self.messages) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"expected {count} message(s), got {len(self.messages)}")
+                self._arrived.wait(left)
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    handler = Inbox()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def browser():
+    chromium = require_tool("/usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def test_subscribe_confirm_and_unsubscribe_in_a_browser(tmp_path: Path, db_url: str, store: Store,
+                                                         inbox: tuple[Inbox, int], browser) -> None:
+    handler, smtp_port = inbox
+    server = BackgroundServer()  # bound now, so its URL can be the configured base_url
+    config_path = tmp_path / "newsletter.toml"
+    config_path.write_text(
+        f'[newsletter]\nname = "Trending Papers Weekly"\nfrom = "Papers <digest@example.org>"\n'
+        f'base_url = "{server.url}"\n\n[store]\nurl = "{db_url}"\n\n'
+        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\nsecurity = "none"\n',
+        encoding="utf-8")
+    config = load_config(config_path, env={})
+    server.start(create_app(config, store))
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+
+        page.goto(server.url + "/")
+        page.fill("#email", "grace@example.org")
+        page.fill("#name", "Grace Hopper")
+        page.click("button[type=submit]")
+        page.wait_for_selector("#notice", timeout=10_000)
+        assert "Check your inbox" in page.inner_text("h2")
+        with store.atomic() as conn:
+            assert get_subscriber(conn, "grace@example.org").status == "pending"
+
+        handler.wait_for(1)
+        sender, recipients, data = handler.messages[0]
+        assert sender == "digest@example.org" and recipients == ["grace@example.org"]
+        message = email.message_from_bytes(data, policy=email.policy.default)
+        body = message.get_body(preferencelist=("plain",)).get_content()
+        link = re.search(r"(http://\S+/confirm/\S+)", body).group(1)
+        assert link.startswith(server.url + "/confirm/")
+
+        page.goto(link)
+        assert "You are subscribed" in page.inner_text("h2")
+        with store.atomic() as conn:
+            subscriber = get_subscriber(conn, "grace@example.org")
+        assert subscriber.status == "active" and subscriber.confirmed_at is not None
+
+        # The unsubscribe link every issue carries: opening it changes nothing, the button does.
+        token = Signer(secret_key(config, store)).unsubscribe_token("grace@example.org")
+        page.goto(f"{server.url}/unsubscribe/{token}")
+        assert "grace@example.org" in page.inner_text("main")
+        with store.atomic() as conn:
+            assert get_subscriber(conn, "grace@example.org").status == "active"
+        page.click("#unsubscribe")
+        page.wait_for_selector("#notice")
+        assert "You are unsubscribed" in page.inner_text("h2")
+        with store.atomic() as conn:
+            assert get_subscriber(conn, "grace@example.org").status == "unsubscribed"
+
+        # The only cookie ever set is the subscribe form's CSRF nonce, and no page ran a script.
+        assert [cookie["name"] for cookie in context.cookies()] == ["nl_csrf"]
+        context.close()
+    finally:
+        server.stop()
