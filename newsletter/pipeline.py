@@ -104,7 +104,7 @@ def build_issue(store: Store, config: Config, now: datetime | None = None) -> Is
     from newsletter.compose import compose_issue, issue_key, load_editor_note
     from newsletter.compose.issue import window_start
     from newsletter.store.db import utcnow
-    from newsletter.store.issues import get_issue, next_issue_number, save_draft, sent_paper_ids
+    from newsletter.store.issues import get_issue, is_frozen, next_issue_number, save_draft, sent_paper_ids
     from newsletter.store.papers import list_papers
 
     now = now or utcnow()
@@ -112,7 +112,7 @@ def build_issue(store: Store, config: Config, now: datetime | None = None) -> Is
     note = load_editor_note(config)
     with store.atomic() as conn:
         existing = get_issue(conn, key)
-        if existing is not None and existing.status == "frozen":
+        if existing is not None and is_frozen(existing):
             return existing
         candidates = list_papers(conn, first_seen_since=window_start(now, config["issue.days"]),
                                  exclude_ids=sent_paper_ids(conn))
@@ -129,9 +129,9 @@ def render_issue(store: Store, config: Config, issue: Issue) -> RenderedIssue:
     """The issue's subject, HTML and text: the stored parts of a frozen issue, verbatim, else
     rendered now from the templates (so a template edit shows in the next preview)."""
     from newsletter.render.issue import render_issue as render
-    from newsletter.store.issues import get_frozen_rendering
+    from newsletter.store.issues import get_frozen_rendering, is_frozen
 
-    if issue.status == "frozen":
+    if is_frozen(issue):
         with store.atomic() as conn:
             frozen = get_frozen_rendering(conn, issue.key)
         if frozen is not None:

@@ -294,3 +294,21 @@ def test_bounced_subscriber_is_recorded_through_the_subscribers_store(store, smt
     with store.atomic() as conn:
         assert get_subscriber(conn, emails[1]).status == "bounced"
     assert any(emails[1] in e and "bounced" in e for e in report.errors)
+
+
+def test_progress_bar_shows_count_rate_and_eta(store, tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from newsletter.deliver.sender import progress_bar
+
+    seed(store, 40)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    with progress_bar(console, "writing") as progress:
+        report = deliver_issue(store, 1, "2026-W48", build_message, OutboxTransport(tmp_path), FAST,
+                               progress=progress)
+    text = out.getvalue()
+    assert report.sent == 40
+    assert "writing" in text and "40/40" in text and "ETA" in text

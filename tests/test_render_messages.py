@@ -256,3 +256,33 @@ def test_spamassassin_scores_the_sample_issue_below_two(factory, tmp_path):
     m = re.search(r"X-Spam-Status: \w+, score=(-?[\d.]+)", report)
     assert m, report[-2000:] + result.stderr.decode("utf-8", "replace")
     assert float(m.group(1)) < 2.0, report[report.find("Content analysis details"):]
+
+
+# --- the base64 splice on its own ---------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from newsletter.render import placeholders  # noqa: E402
+from newsletter.render.messages import Base64Splice  # noqa: E402
+
+_piece = st.one_of(st.sampled_from(placeholders.TOKENS), st.text(max_size=130).map(lambda t: t.replace("XNL", "xnl")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(_piece, max_size=12),
+       values=st.tuples(*[st.text(max_size=40) for _ in placeholders.TOKENS]))
+def test_base64_splice_decodes_to_the_filled_body(pieces, values):
+    import base64
+
+    body = "".join(pieces).encode("utf-8")
+    mapping = dict(zip(placeholders.TOKENS, (v.encode("utf-8") for v in values)))
+    encoded = Base64Splice(body, placeholders.TOKENS).render(mapping)
+    expected = body
+    for token, value in mapping.items():
+        expected = expected.replace(token.encode(), value)
+    lines = encoded.split(b"\r\n")
+    assert lines[-1] == b""
+    assert all(0 < len(line) <= 76 and len(line) % 4 == 0 for line in lines[:-1])
+    assert all(b"=" not in line for line in lines[:-2])  # padding only at the very end
+    assert base64.b64decode(b"".join(lines), validate=True) == expected

@@ -102,3 +102,13 @@ def test_unknown_format_choice_is_a_usage_error(run, tmp_path: Path) -> None:  #
     assert run("import", str(f), "--format", "excel").exit_code == 2
     result = run("import", str(f), "--format", "mailchimp")
     assert result.exit_code == 1 and "needs the column(s) email address" in result.output
+
+
+def test_a_long_list_prints_plain_lines(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "many.csv"
+    f.write_text("email,name\n" + "".join(f"u{i}@example.org,Ü {i}\n" for i in range(250)), encoding="utf-8")
+    assert run("import", str(f)).exit_code == 0
+    result = run("list")
+    lines = result.stdout.splitlines()
+    assert len(lines) == 250 and lines[0] == "u0@example.org\tactive\tÜ 0"
+    assert "250 subscribers" in result.stderr

@@ -335,3 +335,11 @@ def test_progress_reports_bytes(store: Store, tmp_path: Path) -> None:
     assert len(seen) >= 3
     assert seen[-1] == (path.stat().st_size, path.stat().st_size)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_bad_rows_can_be_streamed_to_a_callback_instead_of_kept(store: Store, tmp_path: Path) -> None:
+    seen: list[str] = []
+    with pytest.raises(ImportRowsError) as info:
+        import_subscribers(store, write(tmp_path, "bad.csv", BAD), on_invalid=lambda e: seen.append(str(e)))
+    assert len(seen) == 4 and info.value.errors == []
+    assert seen[3].endswith(":8: y@example.org: 4 fields but the header has 3")

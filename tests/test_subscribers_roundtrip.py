@@ -36,7 +36,7 @@ def _snapshot(store) -> list[dict]:  # type: ignore[no-untyped-def]
         return [{k: v for k, v in vars(s).items() if k not in ("id", "updated_at")} for s in list_subscribers(conn)]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(people)
 def test_import_export_import_gives_the_same_list(rows: list) -> None:  # type: ignore[type-arg]
     unique: dict[str, tuple] = {}

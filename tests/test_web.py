@@ -492,3 +492,87 @@ def test_behind_a_local_reverse_proxy_the_forwarded_client_counts(tmp_path: Path
         assert httpx.get(f"{server.url}/preview/").status_code == 200
     finally:
         server.stop()
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def test_newsletter_serve_runs_the_app(tmp_path: Path, db_url: str) -> None:
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    config = make_config(tmp_path, db_url)
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "newsletter", "--config", str(config.path), "serve", "--port", "0"],
+            cwd=root, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not (found := re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log_path.read_text())):
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        page = httpx.get(found.group(1) + "/")
+        assert page.status_code == 200 and "Papers &lt;Weekly&gt;" in page.text
+        assert "Serving Papers <Weekly> on 127.0.0.1, on a free port" in log_path.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_serve_help_has_an_example() -> None:
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "--help"])
+    assert result.exit_code == 0
+    assert "Example:" in result.output and "newsletter serve --host 0.0.0.0 --port 8080" in result.output
+
+
+def test_a_really_rendered_issue_is_archived_without_personal_values(site: Site, fixtures_dir: Path) -> None:
+    from newsletter import pipeline
+
+    pipeline.ingest(site.store, site.config, [str(fixtures_dir / "seed-trending-papers.txt")])
+    issue = pipeline.build_issue(site.store, site.config)
+    rendered = pipeline.render_issue(site.store, site.config, issue)
+    assert placeholders.UNSUBSCRIBE_URL in rendered.html  # what the archive has to replace
+    with site.store.atomic() as conn:
+        freeze_issue(conn, issue, rendered)
+
+    page = site.client.get(f"/archive/{issue.key}")
+    assert page.status_code == 200
+    assert not any(token in page.text for token in placeholders.TOKENS)
+    assert "/unsubscribe/" not in page.text
+    # The only address left is the newsletter's own (its From), never a reader's.
+    assert set(re.findall(r"[\w.+-]+@[\w-]+\.\w+", page.text)) <= {"digest@example.org"}
+    assert issue.papers[0].title.split()[0] in page.text
+    assert site.client.get("/archive").text.count(f"/archive/{issue.key}") == 1
+
+
+def test_without_base_url_a_foreign_host_header_never_gets_into_a_message(site: Site) -> None:
+    browser, token = site.form()
+    with closing(browser):
+        response = browser.post("/subscribe", data={"email": "victim@example.org", "csrf_token": token},
+                                headers={"Host": "evil.example.com"})
+    assert response.status_code == 503 and "try again" in response.text
+    assert site.messages() == []
+
+
+def test_an_operator_template_overrides_a_page(tmp_path: Path, db_url: str, store: Store) -> None:
+    own = tmp_path / "mytemplates" / "web"
+    own.mkdir(parents=True)
+    (own / "notice.html").write_text('{% extends "base.html" %}{% block main %}<p id="own">{{ heading }}</p>'
+                                     "{% endblock %}", encoding="utf-8")
+    config = make_config(tmp_path, db_url).with_overrides({"newsletter.templates": str(tmp_path / "mytemplates")})
+    server = BackgroundServer().start(create_app(config, store))
+    try:
+        page = httpx.get(f"{server.url}/confirm/forged-<b>")
+        assert page.status_code == 400
+        assert '<p id="own">This link is not valid</p>' in page.text
+        assert "Subscribe" in page.text  # the packaged base.html still frames it
+    finally:
+        server.stop()

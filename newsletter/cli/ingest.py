@@ -37,8 +37,11 @@ def ingest_command(app: AppContext, sources: tuple[str, ...]) -> None:
                   console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
         task = progress.add_task("ingesting", total=count)
 
+        started: list[str] = []
+
         def on_source(name: str) -> None:
-            progress.update(task, description=f"reading {name}", completed=progress.tasks[0].completed)
+            progress.update(task, description=f"reading {name}", completed=len(started))
+            started.append(name)
 
         report = pipeline.ingest(store, config, list(sources) or None, on_source=on_source)
         progress.update(task, completed=count)

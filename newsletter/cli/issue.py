@@ -30,13 +30,13 @@ def init(directory: Path) -> None:
     entries = scaffold(directory)
     for entry in entries:
         if entry.written:
-            console.print(f"wrote  {entry.path}", markup=False)
+            console.print(f"wrote  {entry.path}", markup=False, soft_wrap=True)
         else:
-            console.print(f"kept   {entry.path} (exists, left as it was)", markup=False)
+            console.print(f"kept   {entry.path} (exists, left as it was)", markup=False, soft_wrap=True)
     written = sum(e.written for e in entries)
     console.print(f"{written} file(s) written, {len(entries) - written} kept. Edit "
                   f"{directory / 'newsletter.toml'} and the templates, then run: newsletter ingest && newsletter preview",
-                  markup=False)
+                  markup=False, soft_wrap=True)
 
 
 def _is_loopback(host: str) -> bool:
@@ -86,13 +86,13 @@ def preview(app: AppContext, out_dir: Path, serve: bool, open_browser: bool, sub
     files = pipeline.preview_issue(app.store, app.config, out_dir, subscriber_email=subscriber_email)
     if files is None:
         console.print("No papers for the next issue: nothing to preview. Run `newsletter ingest` first.",
-                      markup=False)
+                      markup=False, soft_wrap=True)
         return
-    console.print(f"Issue {files.issue_key}: {files.subject}", markup=False)
-    console.print(f"  as received by {files.recipient}", markup=False)
-    console.print(f"  HTML  {files.html}  ({files.html_bytes / 1000:.1f} KB)", markup=False)
-    console.print(f"  text  {files.text}", markup=False)
-    console.print(f"  .eml  {files.eml}", markup=False)
+    console.print(f"Issue {files.issue_key}: {files.subject}", markup=False, soft_wrap=True)
+    console.print(f"  as received by {files.recipient}", markup=False, soft_wrap=True)
+    console.print(f"  HTML  {files.html}  ({files.html_bytes / 1000:.1f} KB)", markup=False, soft_wrap=True)
+    console.print(f"  text  {files.text}", markup=False, soft_wrap=True)
+    console.print(f"  .eml  {files.eml}", markup=False, soft_wrap=True)
     if files.warning:
         err_console.print(f"Warning: {files.warning}", markup=False, style="yellow")
     if open_browser:
@@ -111,7 +111,7 @@ def _serve(app: AppContext, host: str, port: int, open_browser: bool) -> None:
                           markup=False, style="yellow")
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
     console.print(f"Preview of the next issue at {url} (Ctrl+C to stop; reload after editing a template)",
-                  markup=False)
+                  markup=False, soft_wrap=True)
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
     uvicorn.run(create_preview_app(app.config, app.store), host=host, port=port, log_level="warning",

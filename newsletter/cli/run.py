@@ -70,7 +70,7 @@ def run_command(app: AppContext, once: bool) -> None:
     stop = threading.Event()
     _install_stop_handlers(stop)
     with StoreLock(store) as lock:
-        console.print(f"Scheduler lock held by {lock.holder} on {store.url}", markup=False)
+        console.print(f"Scheduler lock held by {lock.holder} on {store.url}", markup=False, soft_wrap=True)
         scheduler = Scheduler(plan, pipeline_jobs(store, config, stop), StoreState(store))
         if once:
             outcomes = scheduler.catch_up(stop=stop)
@@ -80,7 +80,7 @@ def run_command(app: AppContext, once: bool) -> None:
                 console.print("Nothing was due.")
             for outcome in outcomes:
                 status = "ok" if outcome.ok else "FAILED"
-                console.print(f"{outcome.job}: {status}: {outcome.detail}", markup=False)
+                console.print(f"{outcome.job}: {status}: {outcome.detail}", markup=False, soft_wrap=True)
             if failed:
                 sys.exit(1)
             return

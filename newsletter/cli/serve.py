@@ -34,8 +34,9 @@ def serve(app: AppContext, host: str | None, port: int | None, forwarded_allow_i
     config = app.config.with_overrides({"web.host": host, "web.port": port})
     web_app = create_app(config, app.store)
     listen_host, listen_port = config["web.host"], config["web.port"]
-    console.print(f"Serving {config['newsletter.name']} on http://{listen_host}:{listen_port} "
-                  f"(store {config.store_url})")
+    where = (f"http://{listen_host}:{listen_port}" if listen_port
+             else f"{listen_host}, on a free port uvicorn prints below")
+    console.print(f"Serving {config['newsletter.name']} on {where} (store {config.store_url})", markup=False)
     base_url = config["newsletter.base_url"]
     if base_url:
         console.print(f"Links in messages point to {base_url}")

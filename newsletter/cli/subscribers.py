@@ -7,6 +7,7 @@ Each command parses, calls one function of ``newsletter.store.subscribers`` or
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -19,7 +20,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from newsletter.cli import AppContext, console, err_console, pass_app
-from newsletter.errors import ImportRowsError
+from newsletter.errors import ImportRowsError, SubscriberError
 from newsletter.models import SUBSCRIBER_STATUSES, Subscriber
 from newsletter.store import subscribers as store_subscribers
 from newsletter.subscribers.exporter import export_subscribers
@@ -153,18 +154,17 @@ def list_command(app: AppContext, status: str | None, as_json: bool) -> None:
             return
         # A long list: plain tab-separated lines, streamed (a table would hold it all in memory).
         count = 0
-        for s in [*first, *rows]:
+        for s in itertools.chain(first, rows):
             click.echo(f"{s.email}\t{s.status}\t{s.name}")
             count += 1
         err_console.print(_plural(count, "subscriber"))
 
 
+def _print_invalid(error: SubscriberError) -> None:
+    err_console.print(str(error), markup=False, soft_wrap=True, highlight=False)
+
+
 def _print_import(report: ImportReport) -> None:
-    if report.invalid:
-        for error in report.invalid:
-            err_console.print(str(error), markup=False, soft_wrap=True)
-    if not report.imported:
-        return
     parts = [f"{_plural(report.added, 'address')} added", f"{report.updated:,} already on file updated"]
     if report.duplicates:
         parts.append(f"{_plural(report.duplicates, 'duplicate row')} merged")
@@ -175,8 +175,8 @@ def _print_import(report: ImportReport) -> None:
     if report.suppressed_kept:
         console.print(f"Left {_plural(report.suppressed_kept, 'suppressed address')} alone: they unsubscribed "
                       "or bounced, and an import never makes them active again")
-    if report.invalid:
-        err_console.print(f"Skipped {_plural(len(report.invalid), 'invalid row')} (listed above)", style="yellow")
+    if report.invalid_count:
+        err_console.print(f"Skipped {_plural(report.invalid_count, 'invalid row')} (listed above)", style="yellow")
 
 
 @subscribers.command("import")
@@ -201,21 +201,21 @@ def import_command(app: AppContext, file: Path, fmt: str, skip_invalid: bool, en
     """
     store = app.store
     size = file.stat().st_size if file.is_file() else 0
+    options: dict[str, Any] = {"format": fmt, "skip_invalid": skip_invalid, "encoding": encoding,
+                               "on_invalid": _print_invalid}
     try:
         if size >= PROGRESS_MIN_BYTES:
             with Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                           console=err_console, transient=True) as bar:
                 task = bar.add_task("import", total=size)
-                report = import_subscribers(store, file, format=fmt, skip_invalid=skip_invalid, encoding=encoding,
+                report = import_subscribers(store, file, **options,
                                             progress=lambda done, total: bar.update(task, completed=done))
         else:
-            report = import_subscribers(store, file, format=fmt, skip_invalid=skip_invalid, encoding=encoding)
+            report = import_subscribers(store, file, **options)
     except ImportRowsError as exc:
-        for error in exc.errors:
-            err_console.print(str(error), markup=False, soft_wrap=True)
         raise click.ClickException(f"{file}: {exc}")
     _print_import(report)
-    if report.invalid:
+    if report.invalid_count:
         sys.exit(1)
 
 

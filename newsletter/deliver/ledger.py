@@ -130,16 +130,18 @@ class Ledger:
         """Rows this run still has to deliver (or that are in flight somewhere)."""
         return counts[rows.SENDING] + sum(counts[s] for s in self.claimable)
 
-    def claim(self, worker: str) -> tuple[ClaimedDelivery | None, int, bool]:
-        """(the row to send or None, rows skipped as no longer active, daily cap reached)."""
+    def claim(self, worker: str, limit: int = 1) -> tuple[list[ClaimedDelivery], int, bool]:
+        """(up to ``limit`` rows to send, rows skipped as no longer active, daily cap reached)."""
         now = self.clock()
         with self._transaction() as conn:
             remaining = self.cap.remaining(conn, now) if self.daily_cap_applies else None
             if remaining is not None and remaining <= 0:
-                return None, 0, True
-            claimed, skipped = rows.claim_deliveries(conn, self.issue_number, claimed_by=worker, now=now, limit=1,
-                                                     claimable=self.claimable)
-        return (claimed[0] if claimed else None), skipped, False
+                return [], 0, True
+            if remaining is not None:
+                limit = min(limit, remaining)
+            claimed, skipped = rows.claim_deliveries(conn, self.issue_number, claimed_by=worker, now=now,
+                                                     limit=limit, claimable=self.claimable)
+        return claimed, skipped, False
 
     def seconds_until_due(self) -> float | None:
         """None when nothing is left to try; else how long until a deferred row is due (0: now).
@@ -178,9 +180,11 @@ class Ledger:
             rows.mark_retry(conn, delivery.id, error=error, now=now,
                             next_attempt_at=now + timedelta(seconds=delay_s))
 
-    def release(self, delivery: ClaimedDelivery) -> None:
-        with self._transaction() as conn:
-            rows.release_claim(conn, delivery.id, now=self.clock())
+    def release(self, *claimed: ClaimedDelivery) -> None:
+        """Give rows back untried (the run stops, or the server could not be reached)."""
+        if claimed:
+            with self._transaction() as conn:
+                rows.release_claim(conn, *(d.id for d in claimed), now=self.clock())
 
     def failures(self, limit: int = 20) -> list[tuple[str, str]]:
         with self._transaction() as conn:

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from newsletter.deliver.ledger import Ledger
 from newsletter.deliver.ratelimit import RateLimiter
 from newsletter.deliver.transports import ConnectionFailure, PermanentFailure, TemporaryFailure
-from newsletter.errors import DeliveryError, NewsletterError
+from newsletter.errors import DeliveryError
 from newsletter.models import RunReport, Subscriber
 from newsletter.store import Store
 from newsletter.store.deliveries import SENT, ClaimedDelivery
@@ -59,6 +59,7 @@ class SendOptions:
     retry_delay_s: float = 2.0        # first backoff; doubles per attempt
     max_retry_delay_s: float = 120.0
     stale_after_s: float = 900.0      # a claim older than this is taken back (living process elsewhere)
+    claim_batch: int = 8              # rows a worker claims per transaction when not rate-limited
 
     def backoff_s(self, attempt: int) -> float:
         return min(self.max_retry_delay_s, self.retry_delay_s * (2 ** max(0, attempt - 1)))
@@ -126,12 +127,18 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
     if options.limit is not None:
         total = min(total, options.limit)
     limiter = RateLimiter(options.rate_per_second)
+    # Claim a few rows per transaction when sending flat out; one at a time under a rate limit,
+    # so the "still active?" check stays right before each message.
+    claim_batch = options.claim_batch
+    if options.rate_per_second > 0:
+        claim_batch = max(1, min(claim_batch, int(options.rate_per_second // (20 * max(1, options.concurrency)))))
     tally = _Tally()
     halt = threading.Event()
 
     def worker(number: int) -> None:
         tag = ledger.worker_tag(number)
         connection_failures = 0
+        queue: list[ClaimedDelivery] = []  # rows claimed ahead, to spare a transaction per message
         try:
             while not (halt.is_set() or (stop is not None and stop.is_set())):
                 if not tally.take_budget(options.limit):
@@ -139,10 +146,12 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
                 if not limiter.acquire(halt):
                     tally.give_back()
                     return
-                delivery, skipped, capped = ledger.claim(tag)
-                if skipped:
-                    tally.add(suppressed=skipped)
-                if delivery is None:
+                if not queue:
+                    claimed, skipped, capped = ledger.claim(tag, claim_batch)
+                    queue.extend(claimed)
+                    if skipped:
+                        tally.add(suppressed=skipped)
+                if not queue:
                     tally.give_back()
                     if capped:
                         tally.capped = True
@@ -152,7 +161,7 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
                         return
                     halt.wait(min(max(wait_s, 0.01), 1.0))
                     continue
-                if _send_one(delivery):
+                if _send_one(queue.pop(0)):
                     connection_failures = 0
                     continue
                 # The server could not be reached: the row went back untouched; back off, and
@@ -166,14 +175,17 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
                     return
                 halt.wait(options.backoff_s(connection_failures))
         finally:
-            ledger.close_thread()
+            try:
+                ledger.release(*queue)
+            finally:
+                ledger.close_thread()
 
     def _send_one(delivery: ClaimedDelivery) -> bool:
         """Try one message and record the outcome; False only when the server was unreachable."""
         email = delivery.subscriber.email
         try:
             message = build(delivery.subscriber)
-        except NewsletterError as exc:
+        except Exception as exc:  # noqa: BLE001 - one message that cannot be built never stops the rest
             ledger.failed(delivery, f"cannot build the message: {exc}")
             tally.add(failed=1)
             tally.note(f"{email}: cannot build the message: {exc}")
@@ -208,6 +220,11 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
             with tally.lock:
                 tally.fatal = tally.fatal or str(exc)
             halt.set()
+            return True
+        except Exception as exc:  # noqa: BLE001 - e.g. bytes smtplib cannot send: this message only
+            ledger.failed(delivery, f"cannot send: {exc!r}")
+            tally.add(failed=1)
+            tally.note(f"{email}: cannot send: {exc!r}")
             return True
         ledger.sent(delivery, message.message_id)
         tally.add(sent=1)

@@ -54,4 +54,4 @@ def inline_css(html: str) -> str:
         raise RenderError(f"cannot inline the CSS: {exc}", where="issue.html.j2") from None
     if not result.lstrip().lower().startswith("<!doctype"):
         result = "<!DOCTYPE html>\n" + result
-    return result
+    return result.rstrip("\n") + "\n"

@@ -22,11 +22,12 @@ TEMPLATE_FILES: tuple[str, ...] = ("issue.html.j2", "issue.txt.j2", "subject.txt
 def default_templates_dir() -> Path:
     """Where the default templates are: inside the installed wheel, else ``<repo>/templates``."""
     try:
-        packaged = resources.files("newsletter.default_templates")
-        path = Path(str(packaged))
-        if (path / "issue.html.j2").is_file():
-            return path
-    except (ModuleNotFoundError, TypeError):
+        # Joining a file name works for a regular and a namespace package alike (the folder
+        # ships without __init__.py, so operators' copies stay plain template folders).
+        packaged = Path(str(resources.files("newsletter.default_templates") / "issue.html.j2"))
+        if packaged.is_file():
+            return packaged.parent
+    except (ModuleNotFoundError, TypeError, ValueError):
         pass
     source = Path(__file__).resolve().parent.parent.parent / "templates"
     if (source / "issue.html.j2").is_file():

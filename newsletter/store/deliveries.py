@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
 from newsletter.models import Subscriber
@@ -53,6 +53,31 @@ def create_deliveries(conn: Connection, issue_number: int, now: datetime) -> int
     return int(result.rowcount or 0)
 
 
+# The statements run once per message are built once: constructing a SQLAlchemy statement
+# and its cache key costs more than the SQLite commit itself.
+_CLAIM_SELECT = (
+    select(deliveries.c.id, deliveries.c.email, deliveries.c.attempts, subscribers.c.id.label("sid"),
+           subscribers.c.name, subscribers.c.status.label("sstatus"), subscribers.c.attributes)
+    .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+    .where(deliveries.c.issue_number == bindparam("issue_number"),
+           deliveries.c.status.in_(bindparam("claimable", expanding=True)),
+           or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= bindparam("now")))
+    .order_by(deliveries.c.id).limit(bindparam("limit"))
+    # PostgreSQL: two processes claiming at once each skip the other's rows (SQLite ignores
+    # this; its BEGIN IMMEDIATE already serialises claims).
+    .with_for_update(skip_locked=True, of=deliveries)
+)
+_CLAIM_UPDATE = update(deliveries).where(deliveries.c.id.in_(bindparam("ids", expanding=True))).values(
+    status=SENDING, claimed_by=bindparam("claimed_by"), claimed_at=bindparam("now"), updated_at=bindparam("now"))
+_SKIP_UPDATE = update(deliveries).where(deliveries.c.id.in_(bindparam("ids", expanding=True))).values(
+    status=SKIPPED, last_error="subscriber no longer active", claimed_by=None, claimed_at=None,
+    updated_at=bindparam("now"))
+_MARK_SENT = update(deliveries).where(deliveries.c.id == bindparam("delivery_id")).values(
+    status=bindparam("status"), attempts=deliveries.c.attempts + 1, message_id=bindparam("message_id"),
+    last_error="", sent_at=bindparam("now"), claimed_by=None, claimed_at=None, next_attempt_at=None,
+    updated_at=bindparam("now"))
+
+
 def claim_deliveries(conn: Connection, issue_number: int, *, claimed_by: str, now: datetime,
                      limit: int = 1, claimable: tuple[str, ...] = (PENDING,)) -> tuple[list[ClaimedDelivery], int]:
     """Claim up to ``limit`` due rows in a ``claimable`` status; returns (claimed, skipped as no
@@ -65,26 +90,17 @@ def claim_deliveries(conn: Connection, issue_number: int, *, claimed_by: str, no
     claimed: list[ClaimedDelivery] = []
     skipped = 0
     while len(claimed) < limit:
-        rows = conn.execute(
-            select(deliveries.c.id, deliveries.c.email, deliveries.c.attempts, subscribers.c.id.label("sid"),
-                   subscribers.c.name, subscribers.c.status.label("sstatus"), subscribers.c.attributes)
-            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            .where(deliveries.c.issue_number == issue_number, deliveries.c.status.in_(claimable),
-                   or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now))
-            .order_by(deliveries.c.id).limit(limit - len(claimed))
-        ).all()
+        rows = conn.execute(_CLAIM_SELECT, {"issue_number": issue_number, "claimable": list(claimable),
+                                            "now": now, "limit": limit - len(claimed)}).all()
         if not rows:
             break
         inactive = [r.id for r in rows if r.sstatus != "active"]
         active = [r for r in rows if r.sstatus == "active"]
         if inactive:
-            conn.execute(update(deliveries).where(deliveries.c.id.in_(inactive)).values(
-                status=SKIPPED, last_error="subscriber no longer active", claimed_by=None,
-                claimed_at=None, updated_at=now))
+            conn.execute(_SKIP_UPDATE, {"ids": inactive, "now": now})
             skipped += len(inactive)
         if active:
-            conn.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in active])).values(
-                status=SENDING, claimed_by=claimed_by, claimed_at=now, updated_at=now))
+            conn.execute(_CLAIM_UPDATE, {"ids": [r.id for r in active], "claimed_by": claimed_by, "now": now})
             claimed.extend(ClaimedDelivery(
                 id=r.id, attempts=r.attempts,
                 subscriber=Subscriber(email=r.email, name=r.name, status="active", id=r.sid,
@@ -113,9 +129,7 @@ def release_stale_claims(conn: Connection, issue_number: int, *, stale_before: d
 def mark_sent(conn: Connection, delivery_id: int, *, message_id: str, now: datetime,
               status: str = SENT) -> None:
     """Accepted by the server (``sent``) or written to the outbox (``written``)."""
-    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(
-        status=status, attempts=deliveries.c.attempts + 1, message_id=message_id, last_error="",
-        sent_at=now, claimed_by=None, claimed_at=None, next_attempt_at=None, updated_at=now))
+    conn.execute(_MARK_SENT, {"delivery_id": delivery_id, "status": status, "message_id": message_id, "now": now})
 
 
 def mark_failed(conn: Connection, delivery_id: int, *, error: str, now: datetime) -> None:
@@ -132,9 +146,9 @@ def mark_retry(conn: Connection, delivery_id: int, *, error: str, next_attempt_a
         claimed_at=None, next_attempt_at=next_attempt_at, updated_at=now))
 
 
-def release_claim(conn: Connection, delivery_id: int, *, now: datetime) -> None:
-    """Give a claimed row back untried (the run stopped before sending it)."""
-    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id, deliveries.c.status == SENDING).values(
+def release_claim(conn: Connection, *delivery_ids: int, now: datetime) -> None:
+    """Give claimed rows back untried (the run stopped before sending them)."""
+    conn.execute(update(deliveries).where(deliveries.c.id.in_(delivery_ids), deliveries.c.status == SENDING).values(
         status=PENDING, claimed_by=None, claimed_at=None, updated_at=now))
 
 

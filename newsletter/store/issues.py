@@ -18,7 +18,14 @@ from newsletter.models import Issue, Paper, RenderedIssue
 from newsletter.store.db import utcnow
 from newsletter.store.schema import issues
 
+# "frozen": sent to someone, parts stored; "sent": a delivery area may mark it done. Both are
+# immutable; test with ``is_frozen``.
 FROZEN_STATUSES: tuple[str, ...] = ("frozen", "sent")
+
+
+def is_frozen(issue: Issue) -> bool:
+    """True once the issue went to anyone: its parts and papers never change again."""
+    return issue.status in FROZEN_STATUSES
 
 
 def paper_to_json(paper: Paper) -> dict[str, Any]:
@@ -50,7 +57,7 @@ def _issue_from_row(row: Any) -> Issue:
     papers = tuple(paper_from_json(p) for p in (row.papers or []))
     return Issue(key=row.key, number=row.number, title=row.title, papers=papers,
                  created_at=row.created_at, editor_note=row.editor_note,
-                 status="frozen" if row.status in FROZEN_STATUSES else row.status)
+                 status=row.status)
 
 
 def get_issue(conn: Connection, key: str) -> Issue | None:

@@ -22,13 +22,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import threading
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -37,7 +37,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from newsletter.config import Config
-from newsletter.errors import DeliveryError, NewsletterError, SubscriberError
+from newsletter.errors import ConfigError, DeliveryError, NewsletterError, SubscriberError
 from newsletter.store import Store
 from newsletter.tokens import Signer, secret_key
 from newsletter.web import archive
@@ -69,7 +69,6 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 NO_STORE = {"Cache-Control": "no-store"}
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-T = TypeVar("T")
 
 
 class FormProblem(Exception):
@@ -96,20 +95,24 @@ class WebApp:
         # A second limit per address, so nobody can make us mail-bomb one mailbox from many IPs.
         self.address_limit = TokenBucket(address_burst, address_refill_per_s)
         self.confirm_max_age_s = confirm_max_age_s
-        # Writers take turns inside this process: SQLite lets one write transaction in at a time,
-        # and its busy handler makes the losers sleep in growing steps (1, 2, 5 ... 100 ms).
-        self.write_lock = threading.Lock()
-
-    def serialized(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a store write with the other writers of this process queued, not busy-waiting."""
-        with self.write_lock:
-            return function(*args, **kwargs)
 
     # -- helpers -------------------------------------------------------------------------------
 
     def base_url(self, request: Request) -> str:
-        """Where links in messages point: the configured public URL, else how we were reached."""
+        """Where links point: the configured public URL, else how we were reached."""
         return (self.config["newsletter.base_url"] or str(request.base_url)).rstrip("/")
+
+    def mail_base_url(self, request: Request) -> str:
+        """Where links *in messages* point. Without ``newsletter.base_url`` the Host header would
+        decide, and anyone can send any Host: a confirmation mailed to a stranger must never
+        point at the sender's site. So the Host counts only when it names this machine."""
+        if self.config["newsletter.base_url"]:
+            return self.config["newsletter.base_url"].rstrip("/")
+        host = (request.url.hostname or "").strip("[]").lower()
+        if host == "localhost" or is_loopback(host):
+            return str(request.base_url).rstrip("/")
+        raise ConfigError("newsletter.base_url is not set, so no link can be mailed to a request "
+                          f"that arrived for {host or 'an unnamed host'}")
 
     def notice(self, heading: str, message: str, status_code: int = 200, *, is_error: bool = False,
                show_home: bool = True) -> HTMLResponse:
@@ -183,11 +186,11 @@ class WebApp:
         if self.address_limit.take(address.lower()):
             try:
                 await run_in_threadpool(request_subscription, self.store, self.config, self.signer,
-                                        address, name, base_url=self.base_url(request))
+                                        address, name, base_url=self.mail_base_url(request))
             except SubscriberError as exc:
                 return await run_in_threadpool(self.form_page, request, status_code=400, **echo,
                                                error=f"Please check the address: {exc}")
-            except DeliveryError as exc:
+            except (DeliveryError, ConfigError) as exc:
                 log.error("confirmation not sent: %s", exc)
                 return self.notice("Please try again later",
                                    "We could not send the confirmation message just now. Nothing was lost: "
@@ -199,7 +202,7 @@ class WebApp:
 
     async def confirm(self, request: Request) -> Response:
         token = request.path_params["token"]
-        outcome = await run_in_threadpool(self.serialized, confirm_subscription, self.store, self.signer, token,
+        outcome = await run_in_threadpool(confirm_subscription, self.store, self.signer, token,
                                           max_age_s=self.confirm_max_age_s)
         name = self.config["newsletter.name"]
         if outcome is ConfirmOutcome.CONFIRMED:
@@ -231,8 +234,7 @@ class WebApp:
     async def unsubscribe(self, request: Request) -> Response:
         token = request.path_params["token"]
         how = await _unsubscribe_how(request)
-        outcome = await run_in_threadpool(self.serialized, unsubscribe_by_token, self.store, self.signer,
-                                          token, how=how)
+        outcome = await run_in_threadpool(unsubscribe_by_token, self.store, self.signer, token, how=how)
         if outcome is UnsubscribeOutcome.INVALID:
             return self._invalid_unsubscribe()
         if outcome is UnsubscribeOutcome.UNKNOWN:
@@ -299,7 +301,7 @@ async def read_small_form(request: Request) -> FormData:
                           "an address and a name are all it needs.", 413)
     try:
         return await request.form(max_files=0, max_fields=10, max_part_size=MAX_FORM_BYTES)
-    except (HTTPException, Exception) as exc:  # python-multipart and starlette raise several kinds
+    except (HTTPException, MultiPartException, UnicodeDecodeError, ValueError) as exc:
         raise FormProblem(f"The form could not be read ({getattr(exc, 'detail', exc)}).", 400) from None
 
 

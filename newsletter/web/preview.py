@@ -44,14 +44,14 @@ class _Previewer:
 
     def rendered(self, key: str) -> RenderedIssue | None:
         from newsletter import pipeline
-        from newsletter.store.issues import get_issue
+        from newsletter.store.issues import get_issue, is_frozen
 
         if key == NEXT:
             issue = pipeline.build_issue(self.store, self.config, now=self.now)
         else:
             with self.store.atomic() as conn:
                 issue = get_issue(conn, key)
-            if issue is None or issue.status != "frozen":
+            if issue is None or not is_frozen(issue):
                 return None
         if issue is None:
             return None
@@ -69,10 +69,10 @@ class _Previewer:
         return rendered, page_html, text, factory.build(SAMPLE_READER).data
 
     def past(self) -> list[tuple[str, int, str]]:
-        from newsletter.store.issues import list_issues
+        from newsletter.store.issues import is_frozen, list_issues
 
         with self.store.atomic() as conn:
-            return [(i.key, i.number, i.title) for i in list_issues(conn) if i.status == "frozen"]
+            return [(i.key, i.number, i.title) for i in list_issues(conn) if is_frozen(i)]
 
 
 def _page(title: str, body: str) -> str:

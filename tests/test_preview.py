@@ -1,0 +1,265 @@
+"""``newsletter init``, ``newsletter preview`` and the preview server, in a real browser."""
+
+from __future__ import annotations
+
+import email
+import os
+import re
+import shutil
+import tomllib
+from email import policy
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import require_tool
+from newsletter.cli import main
+from newsletter.compose import rank_papers
+from newsletter.config import SETTINGS, load_config
+from newsletter.render.templates import default_templates_dir
+from newsletter.store import open_store
+from newsletter.store.papers import upsert_papers
+from newsletter.store.subscribers import add_subscriber
+from newsletter.web.preview import create_preview_app
+from newsletter.web.server import BackgroundServer
+from test_render import hf_papers
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def run(*args: str, cwd: Path | None = None):
+    runner = CliRunner()
+    old = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        return runner.invoke(main, list(args), catch_exceptions=False, env={"NEWSLETTER_SECRET_KEY": "k" * 32})
+    finally:
+        os.chdir(old)
+
+
+# --- init --------------------------------------------------------------------------------
+
+def test_init_writes_config_templates_and_subscribers(tmp_path):
+    target = tmp_path / "digest"
+    result = run("init", str(target))
+    assert result.exit_code == 0, result.output
+    written = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+    templates = sorted(f"templates/{p.name}" for p in default_templates_dir().iterdir()
+                       if p.is_file() and not p.name.startswith(("_", ".")) and p.suffix != ".py")
+    assert written == sorted(["newsletter.toml", "subscribers.csv", *templates])
+    for name in written:
+        assert f"wrote  {target / name}\n" in result.output
+    # The templates are copies of the defaults.
+    for name in templates:
+        assert (target / name).read_bytes() == (default_templates_dir() / Path(name).name).read_bytes()
+    # The subscribers file is in our format: an email column first.
+    assert (target / "subscribers.csv").read_text().splitlines()[0].split(",")[0] == "email"
+
+
+def test_init_config_lists_every_setting_and_loads_as_defaults(tmp_path):
+    run("init", str(tmp_path))
+    text = (tmp_path / "newsletter.toml").read_text()
+    tomllib.loads(text)
+    for setting in SETTINGS:
+        assert re.search(rf"^(# )?{re.escape(setting.key)} = ", text, re.M), setting.name
+        assert setting.help in text
+    config = load_config(tmp_path / "newsletter.toml", env={})
+    for setting in SETTINGS:
+        expected = "templates" if setting.name == "newsletter.templates" else setting.default
+        assert config[setting.name] == expected, setting.name
+    assert not config.smtp_enabled
+
+
+def test_init_never_overwrites(tmp_path):
+    run("init", str(tmp_path))
+    (tmp_path / "newsletter.toml").write_text("# mine\n")
+    (tmp_path / "templates" / "issue.txt.j2").write_text("my text template\n")
+    result = run("init", str(tmp_path))
+    assert result.exit_code == 0
+    assert (tmp_path / "newsletter.toml").read_text() == "# mine\n"
+    assert (tmp_path / "templates" / "issue.txt.j2").read_text() == "my text template\n"
+    assert "0 file(s) written" in result.output and "kept" in result.output
+
+
+def test_init_into_a_file_is_an_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "file")])
+    assert result.exit_code != 0
+
+
+# --- preview to files --------------------------------------------------------------------
+
+@pytest.fixture
+def folder(tmp_path, fixtures_dir):
+    """A scaffolded folder with the real papers ingested, the way a user gets there."""
+    run("init", str(tmp_path))
+    store = open_store(f"sqlite:///{tmp_path / 'newsletter.db'}")
+    with store.atomic() as conn:
+        upsert_papers(conn, hf_papers(fixtures_dir))
+        add_subscriber(conn, "grace@example.org", name="Grace \"Amazing\" Hopper")
+    store.dispose()
+    return tmp_path
+
+
+def test_preview_writes_html_text_and_eml_and_prints_the_paths(folder):
+    result = run("preview", "--out", "out", cwd=folder)
+    assert result.exit_code == 0, result.output
+    files = sorted((folder / "out").iterdir())
+    assert [p.suffix for p in files] == [".eml", ".html", ".txt"]
+    flat = " ".join(result.output.split())
+    for path in files:
+        assert str(Path("out") / path.name) in flat
+    html = (folder / "out" / files[1].name).read_text()
+    assert "Hi Reader," in html
+    msg = email.message_from_bytes(files[0].read_bytes(), policy=policy.default)
+    assert msg["To"] == "Reader <reader@example.org>"
+    assert msg.get_body("html").get_content().replace("\r\n", "\n") == html
+    assert msg.get_body("plain").get_content().replace("\r\n", "\n") == files[2].read_text()
+
+
+def test_preview_for_one_subscriber(folder):
+    result = run("preview", "--out", "out", "--subscriber", "grace@example.org", cwd=folder)
+    assert result.exit_code == 0, result.output
+    eml = next((folder / "out").glob("*.eml"))
+    msg = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert msg["To"].addresses[0].display_name == 'Grace "Amazing" Hopper'
+    assert "Hi Grace &quot;Amazing&quot; Hopper," in msg.get_body("html").get_content()
+
+
+def test_preview_for_an_unknown_subscriber_fails(folder):
+    result = CliRunner().invoke(main, ["--config", str(folder / "newsletter.toml"), "--db",
+                                       f"sqlite:///{folder / 'newsletter.db'}", "preview", "--out",
+                                       str(folder / "out"), "--subscriber", "nobody@example.org"])
+    assert result.exit_code == 1 and "nobody@example.org" in result.output
+
+
+def test_preview_without_papers_says_so(tmp_path):
+    result = run("preview", "--out", "out", cwd=tmp_path)
+    assert result.exit_code == 0
+    assert "No papers" in result.output and not (tmp_path / "out").exists()
+
+
+def test_preview_warns_before_gmail_clips(folder):
+    text = (folder / "newsletter.toml").read_text().replace("# max_papers = 10", "max_papers = 30")
+    (folder / "newsletter.toml").write_text(text)
+    (folder / "templates" / "issue.html.j2").write_text(
+        (folder / "templates" / "issue.html.j2").read_text().replace(
+            "{% if paper.excerpt %}", "<p>" + "padding words " * 250 + "</p>\n{% if paper.excerpt %}"))
+    result = CliRunner().invoke(main, ["--config", str(folder / "newsletter.toml"), "--db",
+                                                       f"sqlite:///{folder / 'newsletter.db'}", "preview",
+                                                       "--out", str(folder / "out")])
+    assert result.exit_code == 0
+    assert "Warning" in result.stderr and "clips" in result.stderr
+
+
+# --- the preview server in a browser -----------------------------------------------------
+
+def test_preview_server_listens_on_loopback_unless_told():
+    from newsletter.cli.issue import _is_loopback, preview
+
+    host = next(p for p in preview.params if p.name == "host")
+    assert host.default == "127.0.0.1"
+    assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("localhost")
+    assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.10")
+
+
+@pytest.fixture
+def browser():
+    chromium = require_tool("/usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def server(folder):
+    config = load_config(folder / "newsletter.toml", env={})
+    config = config.with_overrides({"store.url": f"sqlite:///{folder / 'newsletter.db'}"})
+    store = open_store(config.store_url)
+    running = BackgroundServer(create_preview_app(config, store), host="127.0.0.1", port=0).start()
+    try:
+        yield running, folder
+    finally:
+        running.stop()
+        store.dispose()
+
+
+def _save(page, name: str, tmp_path: Path) -> Path:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copyfile(path, ARTIFACTS / name)
+    return path
+
+
+def test_preview_server_in_a_browser(server, browser, fixtures_dir, tmp_path):
+    running, _ = server
+    best = rank_papers(hf_papers(fixtures_dir), max_papers=10)  # the default max_papers
+    titles = [" ".join(p.title.split()) for p in best]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(running.url + "/")
+    assert page.locator("iframe#phone").get_attribute("width") == "375"
+    assert page.locator("iframe#desktop").get_attribute("width") == "800"
+    for frame_id in ("phone", "desktop"):
+        frame = page.frame_locator(f"iframe#{frame_id}")
+        for title in titles:
+            heading = frame.locator("h2.paper-title", has_text=title[:40])
+            heading.first.wait_for(state="visible", timeout=10_000)
+            assert heading.first.is_visible()
+    page.close()
+
+    for width in (375, 800):
+        page = browser.new_page(viewport={"width": width, "height": 800})
+        page.goto(running.url + "/issues/next/email.html")
+        scroll_width = page.evaluate("document.documentElement.scrollWidth")
+        client_width = page.evaluate("document.documentElement.clientWidth")
+        assert scroll_width <= client_width, (width, scroll_width, client_width)
+        for title in titles:
+            assert page.locator("h2.paper-title", has_text=title[:40]).first.is_visible()
+        shot = _save(page, f"preview-{width}px.png", tmp_path)
+        assert shot.stat().st_size > 10_000
+        page.close()
+
+
+def test_preview_server_text_part_past_issues_and_template_reload(server, browser):
+    import httpx
+
+    running, folder = server
+    text = httpx.get(running.url + "/issues/next/email.txt")
+    assert text.status_code == 200 and text.headers["content-type"].startswith("text/plain")
+    assert "Unsubscribe with one click:" in text.text
+    eml = httpx.get(running.url + "/issues/next/message.eml")
+    assert eml.headers["content-type"].startswith("message/rfc822") and b"List-Unsubscribe:" in eml.content
+
+    subject_template = folder / "templates" / "subject.txt.j2"
+    subject_template.write_text("Edited subject for issue {{ issue.number }}\n")
+    page = browser.new_page()
+    page.goto(running.url + "/")
+    assert page.locator("h1").inner_text() == "Edited subject for issue 1"
+    page.close()
+
+    # Freeze the issue (as a send would), and it shows among past issues.
+    from newsletter import pipeline
+    from newsletter.store.issues import freeze_issue
+
+    config = load_config(folder / "newsletter.toml", env={}).with_overrides(
+        {"store.url": f"sqlite:///{folder / 'newsletter.db'}"})
+    store = open_store(config.store_url)
+    issue = pipeline.build_issue(store, config)
+    with store.atomic() as conn:
+        freeze_issue(conn, issue, pipeline.render_issue(store, config, issue))
+    store.dispose()
+    index = httpx.get(running.url + "/")
+    assert f'/issues/{issue.key}/"' in index.text
+    past = httpx.get(running.url + f"/issues/{issue.key}/")
+    assert past.status_code == 200 and "Edited subject for issue 1" in past.text
+    assert httpx.get(running.url + "/issues/1999-W01/").status_code == 404
