@@ -161,3 +161,18 @@ def test_editor_note_naming_a_missing_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_editor_note(load_config(path, env={}))
     assert "missing.md" in str(err.value) and "no such file" in str(err.value)
+
+
+def test_an_issue_marked_sent_counts_as_frozen(store, config):
+    from newsletter.store.schema import issues
+
+    ingest(store, [paper(1, 3), paper(2, 2)], MONDAY)
+    issue = pipeline.build_issue(store, config, now=MONDAY)
+    with store.atomic() as conn:
+        freeze_issue(conn, issue, render_issue(issue, config), now=MONDAY)
+        conn.execute(issues.update().where(issues.c.key == issue.key).values(status="sent"))
+    ingest(store, [paper(3, 50)], MONDAY + timedelta(hours=2))
+    again = pipeline.build_issue(store, config, now=MONDAY + timedelta(hours=3))
+    assert again.status == "sent" and [p.id for p in again.papers] == [p.id for p in issue.papers]
+    nxt = pipeline.build_issue(store, config, now=MONDAY + timedelta(days=7))
+    assert [p.id for p in nxt.papers] == ["arxiv:2611.00003"] and nxt.number == 2

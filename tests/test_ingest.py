@@ -148,3 +148,101 @@ def test_cli_ingest_and_papers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert {"id", "title", "authors", "abstract", "url", "pdf_url", "score", "sources"} <= set(listed[0])
     for command in (["ingest", "--help"], ["papers", "--help"]):
         assert "Example:" in runner.invoke(main, command).output
+
+
+# --- the SQLite upsert (driver SQL, pre-serialised values) against the SQLAlchemy Core path ---
+
+def _paper(pid: str, **fields):
+    from newsletter.models import Paper
+
+    values = {"title": f"Title of {pid}", "url": f"https://example.org/{pid}", "sources": ("one.json",)}
+    values.update(fields)
+    return Paper(id=pid, **values)
+
+
+def _raw_rows(store) -> list[tuple]:
+    """The rows exactly as stored (text, not decoded by the column types)."""
+    with store.atomic() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql("SELECT * FROM papers ORDER BY id").fetchall()]
+
+
+def test_sqlite_path_and_core_path_store_identical_rows(tmp_path: Path) -> None:
+    from newsletter.store import open_store
+    from newsletter.store import papers as papers_store
+
+    plus_two = timezone(timedelta(hours=2))
+    first = [
+        _paper("arxiv:1", authors=("Ada Lovelace", "Émile Borel", 'Quote "Q" Back\\slash'), abstract="Short.",
+               score=3, published_at=datetime(2026, 3, 1, 14, 30, 5, 123456, tzinfo=plus_two)),
+        _paper("arxiv:2", authors=(), abstract="", pdf_url="https://example.org/2.pdf", code_url="https://c/2",
+               thumbnail_url="https://t/2.png", page_url="https://p/2", score=None, published_at=None),
+        _paper("doi:10.1/x", authors=("中文 名字",), abstract="Tab\tand ☃ snow", score=0,
+               published_at=datetime(1999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)),
+        _paper("url:https://example.org/u", sources=("one.json", "two.xml")),
+    ]
+    second = [
+        _paper("arxiv:1", authors=("Ada Lovelace", "Émile Borel", 'Quote "Q" Back\\slash'), abstract="Short.",
+               score=3, published_at=datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=timezone.utc)),  # same instant
+        _paper("arxiv:2", title="Another title", abstract="A longer abstract now.", score=7,
+               sources=("two.xml",)),                                                             # merged
+        _paper("doi:10.1/x", authors=("中文 名字",), abstract="Tab\tand ☃ snow", score=0,
+               published_at=datetime(1999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)),
+        _paper("arxiv:3", title="New in the second batch"),
+    ]
+    results = {}
+    for path in ("sqlite", "core"):
+        store = open_store(f"sqlite:///{tmp_path / f'{path}.db'}")
+        counts = []
+        for batch, when in ((first, T0), (second, T0 + timedelta(days=1))):
+            with store.atomic() as conn:
+                if path == "sqlite":
+                    counts.append(papers_store.upsert_papers(conn, batch, now=when))
+                else:
+                    counts.append(papers_store._upsert_core(conn, {p.id: p for p in batch}, when))
+        with store.atomic() as conn:
+            decoded = list_papers(conn)
+        results[path] = (counts, _raw_rows(store), decoded)
+        store.dispose()
+    assert results["sqlite"] == results["core"]
+    counts, rows, _ = results["sqlite"]
+    assert [(c.new, c.updated, c.unchanged) for c in counts] == [(4, 0, 0), (1, 1, 2)]
+    assert len(rows) == 5
+
+
+def test_equal_values_stored_differently_are_still_unchanged(store) -> None:
+    """A row whose JSON text differs from ours (written by another tool) is decoded and merged,
+    not rewritten."""
+    from newsletter.store.papers import upsert_papers
+
+    paper = _paper("arxiv:9", authors=("A", "B"))
+    with store.atomic() as conn:
+        upsert_papers(conn, [paper], now=T0)
+        conn.exec_driver_sql("UPDATE papers SET authors = '[\"A\",\"B\"]' WHERE id = 'arxiv:9'")
+    with store.atomic() as conn:
+        counts = upsert_papers(conn, [paper], now=T0 + timedelta(hours=1))
+        again = get_paper(conn, "arxiv:9")
+    assert (counts.new, counts.updated, counts.unchanged) == (0, 0, 1)
+    assert again.authors == ("A", "B") and again.last_seen_at == T0 + timedelta(hours=1)
+    assert _raw_rows(store)[0][2] == '["A","B"]'
+
+
+def test_naive_time_is_a_store_error_on_both_paths(store) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from newsletter.store import papers as papers_store
+
+    naive = _paper("arxiv:8", published_at=datetime(2026, 3, 1, 12, 0))
+    with pytest.raises(SQLAlchemyError, match="naive datetime"):
+        with store.atomic() as conn:
+            papers_store.upsert_papers(conn, [naive], now=T0)
+    with pytest.raises(SQLAlchemyError, match="naive datetime"):
+        with store.atomic() as conn:
+            papers_store._upsert_core(conn, {naive.id: naive}, T0)
+    assert _raw_rows(store) == []
+
+
+def test_json_names_match_json_dumps() -> None:
+    from newsletter.store.papers import _json_names
+
+    for names in ((), ("A",), ("Émile", 'q"uote', "back\\slash", "tab\t", "中文", "😀", "\x00")):
+        assert _json_names(names) == json.dumps(list(names))

@@ -399,3 +399,23 @@ def test_premailer_instance_is_reused_across_issues(papers, config):
     first = inline.premailer_instance()
     render_issue(make_issue(papers[2:4]), config)
     assert inline.premailer_instance() is first
+
+
+def test_text_sits_in_paragraphs_headings_or_list_items(final_html):
+    """No bare text directly in a <td> or <div> (clients style those unpredictably)."""
+    blocks = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "li"}
+    body = dom(final_html).find("body")
+    parents = {child: parent for parent in body.iter() for child in parent}
+
+    def in_block(el) -> bool:
+        while el is not None:
+            if el.tag in blocks or el.get("class") == "preheader":
+                return True
+            el = parents.get(el)
+        return False
+
+    for el in body.iter():
+        if (el.text or "").strip():
+            assert in_block(el), (el.tag, el.text[:40])
+        if (el.tail or "").strip():
+            assert in_block(parents.get(el)), (el.tag, el.tail[:40])

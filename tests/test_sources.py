@@ -206,6 +206,29 @@ def test_text_clean_up() -> None:
     assert normalize.clean_title("Title. (arXiv:2007.03939v2 [hep-ph] UPDATED)") == "Title."
 
 
+def test_clean_text_fast_path_never_changes_the_result() -> None:
+    """Text taken as already clean must be exactly what the full clean-up would return."""
+    import random
+
+    full = lambda t: " ".join(t.split())  # noqa: E731 -- the full path for text without markup
+    whitespace = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+    alphabet = list("ab.<>&;") + whitespace + ["\x00", "é", "中"]
+    rng = random.Random(7)
+    for _ in range(50_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6)))
+        if normalize._is_clean(text):
+            assert full(text) == text and "<" not in text and "&" not in text and "\x00" not in text, repr(text)
+    for text in ("Plain title", "Émile Borel", " lead", "trail ", "two  spaces", "a\u00a0b", "a\x1fb", "a\x0cb"):
+        assert normalize.clean_text(text) == full(text)
+
+
+def test_json_values_zero_and_false_are_kept_empty_ones_skipped() -> None:
+    data = json.dumps([{"title": "T", "url": "https://example.org/z", "score": 0, "upvotes": 9,
+                        "abstract": "", "summary": "From the summary.", "link": [], "pdf_url": {}}]).encode()
+    (paper,) = parse_bytes(data, "zero.json").papers
+    assert paper.score == 0 and paper.abstract == "From the summary." and paper.pdf_url is None
+
+
 def test_default_config_limits_are_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     config = load_config(env={})

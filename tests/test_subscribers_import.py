@@ -288,16 +288,19 @@ def test_an_import_can_suppress_and_records_when_and_why(store: Store, tmp_path:
     with store.atomic() as conn:
         add_subscriber(conn, "ada@example.org", now=NOW)
         add_subscriber(conn, "grace@example.org", status="pending", now=NOW)
+        add_subscriber(conn, "kept@example.org", now=NOW)
     path = write(tmp_path, "changes.csv", "email,status,status_reason,status_changed_at\n"
                  "ada@example.org,unsubscribed,asked by letter,2026-11-01T10:00:00Z\n"
-                 "grace@example.org,active,,\n")
+                 "grace@example.org,active,,\n"
+                 "kept@example.org,pending,,\n")
     later = datetime(2026, 12, 1, tzinfo=timezone.utc)
     report = import_subscribers(store, path, now=later)
-    assert (report.added, report.updated, report.newly_suppressed) == (0, 2, 1)
+    assert (report.added, report.updated, report.newly_suppressed) == (0, 3, 1)
     s = by_email(store)
     assert (s["ada@example.org"].status, s["ada@example.org"].status_reason) == ("unsubscribed", "asked by letter")
     assert s["ada@example.org"].status_changed_at == utc(2026, 11, 1, 10)
     assert (s["grace@example.org"].status, s["grace@example.org"].status_changed_at) == ("active", later)
+    assert (s["kept@example.org"].status, s["kept@example.org"].status_changed_at) == ("active", NOW)  # not demoted
     with store.atomic() as conn:
         rows = conn.execute(select(events.c.email, events.c.kind).where(events.c.at == later)).all()
     assert rows == [("ada@example.org", "unsubscribed")]

@@ -171,10 +171,10 @@ def _print_import(report: ImportReport) -> None:
     if report.newly_suppressed:
         parts.append(f"{report.newly_suppressed:,} now unsubscribed or bounced")
     console.print(f"Imported {escape(report.path)} ({FORMAT_LABELS[report.format]}, {report.encoding}): "
-                  f"{_plural(report.rows, 'row')}; " + ", ".join(parts))
+                  f"{_plural(report.rows, 'row')}; " + ", ".join(parts), soft_wrap=True)
     if report.suppressed_kept:
         console.print(f"Left {_plural(report.suppressed_kept, 'suppressed address')} alone: they unsubscribed "
-                      "or bounced, and an import never makes them active again")
+                      "or bounced, and an import never makes them active again", soft_wrap=True)
     if report.invalid_count:
         err_console.print(f"Skipped {_plural(report.invalid_count, 'invalid row')} (listed above)", style="yellow")
 

@@ -13,12 +13,16 @@ Why it can be trusted after a crash:
   another host is never raced.
 
 Worker threads of one process take turns on the store (a lock), rather than letting SQLite's
-busy handler put them to sleep for milliseconds at a time.
+busy handler put them to sleep for milliseconds at a time. With several workers, "sent" records
+are group-committed: one thread commits every worker's pending record in one transaction while
+each worker waits for its own to be durable before taking its next message, so the crash
+promise above holds and the store does one commit where it would do several.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import secrets
 import socket
 import threading
@@ -65,12 +69,62 @@ def claim_holder_is_dead(claimed_by: str) -> bool:
     return pid != os.getpid() and not _pid_is_running(pid)
 
 
+class _GroupCommit:
+    """A thread that applies the records handed to it, as many as are waiting, in one commit."""
+
+    def __init__(self, ledger: "Ledger") -> None:
+        self._ledger = ledger
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ledger-commit", daemon=True)
+        self._thread.start()
+
+    def apply(self, change: Callable[[Connection], None]) -> None:
+        """Run ``change`` in a transaction and return once it is committed (or raise its error)."""
+        done = threading.Event()
+        error: list[BaseException] = []
+        self._queue.put((change, done, error))
+        done.wait()
+        if error:
+            raise error[0]
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            finished = False
+            while not finished:
+                batch = [self._queue.get()]
+                while True:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                if None in batch:
+                    finished = True
+                    batch = [item for item in batch if item is not None]
+                if not batch:
+                    continue
+                try:
+                    with self._ledger._transaction() as conn:
+                        for change, _, _ in batch:
+                            change(conn)
+                except BaseException as exc:  # noqa: BLE001 - handed to every waiting worker
+                    for _, _, error in batch:
+                        error.append(exc)
+                for _, done, _ in batch:
+                    done.set()
+        finally:
+            self._ledger.close_thread()
+
+
 class Ledger:
     """The rows of one issue, shared by the worker threads of one run."""
 
     def __init__(self, store: Store, issue_number: int, *, daily_cap: int = 0,
                  stale_after_s: float = 900.0, clock: Callable[[], datetime] = utcnow,
-                 done_status: str = rows.SENT) -> None:
+                 done_status: str = rows.SENT, group_commit: bool = False) -> None:
         self.store = store
         # An SMTP run also takes rows only written to the outbox; an outbox run counts them done.
         self.done_status = done_status
@@ -83,6 +137,13 @@ class Ledger:
         self.run_tag = f"{_HOST}:{os.getpid()}:{secrets.token_hex(3)}"
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._group = _GroupCommit(self) if group_commit else None
+
+    def close(self) -> None:
+        """Stop the group-commit thread (if any) once every worker has ended."""
+        if self._group is not None:
+            self._group.close()
+            self._group = None
 
     # -- transactions --------------------------------------------------------------------
 
@@ -161,8 +222,17 @@ class Ledger:
         return max(0.0, (due - now).total_seconds())
 
     def sent(self, delivery: ClaimedDelivery, message_id: str) -> None:
+        """Record an accepted message; returns once the record is committed."""
+        now = self.clock()
+
+        def change(conn: Connection) -> None:
+            rows.mark_sent(conn, delivery.id, message_id=message_id, now=now, status=self.done_status)
+
+        if self._group is not None:
+            self._group.apply(change)
+            return
         with self._transaction() as conn:
-            rows.mark_sent(conn, delivery.id, message_id=message_id, now=self.clock(), status=self.done_status)
+            change(conn)
 
     def failed(self, delivery: ClaimedDelivery, error: str, *, bounced: bool = False) -> None:
         now = self.clock()

@@ -117,10 +117,13 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
     started = time.monotonic()
     done_status = getattr(transport, "ledger_status", SENT)
     ledger = Ledger(store, issue_number, daily_cap=options.daily_cap, stale_after_s=options.stale_after_s,
-                    done_status=done_status)
+                    done_status=done_status, group_commit=options.concurrency > 1)
     try:
         ledger.prepare(add_subscribers=add_subscribers)
         before = ledger.counts()
+    except BaseException:
+        ledger.close()
+        raise
     finally:
         ledger.close_thread()
     total = ledger.open_count(before)
@@ -246,6 +249,7 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
         halt.set()
         for thread in threads:
             thread.join()
+        ledger.close()
         transport.close()
     if progress is not None:
         progress(tally.sent + tally.failed + tally.suppressed, total)

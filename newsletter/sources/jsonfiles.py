@@ -18,9 +18,11 @@ HF_PAPER_PAGE = "https://huggingface.co/papers/{id}"
 
 
 def _first(mapping: dict[str, Any], *keys: str) -> Any:
+    """The first value present and not empty; 0 and false are values."""
     for key in keys:
         value = mapping.get(key)
-        if value not in (None, "", [], {}):
+        # Truthiness first: comparing a long string with "", [] and {} costs more than the rest.
+        if value or (value is not None and not isinstance(value, (str, list, dict))):
             return value
     return None
 

@@ -10,7 +10,7 @@ which is ``BEGIN IMMEDIATE`` on SQLite: two processes can never claim the same r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, update
@@ -77,6 +77,10 @@ _MARK_SENT = update(deliveries).where(deliveries.c.id == bindparam("delivery_id"
     last_error="", sent_at=bindparam("now"), claimed_by=None, claimed_at=None, next_attempt_at=None,
     updated_at=bindparam("now"))
 
+_MARK_SENT_SQLITE = (
+    "UPDATE deliveries SET status = ?, attempts = attempts + 1, message_id = ?, last_error = '', sent_at = ?, "
+    "claimed_by = NULL, claimed_at = NULL, next_attempt_at = NULL, updated_at = ? WHERE id = ?")
+
 
 def claim_deliveries(conn: Connection, issue_number: int, *, claimed_by: str, now: datetime,
                      limit: int = 1, claimable: tuple[str, ...] = (PENDING,)) -> tuple[list[ClaimedDelivery], int]:
@@ -129,6 +133,12 @@ def release_stale_claims(conn: Connection, issue_number: int, *, stale_before: d
 def mark_sent(conn: Connection, delivery_id: int, *, message_id: str, now: datetime,
               status: str = SENT) -> None:
     """Accepted by the server (``sent``) or written to the outbox (``written``)."""
+    if conn.dialect.name == "sqlite":
+        # The one statement run per message: straight to the driver, in the format
+        # SQLAlchemy's SQLite DateTime stores (naive UTC, microseconds), about 3x cheaper.
+        stamp = now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        conn.exec_driver_sql(_MARK_SENT_SQLITE, (status, message_id, stamp, stamp, delivery_id))
+        return
     conn.execute(_MARK_SENT, {"delivery_id": delivery_id, "status": status, "message_id": message_id, "now": now})
 
 

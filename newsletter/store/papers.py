@@ -5,16 +5,26 @@ nothing and two sources reporting one paper converge whatever order they come in
 title stays, the longer abstract and author list win, missing links are filled in, the score is
 the highest seen, the publication time the earliest, and sources accumulate. ``last_seen_at``
 moves on every sighting without counting as an update.
+
+On SQLite the upsert binds values it has serialised itself (``_sqlite_values``: the same text
+SQLAlchemy's ``JSON`` and ``UTCDateTime`` types would store) through ``exec_driver_sql``, in the
+transaction of ``store.atomic()``: SQLAlchemy's per-value type processing cost more than SQLite
+writing the rows. A known paper whose stored columns already equal the incoming ones is
+unchanged without being decoded; only the others are read back as ``Paper`` values and merged.
+Other databases take the SQLAlchemy Core path. A test checks both store identical rows.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timezone
+from json.encoder import encode_basestring_ascii
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import StatementError
 
 from newsletter.models import Paper
 from newsletter.store.db import utcnow
@@ -88,6 +98,12 @@ def upsert_papers(conn: Connection, incoming: Iterable[Paper], now: datetime | N
         batch[paper.id] = merge_papers(batch[paper.id], paper) if paper.id in batch else paper
     if not batch:
         return UpsertCounts()
+    if conn.dialect.name == "sqlite":
+        return _upsert_sqlite(conn, batch, now)
+    return _upsert_core(conn, batch, now)
+
+
+def _upsert_core(conn: Connection, batch: dict[str, Paper], now: datetime) -> UpsertCounts:
     existing = _existing(conn, list(batch))
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
@@ -109,6 +125,95 @@ def upsert_papers(conn: Connection, incoming: Iterable[Paper], now: datetime | N
                      .values({c: bindparam(c) for c in (*_CONTENT, "last_seen_at")}), updates)
     for start in range(0, len(seen), _CHUNK):
         conn.execute(papers.update().where(papers.c.id.in_(seen[start:start + _CHUNK])).values(last_seen_at=now))
+    return UpsertCounts(new=len(inserts), updated=len(updates), unchanged=len(seen))
+
+
+# --- SQLite: pre-serialised values through the driver -----------------------------------------
+
+_INSERT_SQL = (f"INSERT INTO papers (id, {', '.join(_CONTENT)}, first_seen_at, last_seen_at) "
+               f"VALUES ({', '.join('?' * (len(_CONTENT) + 3))})")
+_UPDATE_SQL = f"UPDATE papers SET {', '.join(f'{c} = ?' for c in _CONTENT)}, last_seen_at = ? WHERE id = ?"
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    """What ``UTCDateTime`` stores on SQLite: naive UTC as ``YYYY-MM-DD HH:MM:SS.ffffff``."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: times in the store are timezone-aware")
+    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _json_names(names: Sequence[str]) -> str:
+    """``json.dumps(list(names))`` for strings, without building an encoder per call."""
+    try:
+        return "[" + ", ".join(map(encode_basestring_ascii, names)) + "]"
+    except TypeError:
+        return json.dumps(list(names))
+
+
+def _sqlite_values(paper: Paper, sources_json: dict[tuple[str, ...], str]) -> tuple[Any, ...]:
+    """The ``_CONTENT`` columns of ``paper`` as SQLite stores them; ``sources_json`` caches the
+    serialised source lists, which a batch shares."""
+    sources = sources_json.get(paper.sources)
+    if sources is None:
+        sources = sources_json[paper.sources] = _json_names(paper.sources)
+    return (paper.title, _json_names(paper.authors), paper.abstract, paper.url, paper.pdf_url, paper.code_url,
+            paper.thumbnail_url, paper.page_url, paper.score, _sqlite_time(paper.published_at), sources)
+
+
+def _stored_values(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    """The ``_CONTENT`` columns of the papers already stored, as stored, by id."""
+    found: dict[str, tuple[Any, ...]] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = tuple(ids[start:start + _CHUNK])
+        sql = f"SELECT id, {', '.join(_CONTENT)} FROM papers WHERE id IN ({', '.join('?' * len(chunk))})"
+        for row in conn.exec_driver_sql(sql, chunk).fetchall():
+            found[row[0]] = tuple(row[1:])
+    return found
+
+
+def _upsert_sqlite(conn: Connection, batch: dict[str, Paper], now: datetime) -> UpsertCounts:
+    try:
+        return _upsert_sqlite_values(conn, batch, now)
+    except ValueError as exc:
+        # As the type processors of the Core path report it, so callers catch one kind of error.
+        raise StatementError(f"(builtins.ValueError) {exc}", _INSERT_SQL, None, exc) from None
+
+
+def _upsert_sqlite_values(conn: Connection, batch: dict[str, Paper], now: datetime) -> UpsertCounts:
+    now_s = _sqlite_time(now)
+    ids = list(batch)
+    stored = _stored_values(conn, ids)
+    sources_json: dict[tuple[str, ...], str] = {}
+    inserts: list[tuple[Any, ...]] = []
+    seen: list[str] = []
+    to_merge: list[str] = []
+    for pid, paper in batch.items():
+        values = _sqlite_values(paper, sources_json)
+        old = stored.get(pid)
+        if old is None:
+            inserts.append((pid, *values, now_s, now_s))
+        elif old == values:  # merging a paper with itself changes nothing
+            seen.append(pid)
+        else:
+            to_merge.append(pid)
+    updates: list[tuple[Any, ...]] = []
+    for pid, old_paper in _existing(conn, to_merge).items():
+        merged = merge_papers(old_paper, batch[pid])
+        if _content(merged) != _content(old_paper):
+            updates.append((*_sqlite_values(merged, sources_json), now_s, pid))
+        else:
+            seen.append(pid)
+    if inserts:
+        conn.exec_driver_sql(_INSERT_SQL, inserts)
+    if updates:
+        conn.exec_driver_sql(_UPDATE_SQL, updates)
+    # One statement per chunk: measured ~1.5x faster than an executemany of one row each.
+    for start in range(0, len(seen), _CHUNK):
+        chunk = seen[start:start + _CHUNK]
+        conn.exec_driver_sql(f"UPDATE papers SET last_seen_at = ? WHERE id IN ({', '.join('?' * len(chunk))})",
+                             (now_s, *chunk))
     return UpsertCounts(new=len(inserts), updated=len(updates), unchanged=len(seen))
 
 

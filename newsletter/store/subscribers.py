@@ -274,7 +274,7 @@ import_suppressions = Table(
     prefixes=["TEMPORARY"],
 )
 
-_SUP = "('unsubscribed', 'bounced')"
+_SUP = "(" + ", ".join(f"'{status}'" for status in SUPPRESSED_STATUSES) + ")"  # for SQL text below
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Callable
 
 import charset_normalizer
 
