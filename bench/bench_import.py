@@ -9,6 +9,7 @@ with the file (compare ``--rows 100000`` with the default million).
 
     python bench/bench_import.py                 # 1,000,000 rows
     python bench/bench_import.py --rows 100000   # quicker
+    python bench/bench_import.py --quick         # 20,000 rows, one run each (bench/run.py --quick)
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="20,000 rows, one run of each side")
     parser.add_argument("--child", choices=("baseline", "import"), help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -87,6 +89,9 @@ def main() -> None:
         result.update(cpu_s=usage.ru_utime + usage.ru_stime, peak_mb=usage.ru_maxrss / 1024)
         print(json.dumps(result))
         return
+
+    if args.quick:
+        args.rows, args.repeat = min(args.rows, 20_000), 1
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "subscribers.csv"
@@ -115,6 +120,9 @@ def main() -> None:
         print(f"\nratio: {ratio:.2f}x wall, {cpu_ratio:.2f}x CPU (target <= 1.5x); "
               f"imported {ours['added']:,} addresses, {ours['duplicates']:,} duplicate rows merged")
         print("peak memory target < 200 MB:", "met" if ours["peak_mb"] < 200 else "NOT met")
+        if args.rows < 200_000:
+            print(f"(at {args.rows:,} rows the import's fixed start-up, ~0.5-1 s of imports and opening the "
+                  "store, weighs in the ratio; the targets are for 1,000,000 rows)")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ def ingest(store: Store, config: Config, sources: Sequence[str] | None = None, *
 
     from newsletter.errors import NewsletterError
     from newsletter.sources import load_source
+    from newsletter.sources.fetch import user_agent
     from newsletter.sources.report import IngestReport, SourceReport
     from newsletter.store.db import utcnow
     from newsletter.store.papers import SourceState, get_source_state, save_source_state, upsert_papers
@@ -68,7 +69,8 @@ def ingest(store: Store, config: Config, sources: Sequence[str] | None = None, *
                 state = get_source_state(conn, name)
             loaded = load_source(name, timeout_s=config["sources.timeout_s"], max_bytes=config["sources.max_bytes"],
                                  etag=state.etag, last_modified=state.last_modified,
-                                 path=SAMPLE_PAPERS if name == SAMPLE_SOURCE else None)
+                                 path=SAMPLE_PAPERS if name == SAMPLE_SOURCE else None,
+                                 agent=user_agent(config["newsletter.base_url"]))
             with store.atomic() as conn:
                 if loaded.not_modified:
                     save_source_state(conn, SourceState(name, state.etag, state.last_modified, when, "304 not modified"))

@@ -139,6 +139,10 @@ def test_cli_ingest_and_papers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert result.exit_code == 1
     assert f"{bad}:1: the CSV header needs a title column" in result.output
     assert "2 new, 1 updated" in result.output
+    assert f"Skipped: {DATA / 'papers_small.csv'}: line 4: no link or id" in result.output  # says why
+    result = runner.invoke(main, ["--db", db, "ingest", "ftp://example.org/papers.xml"])
+    assert result.exit_code == 1
+    assert "ftp://example.org/papers.xml: only http:// and https:// URLs (or file paths) can be read" in result.output
     result = runner.invoke(main, ["--db", db, "papers", "--json"])
     assert result.exit_code == 0
     listed = json.loads(result.output)

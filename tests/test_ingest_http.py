@@ -15,7 +15,7 @@ import pytest
 
 from newsletter import pipeline
 from newsletter.config import load_config
-from newsletter.sources.fetch import USER_AGENT
+from newsletter import __version__
 from newsletter.store.papers import get_source_state
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=timezone.utc)
@@ -129,7 +129,18 @@ def test_conditional_get_with_etag(store, config, server: FeedServer) -> None:
     assert (second.sources[0].new, second.sources[0].updated) == (0, 0)
     path, headers = server.requests[-1]
     assert headers["If-None-Match"] == ETAG and headers["If-Modified-Since"] == LAST_MODIFIED
-    assert headers["User-Agent"] == USER_AGENT and USER_AGENT.startswith("newsletter/")
+    assert headers["User-Agent"] == f"newsletter/{__version__}"  # no base_url configured: no URL at all
+
+
+def test_user_agent_names_the_operators_site_only_when_configured(store, server: FeedServer, tmp_path: Path) -> None:
+    (tmp_path / "newsletter.toml").write_text('[newsletter]\nbase_url = "https://papers.example.net"\n')
+    config = load_config(tmp_path / "newsletter.toml", env={})
+    assert not pipeline.ingest(store, config, [server.url + "/gzip"], now=T0).failed
+    assert server.requests[-1][1]["User-Agent"] == f"newsletter/{__version__} (+https://papers.example.net)"
+    # A value that is not an http(s) URL is left out rather than sent as a header.
+    odd = load_config(tmp_path / "newsletter.toml", env={"NEWSLETTER_NEWSLETTER_BASE_URL": "papers example"})
+    pipeline.ingest(store, odd, [server.url + "/gzip"], now=T0)
+    assert server.requests[-1][1]["User-Agent"] == f"newsletter/{__version__}"
 
 
 def test_conditional_get_with_last_modified_only(store, config, server: FeedServer) -> None:

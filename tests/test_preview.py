@@ -85,6 +85,21 @@ def test_init_never_overwrites(tmp_path):
     assert "0 file(s) written" in result.output and "kept" in result.output
 
 
+@pytest.mark.parametrize("shipped", [True, False])
+def test_init_subscribers_file_imports_as_our_format(tmp_path, monkeypatch, shipped):
+    """From a checkout the example file is copied; from a wheel (which lacks it) a header and
+    one row are written. Either way `subscribers import` reads it as our format."""
+    from newsletter.render import scaffold
+
+    if not shipped:
+        monkeypatch.setattr(scaffold, "_EXAMPLE_SUBSCRIBERS", tmp_path / "not-shipped.csv")
+    run("init", str(tmp_path / "d"))
+    result = run("--db", f"sqlite:///{tmp_path / 'd' / 'n.db'}", "subscribers", "import",
+                 str(tmp_path / "d" / "subscribers.csv"))
+    assert result.exit_code == 0, result.output
+    assert "newsletter format" in result.output and re.search(r"\b[1-9]\d* address(es)? added", result.output)
+
+
 def test_init_into_a_file_is_an_error(tmp_path):
     (tmp_path / "file").write_text("x")
     result = CliRunner().invoke(main, ["init", str(tmp_path / "file")])
@@ -167,6 +182,56 @@ def test_preview_server_listens_on_loopback_unless_told():
     assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.10")
 
 
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses with a socket listening on ``port``, from the kernel's own tables."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_preview_serve_listens_on_loopback_only(folder):
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("needs Linux's /proc/net/tcp to see what the server listens on")
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NEWSLETTER_SECRET_KEY": "k" * 32,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "newsletter", "preview", "--serve", "--port", "0"], cwd=folder,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert m, line + proc.stderr.read() if proc.poll() is not None else line
+        port = int(m.group(1))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+                time.sleep(0.1)
+        assert response.status_code == 200 and "Phone, 375px" in response.text
+        assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1, nothing else
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 @pytest.fixture
 def browser():
     chromium = require_tool("/usr/bin/chromium")
@@ -217,17 +282,26 @@ def test_preview_server_in_a_browser(server, browser, fixtures_dir, tmp_path):
             assert heading.first.is_visible()
     page.close()
 
+    # The mail itself at phone and desktop widths, in the light and the dark palette.
+    palettes = {"light": ("rgb(255, 255, 255)", "rgb(31, 41, 51)"), "dark": ("rgb(27, 31, 36)", "rgb(230, 232, 235)")}
     for width in (375, 800):
-        page = browser.new_page(viewport={"width": width, "height": 800})
-        page.goto(running.url + "/issues/next/email.html")
-        scroll_width = page.evaluate("document.documentElement.scrollWidth")
-        client_width = page.evaluate("document.documentElement.clientWidth")
-        assert scroll_width <= client_width, (width, scroll_width, client_width)
-        for title in titles:
-            assert page.locator("h2.paper-title", has_text=title[:40]).first.is_visible()
-        shot = _save(page, f"preview-{width}px.png", tmp_path)
-        assert shot.stat().st_size > 10_000
-        page.close()
+        for scheme, (background, text_colour) in palettes.items():
+            page = browser.new_page(viewport={"width": width, "height": 800}, color_scheme=scheme)
+            page.goto(running.url + "/issues/next/email.html")
+            scroll_width = page.evaluate("document.documentElement.scrollWidth")
+            client_width = page.evaluate("document.documentElement.clientWidth")
+            assert scroll_width <= client_width, (width, scheme, scroll_width, client_width)
+            for title in titles:
+                assert page.locator("h2.paper-title", has_text=title[:40]).first.is_visible()
+            container = page.locator("table.container")
+            assert container.evaluate("e => getComputedStyle(e).backgroundColor") == background, scheme
+            assert page.locator(".excerpt").first.evaluate("e => getComputedStyle(e).color") == text_colour, scheme
+            if width == 375:  # the phone layout: the container fills the screen
+                assert container.evaluate("e => e.getBoundingClientRect().width") == width
+            name = f"preview-{width}px.png" if scheme == "light" else f"preview-{width}px-{scheme}.png"
+            shot = _save(page, name, tmp_path)
+            assert shot.stat().st_size > 10_000
+            page.close()
 
 
 def test_preview_server_text_part_past_issues_and_template_reload(server, browser):

@@ -227,6 +227,7 @@ def _contrast(a: str, b: str) -> float:
 
 def test_both_palettes_meet_wcag_aa_contrast():
     css = (default_templates_dir() / "style.css").read_text() + (default_templates_dir() / "responsive.css").read_text()
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
 
     def colour_of(selector: str, prop: str, dark: bool) -> str:
         part = css.split("@media (prefers-color-scheme: dark)")[1] if dark else css.split("@media")[0]
@@ -240,9 +241,11 @@ def test_both_palettes_meet_wcag_aa_contrast():
     for dark in (False, True):
         page = colour_of(".container", "background-color", dark)
         note = colour_of(".note-box", "background-color", dark)
-        for selector in (".excerpt", ".authors", ".links a", ".footer p", ".footer a"):
+        for selector in ("h1", ".kicker", ".intro", ".paper-title a", ".excerpt", ".authors", ".links a", ".score",
+                         ".thumb", ".footer p", ".footer a"):
             assert _contrast(colour_of(selector, "color", dark), page) >= 4.5, (selector, dark)
-        assert _contrast(colour_of(".note-box p", "color", dark), note) >= 4.5
+        for selector in (".note-box p", ".note-box a"):
+            assert _contrast(colour_of(selector, "color", dark), note) >= 4.5, (selector, dark)
 
 
 def test_headings_one_h1_no_skips_each_title_a_heading(final_html, papers):
@@ -419,3 +422,96 @@ def test_text_sits_in_paragraphs_headings_or_list_items(final_html):
             assert in_block(el), (el.tag, el.text[:40])
         if (el.tail or "").strip():
             assert in_block(parents.get(el)), (el.tag, el.tail[:40])
+
+
+# --- premailer: once per issue, with the checklist's settings ----------------------------
+
+def test_premailer_runs_once_per_issue_never_per_subscriber(papers, config, monkeypatch):
+    from newsletter.render import inline
+
+    instance = inline.premailer_instance()
+    calls = []
+    original = instance.transform
+    monkeypatch.setattr(instance, "transform", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    rendered = render_issue(make_issue(papers), config)
+    assert len(calls) == 1
+    factory = MessageFactory(rendered, config, Signer(SECRET), now=NOW)
+    for i in range(200):
+        sub = Subscriber(email=f"reader{i}@example.org", name=f"Reader {i}")
+        factory.build(sub)
+        factory.personalised_parts(sub)
+    assert len(calls) == 1
+
+
+def test_premailer_settings_follow_the_checklist():
+    from newsletter.render import inline
+
+    instance = inline.premailer_instance()
+    assert instance.strip_important is False and instance.allow_network is False
+    assert instance.base_url is None and instance.disable_validation is True
+
+
+def _css_errors(css: str) -> str:
+    """What cssutils reports while parsing ``css`` (Gmail drops a whole block it cannot parse)."""
+    import io
+    import logging
+
+    import cssutils
+
+    stream = io.StringIO()
+    log = logging.getLogger("newsletter.tests.css")
+    log.handlers[:] = [logging.StreamHandler(stream)]
+    log.propagate = False
+    cssutils.CSSParser(log=log, loglevel=logging.WARNING, raiseExceptions=False, validate=False).parseString(css)
+    return stream.getvalue()
+
+
+def test_head_css_parses_without_errors_and_avoids_unsupported_layout(final_html):
+    assert _css_errors("a { color: #000000; } b {{ c: d }")  # the check does catch a broken block
+    css = "".join("".join(s.itertext()) for s in dom(final_html).find("head").iter("style"))
+    assert css.strip() and _css_errors(css) == ""
+    flat = css.replace(" ", "")
+    for banned in ("display:flex", "display:grid", "float:", "position:", "@import"):
+        assert banned not in flat, banned
+
+
+def test_every_font_stack_is_web_safe(final_html):
+    root = dom(final_html)
+    css = ";".join([el.get("style") or "" for el in root.iter()] + ["".join(s.itertext()) for s in root.iter("style")])
+    stacks = re.findall(r"font-family:\s*([^;}]+)", css)
+    assert stacks
+    for stack in stacks:
+        fonts = [f.strip().strip("'\"").lower() for f in stack.replace("!important", "").split(",")]
+        assert fonts[-1] in ("sans-serif", "serif", "monospace"), stack
+        assert {"arial", "helvetica", "georgia", "times new roman", "courier new"} & set(fonts), stack
+    # Every cell holding text carries its font inline (Gmail and Outlook ignore inherited <style>).
+    for td in root.iter("td"):
+        if td.get("class") in ("header", "note", "paper", "footer"):
+            assert "font-family" in (td.get("style") or ""), td.get("class")
+
+
+def test_a_subscriber_name_is_escaped_in_the_html_part(factory):
+    sub = Subscriber(email="eve@example.org", name='Eve <script>alert(1)</script> & "Co" <img src=x onerror=y>')
+    html, text = factory.personalised_parts(sub)
+    assert "Hi Eve &lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;Co&quot; &lt;img src=x onerror=y&gt;," in html
+    root = dom(html)
+    assert list(root.iter("script")) == [] and all(img.get("onerror") is None for img in root.iter("img"))
+    assert parse_errors(html) == []
+    assert 'Hi Eve <script>alert(1)</script> & "Co" <img src=x onerror=y>,' in text
+    # The same through the message actually sent.
+    import email
+    from email import policy
+
+    msg = email.message_from_bytes(factory.build(sub).data, policy=policy.default)
+    assert msg.get_body("html").get_content().replace("\r\n", "\n") == html
+
+
+def test_text_part_carries_code_and_discussion_links(config):
+    paper = Paper(id="arxiv:2501.12948", title="A paper with every link", url="https://arxiv.org/abs/2501.12948",
+                  pdf_url="https://arxiv.org/pdf/2501.12948", code_url="https://github.com/example/code",
+                  page_url="https://huggingface.co/papers/2501.12948", score=12, first_seen_at=NOW)
+    rendered = render_issue(make_issue([paper]), config)
+    html, text = MessageFactory(rendered, config, Signer(SECRET), now=NOW).personalised_parts(READER)
+    for url in (paper.url, paper.pdf_url, paper.code_url, paper.page_url):
+        assert url in text and f'href="{url}"' in html
+    assert "12 upvotes" in html and "Upvotes:  12" in text

@@ -247,9 +247,21 @@ def test_fast_path_many_generated_subscribers(fixtures_dir, config):
 
 # --- SpamAssassin -------------------------------------------------------------------------
 
-def test_spamassassin_scores_the_sample_issue_below_two(factory, tmp_path):
+@pytest.fixture
+def sample_factory(store, config):
+    """The issue a newcomer gets: the bundled sample papers, ingested and composed as usual."""
+    from newsletter import pipeline
+
+    report = pipeline.ingest(store, config, now=NOW)
+    assert report.used_sample
+    issue = pipeline.build_issue(store, config, now=NOW)
+    return MessageFactory(pipeline.render_issue(store, config, issue), config, Signer(SECRET), now=NOW)
+
+
+@pytest.mark.parametrize("which", ["sample_factory", "factory"])
+def test_spamassassin_scores_the_sample_issue_below_two(which, request, tmp_path):
     spamassassin = require_tool("spamassassin")
-    data = factory.build(READER).data
+    data = request.getfixturevalue(which).build(READER).data
     result = subprocess.run([spamassassin, "-L", "-t"], input=data, capture_output=True, timeout=120,
                             env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
     report = result.stdout.decode("utf-8", "replace")

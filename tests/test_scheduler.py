@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -146,6 +146,35 @@ def test_unknown_timezone_is_refused_with_file_and_line(tmp_path: Path) -> None:
         load_plan(load_config(path, env={}))
     assert str(info.value).startswith(f"{path}:3: schedule.timezone: unknown timezone 'Europe/Berlni'")
     assert "Europe/Berlin" in str(info.value)
+
+
+@pytest.mark.parametrize("tz, send, first, second", [
+    ("Europe/Berlin", "monday at 01:30", "2027-03-22", "2027-03-29"),   # Mon 00:30 UTC, then Sun 23:30 UTC
+    ("America/New_York", "sunday at 19:30", "2027-03-07", "2027-03-14"),  # Mon 00:30 UTC, then Sun 23:30 UTC
+])
+def test_a_weekly_send_whose_issue_keys_collide_at_a_dst_change_is_refused(
+        tmp_path: Path, tz: str, send: str, first: str, second: str) -> None:
+    path = write_config(tmp_path, f'[schedule]\ntimezone = "{tz}"\nsend = "{send}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_plan(load_config(path, env={}), now=utc(2026, 11, 2, 12))
+    assert str(info.value).startswith(f"{path}:3: schedule.send: '{send}' in {tz} falls on a different day in UTC")
+    assert f"the sends of {first} and {second} would share one issue" in str(info.value)
+    # The collision is real: the two local send times, a week apart, have one issue key.
+    at = parse_job_spec(send).at
+    slots = [datetime.combine(date.fromisoformat(day), at, tzinfo=ZoneInfo(tz)) for day in (first, second)]
+    assert slots[1].astimezone(UTC) - slots[0].astimezone(UTC) == timedelta(days=7, hours=-1)  # clocks went forward
+    assert issue_key(slots[0]) == issue_key(slots[1])
+
+
+@pytest.mark.parametrize("tz, send", [
+    ("Europe/Berlin", "monday at 00:30"),    # Sunday in UTC all year: keys stay one week apart
+    ("Europe/Berlin", "monday at 02:00"),
+    ("America/New_York", "sunday at 20:00"),  # Monday in UTC all year
+    ("Europe/Berlin", "daily at 01:30"),      # not weekly: one issue per week whatever the day
+])
+def test_weekly_sends_that_keep_their_utc_day_are_accepted(tmp_path: Path, tz: str, send: str) -> None:
+    path = write_config(tmp_path, f'[schedule]\ntimezone = "{tz}"\nsend = "{send}"\n')
+    assert load_plan(load_config(path, env={}), now=utc(2026, 11, 2, 12)).jobs["send"].text == send
 
 
 def test_bad_schedule_from_environment_names_the_variable(tmp_path: Path, monkeypatch) -> None:
@@ -401,5 +430,6 @@ def test_a_broken_state_is_logged_and_never_ends_the_loop(tmp_path: Path, caplog
         outcomes = scheduler.catch_up()
         assert [(o.job, o.ok) for o in outcomes] == [("send", False)]
         advance(traveller, scheduler, berlin(2026, 11, 9, 9).astimezone(UTC))
-    assert scheduler.next_run("send") == berlin(2026, 11, 16, 8).astimezone(UTC)
+        # Read while the clock (and its local zone) is still the travelled one.
+        assert scheduler.next_run("send") == berlin(2026, 11, 16, 8).astimezone(UTC)
     assert any("send: failed: OSError: database is locked" in r.getMessage() for r in caplog.records)

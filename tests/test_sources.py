@@ -116,6 +116,25 @@ def test_hugging_face_api_fields(fixtures_dir: Path) -> None:
     assert paper.published_at.isoformat() == "2026-02-26T17:08:18+00:00"
 
 
+@pytest.mark.parametrize("relative", [
+    "arxiv_rss/rss2_2024format_physics_2025-12-31_holiday_empty.xml",
+    "arxiv_api/api_id_0000.0000_zero_results.xml",
+    "feeds_other/papers_with_code_trending_after_shutdown_empty.xml",
+])
+def test_an_empty_feed_is_not_an_error(fixtures_dir: Path, relative: str) -> None:
+    parsed = _load(fixtures_dir, relative)
+    assert (parsed.papers, parsed.skipped, parsed.warnings) == ([], [], [])
+    assert parsed.format.startswith("feed (")
+
+
+def test_a_malformed_feed_with_recovered_entries_is_ingested_with_a_warning(fixtures_dir: Path) -> None:
+    parsed = _load(fixtures_dir, "arxiv_rss/rss2_2024format_cs.CV_2025-09-18_truncated_first_2000_chars.xml")
+    assert len(parsed.papers) == 1 and parsed.papers[0].id.startswith("arxiv:")
+    assert parsed.warnings == ["malformed feed, 1 entries recovered: <unknown>:21:913: no element found"]
+    with pytest.raises(SourceError, match="not a readable feed: .*unclosed token"):
+        _load(fixtures_dir, "malformed/fp_illformed_unclosed_root.xml")  # nothing recovered: an error
+
+
 def test_title_zero_is_a_title(fixtures_dir: Path) -> None:
     (paper,) = _load(fixtures_dir, "arxiv_api/api_id_2104.12255v1_title_is_zero.xml").papers
     assert paper.title == "0"
@@ -152,6 +171,22 @@ def test_bigger_generated_entity_bomb_is_bounded() -> None:
         assert all(len(p.title) < 10_000 for p in parsed.papers)
 
 
+def test_absurd_nesting_is_refused_before_feedparser_walks_it() -> None:
+    """400,000 nested elements (2.8 MB) took feedparser ~9 s and ~180 MB; refused at once now."""
+    deep = b'<rss version="2.0"><channel>' + b"<a>" * 400_000 + b"</a>" * 400_000 + b"</channel></rss>"
+    with pytest.raises(SourceError) as info:
+        parse_bytes(deep, "deep.xml")
+    assert str(info.value) == ("deep.xml: refused: elements nested more than 256 deep "
+                               "(no feed is; a hostile or broken document)")
+    # Nesting a real feed could have (XHTML content a few dozen levels deep) is still read.
+    nested = "<div>" * 40 + "Deep but fine" + "</div>" * 40
+    ok = (f'<feed xmlns="http://www.w3.org/2005/Atom"><entry><title>T</title><link href="https://example.org/t"/>'
+          f'<content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">{nested}</div></content>'
+          f"</entry></feed>").encode()
+    (paper,) = parse_bytes(ok, "ok.atom").papers
+    assert paper.abstract == "Deep but fine"
+
+
 def test_binary_junk_and_size_cap(tmp_path: Path) -> None:
     junk = tmp_path / "junk.bin"
     junk.write_bytes(bytes(range(256)) * 64)
@@ -173,6 +208,15 @@ def test_csv_columns_and_skips() -> None:
     assert first.authors == ("Haoyu Lu", "Wen Liu") and first.score == 7
     assert parsed.papers[1].published_at.isoformat() == "1998-12-31T22:00:00+00:00"
     assert parsed.skipped == ["line 4: no link or id", "line 5: no title"]
+
+
+def test_a_guessed_encoding_is_read_with_a_warning() -> None:
+    data = "title,url\nCafé théorie des catégories,https://example.org/a\n".encode("cp1252")
+    parsed = parse_bytes(data, "legacy.csv")
+    assert len(parsed.papers) == 1
+    (warning,) = parsed.warnings
+    assert warning.startswith("not UTF-8: read as ") and "save the file as UTF-8" in warning
+    assert parse_bytes("title,url\nCafé,https://example.org/b\n".encode(), "utf8.csv").warnings == []
 
 
 def test_csv_without_required_columns(tmp_path: Path) -> None:

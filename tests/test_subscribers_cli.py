@@ -104,6 +104,32 @@ def test_unknown_format_choice_is_a_usage_error(run, tmp_path: Path) -> None:  #
     assert result.exit_code == 1 and "needs the column(s) email address" in result.output
 
 
+def test_a_forced_format_must_have_the_column_that_carries_the_status(run, fixtures_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """Read as Buttondown, a Substack export's bounced reader would have come in as active."""
+    substack = fixtures_dir / "subscribers" / "substack_email_list.csv"
+    result = run("import", str(substack), "--format", "buttondown")
+    assert result.exit_code == 1
+    assert f"{substack}:1: a Buttondown subscriber export needs the column(s) subscriber_type" in result.output
+    assert json.loads(run("list", "--json").output) == []
+    buttondown = fixtures_dir / "subscribers" / "buttondown_subscribers_export.csv"
+    for forced in ("ours", "listmonk"):  # both have an email column, neither knows subscriber_type
+        result = run("import", str(buttondown), "--format", forced)
+        assert result.exit_code == 1, forced
+        assert "this header is that of a Buttondown subscriber export" in result.output
+    assert json.loads(run("list", "--json").output) == []
+    assert run("import", str(substack), "--format", "substack").exit_code == 0
+    listmonk = fixtures_dir / "subscribers" / "listmonk_import_subs.csv"  # email,name,attributes: no statuses
+    assert run("import", str(listmonk), "--format", "ours").exit_code == 0
+    assert json.loads(run("list", "--json", "--status", "bounced").output)[0]["email"] == "bounced.reader@example.org"
+
+
+def test_export_to_a_folder_that_does_not_exist_is_a_clear_error(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "missing" / "backup.csv"
+    result = run("export", str(target))
+    assert result.exit_code == 1
+    assert f"Error: {target}: cannot write: No such file or directory; nothing was exported" in result.output
+
+
 def test_a_long_list_prints_plain_lines(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "many.csv"
     f.write_text("email,name\n" + "".join(f"u{i}@example.org,Ü {i}\n" for i in range(250)), encoding="utf-8")

@@ -190,6 +190,19 @@ def test_an_encoding_that_cannot_be_told_for_sure_is_refused_clearly(store: Stor
     assert by_email(store)["fr@example.org"].name == "François Côté"
 
 
+def test_a_lone_but_wrong_encoding_guess_is_refused(store: Store, tmp_path: Path) -> None:
+    """charset-normalizer offers one candidate for this KOI8-R file, Shift-JIS, which garbles
+    every name: one candidate is not certainty."""
+    names = ["Дмитрий Иванов", "Анна Петрова", "Сергей Смирнов", "Ольга Кузнецова"]
+    text = "email,name\n" + "".join(f"u{i}@example.org,{names[i % 4]}\n" for i in range(300))
+    path = write(tmp_path, "koi8.csv", text, encoding="koi8-r")
+    with pytest.raises(SubscriberError, match="not UTF-8, and the encoding cannot be told for sure"):
+        import_subscribers(store, path)
+    assert count(store) == 0
+    import_subscribers(store, path, encoding="koi8-r")
+    assert by_email(store)["u1@example.org"].name == "Анна Петрова"
+
+
 def test_bad_utf8_after_the_sample_fails_the_whole_import(store: Store, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import newsletter.subscribers.importer as importer

@@ -13,6 +13,8 @@ from newsletter import pipeline
 from newsletter.cli import AppContext, console, err_console, pass_app
 from newsletter.store.papers import list_papers
 
+SKIPS_SHOWN = 5  # per source: enough to see why, without burying the summary
+
 
 @click.command("ingest")
 @click.argument("sources", nargs=-1, metavar="[SOURCE ...]")
@@ -63,6 +65,11 @@ def ingest_command(app: AppContext, sources: tuple[str, ...]) -> None:
     for s in report.sources:
         for warning in s.warnings:
             err_console.print(f"Warning: {s.source}: {warning}", markup=False, style="yellow", soft_wrap=True)
+        for reason in s.skip_reasons[:SKIPS_SHOWN]:
+            err_console.print(f"Skipped: {s.source}: {reason}", markup=False, soft_wrap=True)
+        if len(s.skip_reasons) > SKIPS_SHOWN:
+            err_console.print(f"Skipped: {s.source}: ... and {len(s.skip_reasons) - SKIPS_SHOWN} more",
+                              markup=False, soft_wrap=True)
         for error in ([s.error] if s.error else []):
             err_console.print(f"Error: {error}", markup=False, style="bold red", soft_wrap=True)
     console.print(f"{report.total('new')} new, {report.total('updated')} updated, "

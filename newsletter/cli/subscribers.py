@@ -242,6 +242,8 @@ def export_command(app: AppContext, file: Path | None, status: str | None) -> No
         with partial.open("w", newline="", encoding="utf-8") as out:
             count = export_subscribers(app.store, out, status=status)
         os.replace(partial, file)  # an interrupted export never leaves half a file under the real name
+    except OSError as exc:
+        raise SubscriberError(f"cannot write: {exc.strerror or exc}; nothing was exported", where=str(file)) from None
     finally:
         partial.unlink(missing_ok=True)
     console.print(f"Exported {_plural(count, 'subscriber')} to {escape(str(file))}")

@@ -65,12 +65,12 @@ class OutgoingMessage:
 def _one_address(value: str, setting: str) -> Address:
     """The single address in ``value`` (From, Reply-To), checked by the email package's parser."""
     if "\r" in value or "\n" in value:
-        raise RenderError(f"{setting}: line breaks are not allowed in an address", where=setting)
+        raise RenderError("line breaks are not allowed in an address", where=setting)
     header = SMTP_POLICY.header_factory(setting.split(".")[-1].replace("_", "-"), value)
     addresses = getattr(header, "addresses", ())
     if len(addresses) != 1 or header.defects or not addresses[0].domain:
-        raise RenderError(f"{setting}: expected exactly one address like 'Name <user@example.org>', "
-                          f"got {value!r}", where=setting)
+        raise RenderError(f"expected exactly one address like 'Name <user@example.org>', got {value!r}",
+                          where=setting)
     return addresses[0]
 
 
@@ -159,7 +159,7 @@ class MessageFactory:
         self.domain = self.from_address.domain
         self.base_url = config["newsletter.base_url"].rstrip("/")
         if self.base_url and not re.match(r"^https?://[^\s<>\"']+$", self.base_url):
-            raise RenderError(f"newsletter.base_url: expected an absolute https URL, got {self.base_url!r}",
+            raise RenderError(f"expected an absolute URL such as https://papers.example.org, got {self.base_url!r}",
                               where="newsletter.base_url")
         name = " ".join(config["newsletter.name"].split())
         self.list_id = f"{name} <{list_label(name)}.{self.domain}>"

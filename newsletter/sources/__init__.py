@@ -9,16 +9,18 @@ with a ``title`` column CSV, anything else a plain-text page.
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.errors import SourceError
 from newsletter.sources.base import ParsedSource
-from newsletter.sources.fetch import Fetched, fetch_url, is_url, read_file
+from newsletter.sources.fetch import USER_AGENT, Fetched, fetch_url, is_url, read_file
 
 __all__ = ["LoadedSource", "ParsedSource", "detect_format", "load_source", "parse_bytes"]
 
 _FEED_SUFFIXES = (".xml", ".rss", ".atom", ".rdf")
+_OTHER_SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.\-]*://", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -34,17 +36,18 @@ class LoadedSource:
         return self.fetched is not None and self.fetched.not_modified
 
 
-def decode_text(data: bytes, source: str) -> str:
-    """Text from bytes: a BOM wins, then UTF-8, then the best guess of charset-normalizer."""
+def decode_text(data: bytes, source: str) -> tuple[str, str | None]:
+    """Text from bytes, and the encoding when it was guessed (None when sure): a BOM wins, then
+    UTF-8, then the best guess of charset-normalizer, which the caller reports as a warning."""
     for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
                           (codecs.BOM_UTF16_BE, "utf-16")):
         if data.startswith(bom):
             try:
-                return data.decode(encoding)
+                return data.decode(encoding), None
             except UnicodeDecodeError as exc:
                 raise SourceError(f"not valid {encoding}: {exc.reason} at byte {exc.start}", where=source) from None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), None
     except UnicodeDecodeError:
         pass
     from charset_normalizer import from_bytes
@@ -52,7 +55,7 @@ def decode_text(data: bytes, source: str) -> str:
     best = from_bytes(data[:1_000_000]).best()
     if best is None or best.encoding is None:
         raise SourceError("binary data, not text, JSON, CSV or a feed", where=source)
-    return data.decode(best.encoding, errors="replace")
+    return data.decode(best.encoding, errors="replace"), best.encoding
 
 
 def detect_format(data: bytes, name: str, content_type: str = "") -> str:
@@ -90,20 +93,30 @@ def parse_bytes(data: bytes, name: str, *, content_type: str = "", location: str
         raise SourceError("binary data, not text, JSON, CSV or a feed", where=name)
     if kind == "feed":
         return parse_feed(data, name, location)
-    text = decode_text(data, name)
+    text, guessed = decode_text(data, name)
     if kind == "json":
-        return parse_json(text, name)
-    if kind == "csv":
-        return parse_csv(text, name)
-    return parse_text(text, name)
+        parsed = parse_json(text, name)
+    elif kind == "csv":
+        parsed = parse_csv(text, name)
+    else:
+        parsed = parse_text(text, name)
+    if guessed:
+        parsed.warnings.append(f"not UTF-8: read as {guessed}, a guess; if titles look garbled, "
+                               "save the file as UTF-8")
+    return parsed
 
 
 def load_source(name: str, *, timeout_s: float, max_bytes: int, etag: str | None = None,
-                last_modified: str | None = None, path: str | Path | None = None) -> LoadedSource:
+                last_modified: str | None = None, path: str | Path | None = None,
+                agent: str = USER_AGENT) -> LoadedSource:
     """Read and parse one source (a path or an http(s) URL); ``path``, when given, is read
-    instead of ``name``, which then only names the source (the bundled sample)."""
+    instead of ``name``, which then only names the source (the bundled sample). ``agent`` is
+    the User-Agent sent with a URL (``fetch.user_agent(base_url)``)."""
+    if path is None and _OTHER_SCHEME_RE.match(name) and not is_url(name):
+        raise SourceError("only http:// and https:// URLs (or file paths) can be read", where=name)
     if is_url(name):
-        fetched = fetch_url(name, timeout_s=timeout_s, max_bytes=max_bytes, etag=etag, last_modified=last_modified)
+        fetched = fetch_url(name, timeout_s=timeout_s, max_bytes=max_bytes, etag=etag, last_modified=last_modified,
+                            agent=agent)
         if fetched.not_modified:
             return LoadedSource(name, None, fetched)
         parsed = parse_bytes(fetched.body, name, content_type=fetched.content_type, location=fetched.url)

@@ -20,8 +20,7 @@ from pathlib import Path
 from newsletter import __version__
 from newsletter.errors import SourceError
 
-PROJECT_URL = "https://github.com/newsletter-project/newsletter"
-USER_AGENT = f"newsletter/{__version__} (+{PROJECT_URL})"
+USER_AGENT = f"newsletter/{__version__}"
 _CHUNK = 64 * 1024
 
 
@@ -40,6 +39,18 @@ class Fetched:
 
 def is_url(source: str) -> bool:
     return source.lower().startswith(("http://", "https://"))
+
+
+def user_agent(base_url: str = "") -> str:
+    """``newsletter/<version>``, plus ``(+URL)`` when the operator configured their site
+    (``newsletter.base_url``), so a feed's owner can see who is polling and reach them.
+
+    The project itself has no public address to name, and a made-up one would mislead.
+    """
+    base_url = base_url.strip()
+    if is_url(base_url) and base_url.isprintable() and " " not in base_url:
+        return f"{USER_AGENT} (+{base_url})"
+    return USER_AGENT
 
 
 def read_file(path: str | Path, *, max_bytes: int, where: str | None = None) -> bytes:
@@ -103,13 +114,13 @@ def _gunzip(data: bytes, *, max_bytes: int, where: str) -> bytes:
 
 
 def fetch_url(url: str, *, timeout_s: float, max_bytes: int, etag: str | None = None,
-              last_modified: str | None = None) -> Fetched:
+              last_modified: str | None = None, agent: str = USER_AGENT) -> Fetched:
     """GET ``url``; a 304 answer to our conditional headers returns ``not_modified=True``.
 
-    Every failure (DNS, refused, timeout, HTTP 4xx/5xx, too large) is a ``SourceError`` naming
-    the URL, never a traceback.
+    ``agent`` is the User-Agent header (see ``user_agent``). Every failure (DNS, refused,
+    timeout, HTTP 4xx/5xx, too large) is a ``SourceError`` naming the URL, never a traceback.
     """
-    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip",
+    headers = {"User-Agent": agent, "Accept-Encoding": "gzip",
                "Accept": "application/atom+xml, application/rss+xml, application/xml;q=0.9, "
                          "application/json;q=0.9, text/*;q=0.8, */*;q=0.5"}
     if etag:

@@ -111,6 +111,9 @@ class Format:
     label: str
     matches: Callable[[dict[str, int]], bool]
     mapper: Callable[[Sequence[str], dict[str, int]], RowMapper]
+    # Checked when the format is forced with --format: the address, and the column that carries
+    # the service's status, so a file of another service (whose bounced readers would read as
+    # active) is refused rather than imported wrong.
     required: tuple[str, ...]
 
 
@@ -242,9 +245,10 @@ def _listmonk(header: Sequence[str], positions: dict[str, int]) -> RowMapper:
 FORMATS: tuple[Format, ...] = (
     Format("mailchimp", "Mailchimp audience export", lambda p: "email address" in p, _mailchimp, ("email address",)),
     Format("substack", "Substack subscriber export",
-           lambda p: {"email", "active_subscription", "email_disabled"} <= p.keys(), _substack, ("email",)),
+           lambda p: {"email", "active_subscription", "email_disabled"} <= p.keys(), _substack,
+           ("email", "email_disabled")),
     Format("buttondown", "Buttondown subscriber export",
-           lambda p: {"email", "subscriber_type"} <= p.keys(), _buttondown, ("email",)),
+           lambda p: {"email", "subscriber_type"} <= p.keys(), _buttondown, ("email", "subscriber_type")),
     Format("listmonk", "listmonk import/export",
            lambda p: "email" in p and "attributes" in p and p.keys() <= _LISTMONK_COLUMNS
            and ("uuid" in p or set(p) == {"email", "name", "attributes"}), _listmonk, ("email",)),
@@ -266,13 +270,24 @@ def detect_format(header: Sequence[str], *, where: str) -> Format:
 
 
 def format_named(name: str, header: Sequence[str], *, where: str) -> Format:
-    """The format the user asked for, checked against the header."""
+    """The format the user asked for, checked against the header.
+
+    A header that plainly belongs to another service is refused too: read as another format,
+    its unsubscribed and bounced members would come in as active.
+    """
     fmt = next((f for f in FORMATS if f.name == name), None)
     if fmt is None:
         raise SubscriberError(f"unknown format {name!r}; one of auto, {', '.join(FORMAT_NAMES)}")
-    missing = [c for c in fmt.required if c not in _index(header)]
+    positions = _index(header)
+    missing = [c for c in fmt.required if c not in positions]
     if missing:
         raise SubscriberError(f"a {fmt.label} needs the column(s) {', '.join(missing)}", where=where, line=1)
+    recognised = next((f for f in FORMATS[:-1] if f.matches(positions)), None)
+    # listmonk's import file (email,name,attributes) has no statuses to lose: ours reads it alike.
+    carries_status = recognised is not None and (recognised.name != "listmonk" or "status" in positions)
+    if recognised is not None and recognised is not fmt and carries_status:
+        raise SubscriberError(f"this header is that of a {recognised.label}; read as a {fmt.label} its statuses "
+                              f"would be lost (use --format auto or {recognised.name})", where=where, line=1)
     return fmt
 
 

@@ -36,6 +36,10 @@ from newsletter.subscribers.formats import detect_format, format_named, row_mapp
 BATCH_ROWS = 5000
 SAMPLE_BYTES = 1 << 20
 DELIMITERS = (",", ";", "\t")
+# How sure a guessed encoding must be (charset-normalizer's measures, 0..1): beyond these the
+# reading is refused and the user names the encoding.
+MAX_CHAOS = 0.1
+MIN_COHERENCE = 0.05
 
 # csv's default limit (128 KiB) is below what a quoted notes column can hold.
 csv.field_size_limit(16 * 1024 * 1024)
@@ -68,10 +72,13 @@ def _describe(text: str) -> str:
 
 def detect_encoding(path: Path, sample: bytes) -> str:
     """UTF-8 (with or without BOM) or a BOM-marked UTF-16/32; otherwise what charset-normalizer
-    finds, but only when every candidate it considers reads the sample the same way.
+    finds, but only when every candidate it considers reads the sample the same way and that
+    reading looks like text (little "chaos", some language coherence).
 
     On short files the guessers routinely disagree (a Latin-1 name reads as Latvian, Shift-JIS
-    as Korean): importing names garbled is worse than asking, so then we refuse.
+    as Korean), and a lone candidate can be plainly wrong (a KOI8-R list of Russian names came
+    back as Shift-JIS, chaos 0.17, coherence 0): importing names garbled is worse than asking,
+    so then we refuse.
     """
     for bom, name in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
@@ -84,7 +91,7 @@ def detect_encoding(path: Path, sample: bytes) -> str:
         pass
     matches = list(charset_normalizer.from_bytes(sample))
     readings = {str(m) for m in matches}
-    if len(readings) == 1:
+    if len(readings) == 1 and matches[0].chaos <= MAX_CHAOS and matches[0].coherence >= MIN_COHERENCE:
         return matches[0].encoding
     guesses = ", ".join(dict.fromkeys(m.encoding for m in matches[:4])) or "none fits"
     raise SubscriberError(
