@@ -515,3 +515,33 @@ def test_text_part_carries_code_and_discussion_links(config):
     for url in (paper.url, paper.pdf_url, paper.code_url, paper.page_url):
         assert url in text and f'href="{url}"' in html
     assert "12 upvotes" in html and "Upvotes:  12" in text
+
+
+# --- the shape of each paper: excerpt, authors, folded text ------------------------------
+
+def test_excerpt_takes_two_or_three_whole_sentences():
+    from newsletter.render.context import excerpt
+
+    assert excerpt("We study X. We find Y. We propose Z. We also W.") == "We study X. We find Y. We propose Z."
+    assert excerpt("Only one sentence.") == "Only one sentence."
+    # Abbreviations do not end a sentence, so the excerpt never stops at "et al.".
+    text = ("Large models (e.g. GPT-4) reason. As shown by Smith et al. (2023), data matters (Fig. 3). "
+            "Results in Sec. 4 beat baselines vs. prior work. A fourth sentence.")
+    assert excerpt(text) == ("Large models (e.g. GPT-4) reason. As shown by Smith et al. (2023), data matters "
+                             "(Fig. 3). Results in Sec. 4 beat baselines vs. prior work.")
+    # A third sentence that would make it too long is left out; a first one that is too long is cut.
+    long_second = "First sentence here. " + "Second sentence goes on and on with many words, " * 10 + "end. Third."
+    assert excerpt(long_second) == "First sentence here."
+    endless = "word " * 200
+    cut = excerpt(endless)
+    assert cut.endswith("\u2026") and len(cut) <= 421 and "  " not in cut
+    assert excerpt("") == "" and excerpt("  \n ") == ""
+
+
+def test_authors_are_shortened_past_three_and_whitespace_is_folded():
+    from newsletter.render.context import fold, shorten_authors
+
+    assert shorten_authors(("A. One", "B. Two", "C. Three")) == "A. One, B. Two, C. Three"
+    assert shorten_authors(("A. One", "B. Two", "C. Three", "D. Four")) == "A. One, B. Two, C. Three et al."
+    assert shorten_authors((" Ada\n  Lovelace ", "", "  ")) == "Ada Lovelace"
+    assert fold("Attention\n   Is All\tYou Need") == "Attention Is All You Need"

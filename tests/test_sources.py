@@ -245,6 +245,9 @@ def test_other_ids() -> None:
 
 def test_text_clean_up() -> None:
     assert normalize.clean_text("A <b>bold</b>\n  title &amp; more") == "A bold title & more"
+    assert normalize.clean_text("H<sub>2</sub>O and <i>in vivo</i>-like <SPAN class='x'>CO</SPAN><sub>2</sub>") == (
+        "H2O and in vivo-like CO2")
+    assert normalize.clean_text("<p>One.</p><p>Two.<br/>Three</p><li>Four</li>") == "One. Two. Three Four"
     assert normalize.clean_text("Example &lt;b&gt;Atom&lt;/b&gt;") == "Example <b>Atom</b>"
     assert normalize.clean_text("$\\alpha$ &gt; 1") == "$\\alpha$ > 1"
     assert normalize.clean_title("Title. (arXiv:2007.03939v2 [hep-ph] UPDATED)") == "Title."
@@ -264,6 +267,27 @@ def test_clean_text_fast_path_never_changes_the_result() -> None:
             assert full(text) == text and "<" not in text and "&" not in text and "\x00" not in text, repr(text)
     for text in ("Plain title", "Émile Borel", " lead", "trail ", "two  spaces", "a\u00a0b", "a\x1fb", "a\x0cb"):
         assert normalize.clean_text(text) == full(text)
+
+
+def test_json_feed_1_1_authors_external_url_and_dates() -> None:
+    feed = {"version": "https://jsonfeed.org/version/1.1", "title": "Reading list",
+            "authors": [{"name": "Feed Editor"}],
+            "items": [
+                {"id": "1", "url": "https://blog.example.org/notes/1",
+                 "external_url": "https://arxiv.org/abs/2403.05525v2", "title": "A <em>vision</em>-language model",
+                 "content_text": "Our note on it.", "authors": [{"name": "Ada Lovelace"}, {"name": "Alan Turing"}],
+                 "date_published": "2024-03-08T12:00:00+02:00"},
+                {"id": "2", "url": "https://blog.example.org/notes/2", "title": "A post", "content_html": "<p>Hi</p>"},
+                {"id": "3", "content_text": "A micro-post without a title"},
+            ]}
+    parsed = parse_bytes(json.dumps(feed).encode(), "feed.json")
+    first, second = parsed.papers
+    assert parsed.format == "JSON Feed"
+    assert (first.id, first.title, first.abstract) == ("arxiv:2403.05525", "A vision-language model", "Our note on it.")
+    assert first.authors == ("Ada Lovelace", "Alan Turing")
+    assert first.published_at.isoformat() == "2024-03-08T10:00:00+00:00"
+    assert (second.id, second.authors, second.abstract) == ("url:https://blog.example.org/notes/2", ("Feed Editor",), "Hi")
+    assert parsed.skipped == ["item 3: no title"]
 
 
 def test_json_values_zero_and_false_are_kept_empty_ones_skipped() -> None:

@@ -22,6 +22,9 @@ from newsletter.render import placeholders
 
 _WHITESPACE = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
+# A full stop after these ends an abbreviation, not a sentence: abstracts are full of them.
+_ABBREVIATION = re.compile(r"(?:\b(?:e\.g|i\.e|et al|cf|vs|viz|approx|resp|Fig|Figs|Eq|Eqs|Sec|Secs|Ref|Refs|Tab|"
+                           r"Thm|Def|Prop|No|Dr|Prof|Mr|Ms|Mrs|St))\.$")
 _MAX_AUTHORS = 3
 _EXCERPT_MAX_CHARS = 420
 
@@ -39,12 +42,24 @@ def shorten_authors(authors: tuple[str, ...] | list[str], limit: int = _MAX_AUTH
     return ", ".join(names[:limit]) + " et al."
 
 
+def split_sentences(text: str) -> list[str]:
+    """``text`` cut after each sentence's closing ``.``, ``!`` or ``?``; a stop that ends an
+    abbreviation ("et al.", "e.g.", "Fig.") does not end the sentence."""
+    sentences: list[str] = []
+    for piece in _SENTENCE_END.split(text):
+        if sentences and _ABBREVIATION.search(sentences[-1]):
+            sentences[-1] = f"{sentences[-1]} {piece}"
+        else:
+            sentences.append(piece)
+    return sentences
+
+
 def excerpt(abstract: str, *, sentences: int = 3, max_chars: int = _EXCERPT_MAX_CHARS) -> str:
     """The first two or three sentences of the abstract, cut on a word past ``max_chars``."""
     text = fold(abstract)
     if not text:
         return ""
-    parts = _SENTENCE_END.split(text)
+    parts = split_sentences(text)
     chosen = ""
     for part in parts[:sentences]:
         candidate = f"{chosen} {part}".strip()

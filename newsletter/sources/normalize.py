@@ -30,7 +30,12 @@ _HF_URL_RE = re.compile(rf"^https?://(?:www\.)?huggingface\.co/papers/{_ARXIV_ID
 _OAI_RE = re.compile(rf"^oai:arXiv\.org:{_ARXIV_ID}$", re.IGNORECASE)
 _DOI_RE = re.compile(r"^(?:doi:\s*|https?://(?:dx\.)?doi\.org/)?(?P<doi>10\.\d{4,9}/\S+)$", re.IGNORECASE)
 
-_TAG_RE = re.compile(r"<[^>]*>")
+_TAG_RE = re.compile(r"<\s*/?\s*([a-zA-Z][a-zA-Z0-9]*)?[^>]*>")
+# Tags inside a run of text: removed without a space, so "H<sub>2</sub>O" stays "H2O" and
+# "<em>vision</em>-language" stays one word. Any other tag (p, div, br, li, ...) separates words.
+_INLINE_TAGS = frozenset(
+    "a abbr b bdi bdo cite code data del dfn em font i ins kbd mark q s samp small span strike strong sub sup "
+    "time tt u var".split())
 _COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
 _SCRIPT_RE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
 
@@ -107,6 +112,11 @@ def _is_clean(text: str) -> bool:
             and "\x1e" not in text and "\x1f" not in text and "  " not in text)
 
 
+def _tag_gap(match: re.Match[str]) -> str:
+    name = match.group(1)
+    return "" if name and name.lower() in _INLINE_TAGS else " "
+
+
 def clean_text(text: str | None) -> str:
     """Fold whitespace, drop HTML tags, comments and scripts, decode entities; LaTeX stays as is.
 
@@ -120,7 +130,7 @@ def clean_text(text: str | None) -> str:
     if "<" in text:
         text = _COMMENT_RE.sub(" ", text)
         text = _SCRIPT_RE.sub(" ", text)
-        text = _TAG_RE.sub(" ", text)
+        text = _TAG_RE.sub(_tag_gap, text)
     if "&" in text:
         text = html.unescape(text)
     if "\x00" in text:
