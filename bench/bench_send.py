@@ -118,6 +118,12 @@ def reset_deliveries(config_path: Path) -> None:
 # -- the two measured runs (each in its own process) --------------------------------------------
 
 
+def cpu_s() -> float:
+    """CPU time of this process so far, all threads, user + system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_ours(config_path: Path, concurrency: int) -> dict:
     from newsletter import pipeline
     from newsletter.config import load_config
@@ -125,10 +131,11 @@ def run_ours(config_path: Path, concurrency: int) -> dict:
 
     config = load_config(config_path, env={})
     store = open_store(config.store_url)
+    cpu_before = cpu_s()
     started = time.perf_counter()
     report = pipeline.send_issue(store, config, concurrency=concurrency)
     elapsed = time.perf_counter() - started
-    return {"sent": report.sent, "failed": report.failed, "elapsed_s": elapsed,
+    return {"sent": report.sent, "failed": report.failed, "elapsed_s": elapsed, "cpu_s": cpu_s() - cpu_before,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -160,6 +167,7 @@ def run_raw(config_path: Path, concurrency: int, size: int) -> dict:
             counts[n] += 1
         conn.quit()
 
+    cpu_before = cpu_s()
     started = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(concurrency)]
     for t in threads:
@@ -167,7 +175,7 @@ def run_raw(config_path: Path, concurrency: int, size: int) -> dict:
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
-    return {"sent": sum(counts), "failed": 0, "elapsed_s": elapsed,
+    return {"sent": sum(counts), "failed": 0, "elapsed_s": elapsed, "cpu_s": cpu_s() - cpu_before,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -190,8 +198,9 @@ def main() -> int:
     sizes = [2000, 10000] if args.quick else [int(s) for s in args.sizes.split(",")]
     levels = [int(c) for c in args.concurrency.split(",")]
     sink, port = start_sink()
-    lines = ["| subscribers | connections | ours msg/s | raw smtplib msg/s | ours / raw | ours peak RSS MB | raw peak RSS MB |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| subscribers | connections | ours msg/s | raw smtplib msg/s | ours / raw | ours CPU ms/msg "
+             "| raw CPU ms/msg | ours peak RSS MB | raw peak RSS MB |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     peaks: dict[int, float] = {}
     ok = True
     try:
@@ -210,6 +219,7 @@ def main() -> int:
                     ok &= ratio >= 0.85
                     peaks[size] = max(peaks.get(size, 0.0), ours["peak_rss_mb"])
                     line = (f"| {size:,} | {c} | {ours_rate:,.0f} | {raw_rate:,.0f} | {ratio:.2f}x | "
+                            f"{ours['cpu_s'] / size * 1000:.3f} | {raw['cpu_s'] / size * 1000:.3f} | "
                             f"{ours['peak_rss_mb']:.0f} | {raw['peak_rss_mb']:.0f} |")
                     lines.append(line)
                     print(line, flush=True)

@@ -89,6 +89,9 @@ def ingest(store: Store, config: Config, sources: Sequence[str] | None = None, *
             reports.append(SourceReport(name, error=str(exc) if exc.where else f"{name}: {exc}"))
         except SQLAlchemyError as exc:
             reports.append(SourceReport(name, error=f"{name}: cannot store the papers: {exc.__class__.__name__}: {exc}"))
+        except Exception as exc:  # noqa: BLE001 -- a reader's bug on odd input must not stop the other sources
+            reports.append(SourceReport(name, error=f"{name}: could not be read ({exc.__class__.__name__}: {exc}); "
+                                                    "nothing from it was stored"))
     return IngestReport(tuple(reports), used_sample=used_sample, elapsed_s=time.monotonic() - started)
 
 
@@ -221,13 +224,16 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
     """
     from newsletter.deliver.sender import deliver_issue
     from newsletter.deliver.transports import PermanentFailure, TemporaryFailure, open_transport
-    from newsletter.errors import NewsletterError, NothingToSendError
+    from newsletter.errors import DeliveryError, NewsletterError, NothingToSendError
     from newsletter.models import RunReport, Subscriber
-    from newsletter.store.deliveries import issue_number_for_key, sent_subscriber_ids
+    from newsletter.store.deliveries import (PENDING, SENT, WRITTEN, issue_number_for_key, settled_subscriber_ids,
+                                             status_counts)
     from newsletter.store.issues import freeze_issue
     from newsletter.store.subscribers import active_subscribers, get_subscriber, subscriber_stats
     from newsletter.subscribers.addresses import normalize_address
 
+    if to is not None and dry_run:
+        raise DeliveryError("--to sends a test copy and --dry-run sends nothing: use one of them")
     started = time.monotonic()
     config = config.with_overrides({"delivery.rate_per_second": rate, "delivery.concurrency": concurrency})
     issue = build_issue(store, config, now=now)
@@ -255,7 +261,11 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
         with store.atomic() as conn:
             subscribers = active_subscribers(conn)
             number = issue_number_for_key(conn, issue.key)
-            done = sent_subscriber_ids(conn, number) if number is not None else set()
+            # What a real run would leave alone: an SMTP run still sends rows only written to
+            # the outbox; an outbox run counts them done.
+            claimable = (PENDING, WRITTEN) if config.smtp_enabled else (PENDING,)
+            done = settled_subscriber_ids(conn, number, claimable) if number is not None else set()
+            already = status_counts(conn, number)[SENT if config.smtp_enabled else WRITTEN] if number is not None else 0
             suppressed = subscriber_stats(conn)["suppressed"]
         build = _message_builder(store, config, rendered, now)
         todo = [s for s in subscribers if s.id not in done]
@@ -270,7 +280,7 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
             if progress is not None and (i % 500 == 0 or i == len(todo)):
                 progress(i, len(todo))
         return RunReport(issue.key, deferred=len(todo) - len(errors), failed=len(errors), suppressed=suppressed,
-                         already_sent=len(done), elapsed_s=time.monotonic() - started,
+                         already_sent=already, elapsed_s=time.monotonic() - started,
                          destination="nothing (dry run)", errors=tuple(errors))
 
     with store.atomic() as conn:
@@ -294,7 +304,8 @@ def resend_failed(store: Store, config: Config, issue_key: str | None = None, *,
     from newsletter.deliver.transports import open_transport
     from newsletter.errors import NothingToSendError
     from newsletter.store.db import utcnow
-    from newsletter.store.deliveries import issue_number_for_key, latest_issue_with_failures, reset_failed
+    from newsletter.store.deliveries import (UnknownIssueError, issue_number_for_key, latest_issue_with_failures,
+                                             reset_failed)
     from newsletter.store.issues import get_issue
     from newsletter.store.schema import issues
     from sqlalchemy import select
@@ -308,7 +319,7 @@ def resend_failed(store: Store, config: Config, issue_key: str | None = None, *,
         else:
             number = issue_number_for_key(conn, issue_key)
             if number is None:
-                raise NothingToSendError("no such issue (see `newsletter issues`)", where=issue_key)
+                raise UnknownIssueError("no such issue (see `newsletter issues`)", where=issue_key)
         issue = get_issue(conn, issue_key)
         if reset_failed(conn, number, utcnow()) == 0:
             raise NothingToSendError("no failed deliveries to retry", where=issue_key)

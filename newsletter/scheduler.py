@@ -6,6 +6,7 @@ The scheduler has no logic of its own beyond *when*: its jobs call ``pipeline.in
 - schedule strings (``"daily at 06:00"``, ``"monday at 08:00"``, ``"every 6 hours"``, ``"off"``)
   parsed and refused at start as ``newsletter.toml:LINE: ...``, before anything runs;
 - times in ``schedule.timezone``, so 08:00 stays 08:00 local across a daylight-saving change;
+  a weekly send time whose issue key (a UTC week) would repeat at such a change is refused;
 - catch-up at start: a send slot missed by at most ``schedule.grace_hours`` (the machine was
   off) is sent once, unless the store says that week's issue already went out; a missed ingest
   slot is simply run, so the caught-up issue is composed from fresh papers;
@@ -160,7 +161,8 @@ def _config_error(config: Config, name: str, message: str) -> ConfigError:
     return ConfigError(f"{name}: {message}", where=origin)
 
 
-def colliding_send_weeks(spec: JobSpec, zone: ZoneInfo, now: datetime, weeks: int = 106) -> tuple[datetime, datetime] | None:
+def colliding_send_weeks(spec: JobSpec, zone: ZoneInfo, now: datetime,
+                         weeks: int = 106) -> tuple[datetime, datetime] | None:
     """Two consecutive weekly send slots that would get the same issue key, or None.
 
     Issue keys are ISO weeks in UTC. A local time near midnight UTC (``monday at 01:30`` in

@@ -91,6 +91,18 @@ def test_slow_server_still_gets_everything_once(store, server) -> None:
     assert report.sent == 16 and exactly_once(server, emails)
 
 
+def test_a_server_that_does_not_answer_in_time_is_retried_on_a_new_connection(store, server) -> None:
+    emails = seed(store, 8)
+    server.handler.stall_once = {emails[2]: 1.5}
+    transport = SmtpPool(SmtpSettings(host="127.0.0.1", port=server.port, security="none", timeout_s=0.4))
+    report = deliver_issue(store, 1, "2026-W48", build_message, transport, SendOptions(**{**FAST, "concurrency": 1}))
+    assert (report.sent, report.failed, report.deferred) == (8, 0, 0)
+    assert exactly_once(server, emails)
+    row = ledger(store)[emails[2]]
+    assert row["status"] == "sent" and row["attempts"] == 2  # the timeout cost one attempt
+    assert server.handler.sessions == 2  # the timed-out connection was dropped, a new one opened
+
+
 def test_550_5_1_1_fails_with_the_servers_words_and_marks_the_subscriber_bounced(store, server) -> None:
     emails = seed(store, 10)
     server.handler.refuse = {
@@ -110,6 +122,8 @@ def test_550_5_1_1_fails_with_the_servers_words_and_marks_the_subscriber_bounced
         kinds = [(e.email, e.kind) for e in conn.execute(select(events).where(events.c.kind == "bounced"))]
     assert kinds == [(emails[3], "bounced")]
     assert exactly_once(server, [e for e in emails if e not in (emails[3], emails[5])])
+    # A refusal resets the session (RSET) and the connection goes on: no reconnect per error.
+    assert server.handler.sessions <= FAST["concurrency"]
 
 
 def test_server_going_away_mid_run_and_coming_back(store, server) -> None:

@@ -34,6 +34,7 @@ class RecordingHandler:
     answer_421_every: int = 0        # every Nth DATA gets "421" and the connection is closed
     drop_every: int = 0              # close the connection after every Nth accepted message
     delay_s: float = 0.0             # slow server: wait before answering DATA
+    stall_once: dict[str, float] = field(default_factory=dict)  # recipient -> one DATA answer this late
     messages: list[tuple[str, tuple[str, ...], bytes]] = field(default_factory=list)
     data_commands: int = 0
     sessions: int = 0
@@ -57,6 +58,11 @@ class RecordingHandler:
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        stall_s = self.stall_once.pop(envelope.rcpt_tos[0], 0.0) if envelope.rcpt_tos else 0.0
+        if stall_s:
+            # Longer than the client's timeout: it gives up on this answer; the message is not kept.
+            await asyncio.sleep(stall_s)
+            return "451 4.4.2 Timed out"
         with self.lock:
             self.data_commands += 1
             n = self.data_commands

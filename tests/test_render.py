@@ -390,6 +390,15 @@ def test_template_syntax_error_names_file_and_line(tmp_path, papers):
     assert re.search(r"issue\.txt\.j2:2: template syntax error", str(err.value))
 
 
+def test_a_template_failing_at_run_time_names_file_and_line(tmp_path, papers):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "issue.txt.j2").write_text("fine\n{{ issue.number + 'x' }}\n")
+    with pytest.raises(RenderError) as err:
+        render_issue(make_issue(papers), make_config(tmp_path, templates="mine"))
+    assert re.search(r"mine/issue\.txt\.j2:2: TypeError: ", str(err.value)), str(err.value)
+
+
 def test_missing_templates_folder_is_a_clear_error(tmp_path, papers):
     with pytest.raises(RenderError, match="no such folder"):
         render_issue(make_issue(papers), make_config(tmp_path, templates="nowhere"))

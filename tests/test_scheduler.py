@@ -259,6 +259,24 @@ def test_jobs_fire_at_local_times_across_the_spring_dst_change(tmp_path: Path) -
     assert recorder.times("send")[0].utcoffset() == timedelta(hours=2)
 
 
+def test_a_time_the_autumn_change_repeats_runs_once(tmp_path: Path) -> None:
+    # 25 October 2026, Berlin: 02:00-03:00 happens twice (CEST, then CET).
+    plan = plan_for(tmp_path, ingest="daily at 02:30", send="sunday at 02:30")
+    state = MemoryState()
+    state.runs["ingest"] = utc(2026, 10, 22, 12)
+    state.sent_keys.add(issue_key(utc(2026, 10, 18, 1)))
+    recorder = Recorder(state)
+    with time_machine.travel(utc(2026, 10, 22, 12), tick=False) as traveller:
+        scheduler = Scheduler(plan, recorder.jobs(), state)
+        advance(traveller, scheduler, utc(2026, 10, 27, 12))
+    ingest_times = recorder.times("ingest")
+    assert [(t.day, t.hour, t.minute) for t in ingest_times] == [
+        (23, 2, 30), (24, 2, 30), (25, 2, 30), (26, 2, 30), (27, 2, 30)]
+    assert ingest_times[2].utcoffset() == timedelta(hours=2)  # the first of the two 02:30s
+    assert recorder.times("send") == [berlin(2026, 10, 25, 2, 30)]
+    assert state.sent_keys == {"2026-W42", "2026-W43"}
+
+
 def test_a_missed_monday_is_caught_up_once(tmp_path: Path) -> None:
     plan = plan_for(tmp_path)
     state = MemoryState()

@@ -76,6 +76,8 @@ def test_send_without_smtp_writes_the_outbox_and_says_where(tmp_path: Path) -> N
     again = invoke(config, "send")
     assert "0 written" in again.output and "30 done before" in again.output
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 30
+    dry = invoke(config, "send", "--dry-run")
+    assert "0 message(s) built and would be sent, 30 already sent" in dry.output
 
 
 def test_send_by_smtp_with_limit_then_resume_and_issues_json(tmp_path: Path, smtp) -> None:
@@ -106,6 +108,13 @@ def test_dry_run_and_test_copy_leave_the_ledger_alone(tmp_path: Path, smtp) -> N
     assert list(smtp.handler.recipients()) == ["Editor@example.org"] and ledger(config) == {}
     bad = invoke(config, "send", "--to", "not an address")
     assert bad.exit_code == 1 and "not an address" in bad.output
+    both = invoke(config, "send", "--dry-run", "--to", "editor@example.org")
+    assert both.exit_code == 1 and "use one of them" in both.output
+    assert len(smtp.handler.messages) == 1 and ledger(config) == {}
+    # After a run that stopped at --limit, a dry run counts exactly what is left.
+    assert invoke(config, "send", "--limit", "12").exit_code == 0
+    dry = invoke(config, "send", "--dry-run")
+    assert "18 message(s) built and would be sent, 12 already sent" in dry.output
 
 
 def test_failures_are_reported_and_resend_failed_retries_only_them(tmp_path: Path, smtp) -> None:
@@ -126,6 +135,8 @@ def test_failures_are_reported_and_resend_failed_retries_only_them(tmp_path: Pat
     assert rows[EMAILS[4]] == "skipped" and rows[EMAILS[9]] == "sent"
     nothing = invoke(config, "resend", "--failed")
     assert nothing.exit_code == 0 and "Nothing to resend" in nothing.output
+    typo = invoke(config, "resend", "--failed", "2099-W99")
+    assert typo.exit_code == 1 and "2099-W99: no such issue" in typo.output
     store = open_store(load_config(config, env={}).store_url)
     with store.atomic() as conn:
         assert get_subscriber(conn, EMAILS[4]).status == "bounced"

@@ -290,6 +290,21 @@ def test_json_feed_1_1_authors_external_url_and_dates() -> None:
     assert parsed.skipped == ["item 3: no title"]
 
 
+@pytest.mark.parametrize("doc", [
+    [{"title": "T", "url": "https://example.org/a", "authors": 5, "score": 1e400, "published_at": "0001-01-01T00:00:00+05:00"}],
+    [{"title": "T", "url": "https://example.org/a", "authors": True, "upvotes": 10**30, "details": {"github_links": "x"}}],
+    [{"paper": {"id": "2403.05525", "title": "T", "authors": 7, "mediaUrls": True, "upvotes": float("inf")}}],
+    {"version": "https://jsonfeed.org/version/1.1", "authors": 3,
+     "items": [{"title": "T", "url": "https://example.org/a", "authors": 1.5, "date_published": "yesterday"}]},
+])
+def test_odd_json_types_never_crash_a_reader(doc) -> None:
+    """Numbers or booleans where names, lists or scores belong (found by fuzzing): the paper is
+    kept without the odd field, never a traceback."""
+    text = json.dumps(doc).replace("1e+400", "1e400")
+    (paper,) = parse_bytes(text.encode(), "odd.json").papers
+    assert paper.title == "T" and paper.authors == () and paper.score is None and paper.published_at is None
+
+
 def test_json_values_zero_and_false_are_kept_empty_ones_skipped() -> None:
     data = json.dumps([{"title": "T", "url": "https://example.org/z", "score": 0, "upvotes": 9,
                         "abstract": "", "summary": "From the summary.", "link": [], "pdf_url": {}}]).encode()

@@ -254,6 +254,29 @@ def test_any_invalid_row_means_nothing_changes_and_every_bad_row_is_listed(store
     assert by_email(store)["good@example.org"].name == "Before"
 
 
+def test_a_quote_never_closed_is_an_error_not_the_rest_of_the_file_in_one_name(store: Store, tmp_path: Path) -> None:
+    rows = "".join(f"u{i}@example.org,User {i}\n" for i in range(50))
+    path = write(tmp_path, "open.csv", 'email,name\na@example.org,"Ada\n' + rows)
+    with pytest.raises(SubscriberError) as info:
+        import_subscribers(store, path)
+    assert str(info.value) == f"{path}:2: not a readable CSV record (unexpected end of data); nothing was imported"
+    assert count(store) == 0
+    # A stray quote inside an unquoted field is still read as text.
+    assert import_subscribers(store, write(tmp_path, "stray.csv", 'email,name\nb@example.org,Pat "PJ" Lee\n')).added == 1
+
+
+def test_odd_cells_are_invalid_rows_not_crashes(store: Store, tmp_path: Path) -> None:
+    deep = '"' + '{""a"":' * 3000 + "1" + "}" * 3000 + '"'
+    path = write(tmp_path, "odd.csv", "email,created_at,attributes\n"
+                 f"a@example.org,,{deep}\n"
+                 "b@example.org,0001-01-01T00:00:00+05:00,\n")
+    with pytest.raises(ImportRowsError) as info:
+        import_subscribers(store, path)
+    assert [str(e) for e in info.value.errors] == [
+        f"{path}:2: a@example.org: attributes: JSON nested too deeply",
+        f"{path}:3: b@example.org: created_at: not a date and time: '0001-01-01T00:00:00+05:00'"]
+
+
 def test_skip_invalid_imports_the_good_rows_and_lists_the_rest(store: Store, tmp_path: Path) -> None:
     report = import_subscribers(store, write(tmp_path, "bad.csv", BAD), skip_invalid=True)
     assert (report.added, len(report.invalid), report.imported) == (2, 4, True)

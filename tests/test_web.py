@@ -320,6 +320,21 @@ def test_bad_form_input_gets_the_form_back_with_the_error_in_words(site: Site, f
     assert site.messages() == []
 
 
+def test_control_characters_are_not_echoed_into_the_form(site: Site) -> None:
+    import html5lib
+
+    browser, token = site.form()
+    with closing(browser):
+        response = browser.post("/subscribe", data={"email": "a\x00b\x1b@example.org", "name": "Ada\x07",
+                                                    "csrf_token": token})
+    assert response.status_code == 400 and 'id="form-error"' in response.text
+    assert not any(ch in response.text for ch in "\x00\x1b\x07")
+    assert 'value="ab@example.org"' in response.text
+    parser = html5lib.HTMLParser()
+    parser.parse(response.text)
+    assert parser.errors == []
+
+
 def test_a_wrong_content_type_gets_the_form_back(site: Site) -> None:
     browser, token = site.form()
     with closing(browser):

@@ -199,12 +199,12 @@ def issues_command(app: AppContext, as_json: bool) -> None:
     if not found:
         console.print("No issues yet: run `newsletter send` (or `newsletter preview`) first.", markup=False)
         return
-    table = Table(show_edge=False)
-    for name in ("issue", "key", "status"):
+    table = Table(box=None, pad_edge=False, header_style="bold")  # 80 columns hold every field
+    for name in ("#", "key", "status"):
         table.add_column(name, no_wrap=True)
     for name in ("sent", "written", "failed", "pending", "skipped"):
-        table.add_column(name, justify="right")
-    table.add_column("last delivery", no_wrap=True)
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("last delivery (UTC)")  # the one column that may wrap in a narrow terminal
     for row in found:
         d = row["deliveries"]
         table.add_row(str(row["number"]), row["key"], row["status"], str(d["sent"]), str(d["written"]),

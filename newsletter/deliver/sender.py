@@ -59,7 +59,8 @@ class SendOptions:
     retry_delay_s: float = 2.0        # first backoff; doubles per attempt
     max_retry_delay_s: float = 120.0
     stale_after_s: float = 900.0      # a claim older than this is taken back (living process elsewhere)
-    claim_batch: int = 8              # rows a worker claims per transaction when not rate-limited
+    claim_batch: int = 32             # rows a worker claims per transaction when not rate-limited
+    group_commit: bool | None = None  # None: straight to the driver on SQLite, group commit elsewhere
 
     def backoff_s(self, attempt: int) -> float:
         return min(self.max_retry_delay_s, self.retry_delay_s * (2 ** max(0, attempt - 1)))
@@ -97,6 +98,13 @@ class _Tally:
         with self.lock:
             self.tried -= 1
 
+    def budget_left(self, limit: int | None) -> int | None:
+        """Messages this run may still try (None: no limit), counting the one just taken."""
+        if limit is None:
+            return None
+        with self.lock:
+            return limit - self.tried + 1
+
     def note(self, text: str) -> None:
         with self.lock:
             if len(self.errors) < 50:
@@ -117,7 +125,8 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
     started = time.monotonic()
     done_status = getattr(transport, "ledger_status", SENT)
     ledger = Ledger(store, issue_number, daily_cap=options.daily_cap, stale_after_s=options.stale_after_s,
-                    done_status=done_status, group_commit=options.concurrency > 1)
+                    done_status=done_status,
+                    group_commit=options.group_commit if options.concurrency > 1 else False)
     try:
         ledger.prepare(add_subscribers=add_subscribers)
         before = ledger.counts()
@@ -130,8 +139,9 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
     if options.limit is not None:
         total = min(total, options.limit)
     limiter = RateLimiter(options.rate_per_second)
-    # Claim a few rows per transaction when sending flat out; one at a time under a rate limit,
-    # so the "still active?" check stays right before each message.
+    # Claim many rows per transaction when sending flat out (a claim costs more than a "sent"
+    # record); under a rate limit a batch covers about 1/20 s of sending, so claimed rows do
+    # not sit for long. The "still active?" check is made before each message either way.
     claim_batch = options.claim_batch
     if options.rate_per_second > 0:
         claim_batch = max(1, min(claim_batch, int(options.rate_per_second // (20 * max(1, options.concurrency)))))
@@ -150,7 +160,8 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
                     tally.give_back()
                     return
                 if not queue:
-                    claimed, skipped, capped = ledger.claim(tag, claim_batch)
+                    left = tally.budget_left(options.limit)
+                    claimed, skipped, capped = ledger.claim(tag, claim_batch if left is None else min(claim_batch, left))
                     queue.extend(claimed)
                     if skipped:
                         tally.add(suppressed=skipped)
@@ -164,7 +175,7 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
                         return
                     halt.wait(min(max(wait_s, 0.01), 1.0))
                     continue
-                if _send_one(queue.pop(0)):
+                if _send_one(queue.pop(0), queue):
                     connection_failures = 0
                     continue
                 # The server could not be reached: the row went back untouched; back off, and
@@ -183,14 +194,17 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
             finally:
                 ledger.close_thread()
 
-    def _send_one(delivery: ClaimedDelivery) -> bool:
-        """Try one message and record the outcome; False only when the server was unreachable."""
+    def _send_one(delivery: ClaimedDelivery, upcoming: list[ClaimedDelivery]) -> bool:
+        """Try one message and record the outcome; False only when the server was unreachable.
+
+        Recording the outcome also drops from ``upcoming`` (this worker's claimed rows) the
+        subscribers who stopped being active meanwhile."""
         email = delivery.subscriber.email
         try:
             message = build(delivery.subscriber)
         except Exception as exc:  # noqa: BLE001 - one message that cannot be built never stops the rest
-            ledger.failed(delivery, f"cannot build the message: {exc}")
-            tally.add(failed=1)
+            tally.add(failed=1, suppressed=ledger.failed(delivery, f"cannot build the message: {exc}",
+                                                         upcoming=upcoming))
             tally.note(f"{email}: cannot build the message: {exc}")
             return True
         try:
@@ -204,16 +218,15 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
             attempts = delivery.attempts + 1
             if attempts >= options.max_attempts:
                 error = f"{exc} (gave up after {attempts} attempts)"
-                ledger.failed(delivery, error)
-                tally.add(failed=1)
+                tally.add(failed=1, suppressed=ledger.failed(delivery, error, upcoming=upcoming))
                 tally.note(f"{email}: {error}")
             else:
-                ledger.retry_later(delivery, str(exc), options.backoff_s(attempts))
-                tally.add(retried=1)
+                tally.add(retried=1, suppressed=ledger.retry_later(delivery, str(exc), options.backoff_s(attempts),
+                                                                   upcoming=upcoming))
             return True
         except PermanentFailure as exc:
-            ledger.failed(delivery, str(exc), bounced=exc.bounced)
-            tally.add(failed=1, bounced=int(exc.bounced))
+            tally.add(failed=1, bounced=int(exc.bounced),
+                      suppressed=ledger.failed(delivery, str(exc), bounced=exc.bounced, upcoming=upcoming))
             tally.note(f"{email}: {exc}" + (" (marked bounced)" if exc.bounced else ""))
             return True
         except DeliveryError as exc:
@@ -225,12 +238,13 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
             halt.set()
             return True
         except Exception as exc:  # noqa: BLE001 - e.g. bytes smtplib cannot send: this message only
-            ledger.failed(delivery, f"cannot send: {exc!r}")
-            tally.add(failed=1)
+            tally.add(failed=1, suppressed=ledger.failed(delivery, f"cannot send: {exc!r}", upcoming=upcoming))
             tally.note(f"{email}: cannot send: {exc!r}")
             return True
-        ledger.sent(delivery, message.message_id)
-        tally.add(sent=1)
+        skipped = ledger.sent(delivery, message.message_id, upcoming)
+        with tally.lock:
+            tally.sent += 1
+            tally.suppressed += skipped
         return True
 
     threads = [threading.Thread(target=worker, args=(n,), name=f"send-{n}", daemon=True)

@@ -32,6 +32,22 @@ def _render(env: jinja2.Environment, name: str, context: dict) -> str:
         raise RenderError(f"{exc.message}", where=name) from None
     except jinja2.TemplateNotFound as exc:
         raise RenderError(f"template not found: {exc.name}", where=name) from None
+    except Exception as exc:  # an operator's template doing arithmetic on text, dividing by zero...
+        where, line = _template_position(exc, name)
+        raise RenderError(f"{type(exc).__name__}: {exc}", where=where, line=line) from None
+
+
+def _template_position(exc: BaseException, name: str) -> tuple[str, int | None]:
+    """The template file and line an error was raised from: Jinja2 rewrites the traceback so
+    the template's own frames carry its file name and line."""
+    where, line = name, None
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith((".j2", ".css", ".html", ".txt")):
+            where, line = filename, tb.tb_lineno
+        tb = tb.tb_next
+    return where, line
 
 
 def render_issue(issue: Issue, config: Config, *, env: jinja2.Environment | None = None) -> RenderedIssue:

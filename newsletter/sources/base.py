@@ -14,6 +14,8 @@ from typing import Iterable
 from newsletter.models import Paper
 from newsletter.sources import normalize
 
+MAX_SCORE = 2**63 - 1
+
 
 @dataclass
 class ParsedSource:
@@ -81,8 +83,10 @@ def build_paper(
             names.append(name)
     try:
         score_i = int(score) if score is not None and score != "" and not isinstance(score, bool) else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         score_i = None
+    if score_i is not None and not -MAX_SCORE <= score_i <= MAX_SCORE:
+        score_i = None  # beyond what the store's integer holds: not a real score
     return Paper(
         id=paper_id,
         title=clean,

@@ -31,8 +31,10 @@ def _names(value: Any) -> list[str]:
     """Authors as a list of strings or of ``{"name": ...}``, or one ``;``-separated string."""
     if isinstance(value, str):
         return [p.strip() for p in value.split(";") if p.strip()]
+    if not isinstance(value, list):
+        return []  # a number, true or an object where names belong: no names, not a crash
     names: list[str] = []
-    for item in value or []:
+    for item in value:
         if isinstance(item, str):
             names.append(item)
         elif isinstance(item, dict) and isinstance(item.get("name"), str) and not item.get("hidden"):
@@ -96,7 +98,8 @@ def _hf_daily_papers(items: list[dict[str, Any]], source: str) -> ParsedSource:
     result = ParsedSource(source, format="Hugging Face daily papers")
     for number, item in enumerate(items, start=1):
         paper = item["paper"]
-        media = [u for u in (paper.get("mediaUrls") or item.get("mediaUrls") or [])
+        media_urls = paper.get("mediaUrls") or item.get("mediaUrls")
+        media = [u for u in (media_urls if isinstance(media_urls, list) else [])
                  if isinstance(u, str) and u.lower().rsplit(".", 1)[-1] in ("png", "jpg", "jpeg", "gif", "webp")]
         hf_id = paper.get("id")
         result.add(build_paper(

@@ -179,7 +179,10 @@ def utc_datetime(value: object) -> datetime | None:
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, time.struct_time):
-        dt = datetime(*value[:6], tzinfo=timezone.utc)
+        try:
+            dt = datetime(*value[:6], tzinfo=timezone.utc)
+        except (ValueError, OverflowError):
+            return None
     elif isinstance(value, str):
         text = value.strip()
         try:
@@ -193,4 +196,7 @@ def utc_datetime(value: object) -> datetime | None:
         return None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+    try:
+        return dt.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+05:00 falls before year 1 in UTC
+        return None

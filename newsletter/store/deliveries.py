@@ -2,9 +2,9 @@
 
 A row moves ``pending -> sending -> sent | failed`` (or ``skipped`` when the subscriber stopped
 being active before their turn). A message written to the outbox folder ends ``written``: done
-for the outbox, still to send when the same issue is later sent by SMTP. Every move is every move is its own short transaction, so what the
-ledger says is always what the server last answered. Claiming runs inside ``store.atomic()``,
-which is ``BEGIN IMMEDIATE`` on SQLite: two processes can never claim the same row.
+for the outbox, still to send when the same issue is later sent by SMTP. Every move is its own
+short transaction, so what the ledger says is always what the server last answered. Claiming
+runs inside ``BEGIN IMMEDIATE`` on SQLite: two processes can never claim the same row.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Callable
 from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
+from newsletter.errors import NewsletterError
 from newsletter.models import Subscriber
 from newsletter.store.schema import deliveries, issues, subscribers
 
@@ -26,6 +27,10 @@ WRITTEN = "written"
 FAILED = "failed"
 SKIPPED = "skipped"
 DELIVERY_STATUSES: tuple[str, ...] = (PENDING, SENDING, SENT, WRITTEN, FAILED, SKIPPED)
+
+
+class UnknownIssueError(NewsletterError):
+    """An issue key that is not in the store (a typo in ``resend --failed KEY``)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,56 @@ _MARK_SENT_SQLITE = (
     "claimed_by = NULL, claimed_at = NULL, next_attempt_at = NULL, updated_at = ? WHERE id = ?")
 
 
+def sqlite_stamp(now: datetime) -> str:
+    """A time as SQLAlchemy's SQLite ``DateTime`` stores it (naive UTC, microseconds)."""
+    return now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+# The per-message statements of a SQLite run, for the DBAPI connection itself: through
+# SQLAlchemy (begin, execute, commit) one "sent" record costs ~0.14 ms of CPU, on the driver
+# ~0.02 ms, and the sender runs them once per message.
+_SUBSCRIBER_STATUS_SQLITE = "SELECT status FROM subscribers WHERE id = ?"
+_MARK_SKIPPED_SQLITE = (
+    "UPDATE deliveries SET status = 'skipped', last_error = 'subscriber no longer active', claimed_by = NULL, "
+    "claimed_at = NULL, updated_at = ? WHERE id = ? AND status = 'sending'")
+
+
+def sqlite_mark_sent(dbapi_conn: Any, delivery_id: int, *, message_id: str, now: datetime,
+                     status: str = SENT) -> None:
+    """``mark_sent`` on a SQLite DBAPI connection in autocommit mode: one statement, its own
+    transaction, durable (WAL) when this returns."""
+    stamp = sqlite_stamp(now)
+    dbapi_conn.execute(_MARK_SENT_SQLITE, (status, message_id, stamp, stamp, delivery_id))
+
+
+def sqlite_drop_inactive(dbapi_conn: Any, upcoming: list[ClaimedDelivery], now: datetime) -> int:
+    """Take from the front of ``upcoming`` (rows this worker holds, next first) every row whose
+    subscriber is no longer active, marking it ``skipped``; stop at the first still active.
+    Returns how many were dropped. Run right before that next message goes out, so someone who
+    unsubscribed a moment ago is not sent it even though their row was claimed earlier."""
+    dropped = 0
+    while upcoming:
+        row = dbapi_conn.execute(_SUBSCRIBER_STATUS_SQLITE, (upcoming[0].subscriber.id,)).fetchone()
+        if row is not None and row[0] == "active":
+            break
+        dbapi_conn.execute(_MARK_SKIPPED_SQLITE, (sqlite_stamp(now), upcoming.pop(0).id))
+        dropped += 1
+    return dropped
+
+
+def drop_inactive(conn: Connection, upcoming: list[ClaimedDelivery], now: datetime) -> int:
+    """``sqlite_drop_inactive`` for any store, inside a transaction."""
+    dropped = 0
+    while upcoming:
+        status = conn.execute(select(subscribers.c.status).where(
+            subscribers.c.id == upcoming[0].subscriber.id)).scalar()
+        if status == "active":
+            break
+        conn.execute(_SKIP_UPDATE.where(deliveries.c.status == SENDING), {"ids": [upcoming.pop(0).id], "now": now})
+        dropped += 1
+    return dropped
+
+
 def claim_deliveries(conn: Connection, issue_number: int, *, claimed_by: str, now: datetime,
                      limit: int = 1, claimable: tuple[str, ...] = (PENDING,)) -> tuple[list[ClaimedDelivery], int]:
     """Claim up to ``limit`` due rows in a ``claimable`` status; returns (claimed, skipped as no
@@ -138,9 +193,8 @@ def mark_sent(conn: Connection, delivery_id: int, *, message_id: str, now: datet
               status: str = SENT) -> None:
     """Accepted by the server (``sent``) or written to the outbox (``written``)."""
     if conn.dialect.name == "sqlite":
-        # The one statement run per message: straight to the driver, in the format
-        # SQLAlchemy's SQLite DateTime stores (naive UTC, microseconds), about 3x cheaper.
-        stamp = now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        # Straight to the driver, in the format SQLAlchemy's SQLite DateTime stores: ~3x cheaper.
+        stamp = sqlite_stamp(now)
         conn.exec_driver_sql(_MARK_SENT_SQLITE, (status, message_id, stamp, stamp, delivery_id))
         return
     conn.execute(_MARK_SENT, {"delivery_id": delivery_id, "status": status, "message_id": message_id, "now": now})
@@ -206,9 +260,13 @@ def failed_deliveries(conn: Connection, issue_number: int, limit: int = 20) -> l
         .order_by(deliveries.c.id).limit(limit))]
 
 
-def sent_subscriber_ids(conn: Connection, issue_number: int, statuses: tuple[str, ...] = (SENT,)) -> set[int]:
+def settled_subscriber_ids(conn: Connection, issue_number: int, claimable: tuple[str, ...] = (PENDING,)) -> set[int]:
+    """Subscribers whose row of the issue a ``send`` would not take again: rows in any status
+    but ``claimable`` (and ``sending``, which a crashed run leaves behind and the next run
+    releases). What a dry run leaves out."""
+    open_statuses = (*claimable, SENDING)
     return set(conn.execute(select(deliveries.c.subscriber_id).where(
-        deliveries.c.issue_number == issue_number, deliveries.c.status.in_(statuses))).scalars())
+        deliveries.c.issue_number == issue_number, deliveries.c.status.not_in(open_statuses))).scalars())
 
 
 def latest_issue_with_failures(conn: Connection) -> int | None:

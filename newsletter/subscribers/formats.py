@@ -52,9 +52,9 @@ def parse_time(text: str, column: str) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(text)
-    except ValueError:
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01T00:00+05:00 is before year 1 in UTC
         raise ValueError(f"{column}: not a date and time: {text!r}") from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def _index(header: Sequence[str]) -> dict[str, int]:
@@ -98,6 +98,8 @@ def _json_object(text: str, column: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{column}: not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise ValueError(f"{column}: JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise ValueError(f"{column}: expected a JSON object, got {type(value).__name__}")
     return value

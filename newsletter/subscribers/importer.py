@@ -185,7 +185,7 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
     if not first_line.strip():
         raise SubscriberError("empty file: no header row", where=shown, line=1)
     delimiter = _pick_delimiter(first_line)
-    reader = csv.reader(itertools.chain([first_line], text), delimiter=delimiter, strict=False)
+    reader = csv.reader(itertools.chain([first_line], text), delimiter=delimiter, strict=True)
     header = next(reader)
     fmt = detect_format(header, where=shown) if format == "auto" else format_named(format, header, where=shown)
     report.format = fmt.name
@@ -199,39 +199,45 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
         batch: list[tuple] = []
         rows = invalid = 0
         start = reader.line_num + 1
-        # The hot loop of a million-row import: kept flat, no per-row helpers beyond the mapper.
-        for fields in reader:
-            line, start = start, reader.line_num + 1
-            if not fields or not any(fields) or not any(f.strip() for f in fields):
-                continue  # a blank line, or a row of empty cells
-            rows += 1
-            address = fields[0]
-            try:
-                if len(fields) > width and any(f.strip() for f in fields[width:]):
-                    raise ValueError(f"{len(fields)} fields but the header has {width}")
-                parsed = mapper(fields)
-                address = parsed.email
-                normalized = check_address(address)
-            except ValueError as exc:
-                invalid += 1
-                on_invalid(SubscriberError(f"{_describe(address)}: {exc}", where=shown, line=line))
-                continue
-            if invalid and not skip_invalid:
-                continue  # still checking, to list every bad row, but nothing will be written
-            status, attributes = parsed.status, parsed.attributes
-            batch.append((
-                line, normalized, normalized.lower(), clean_name(parsed.name), status,
-                parsed.status_reason or (reason_default if status in SUPPRESSED_STATUSES else ""),
-                json.dumps(attributes, ensure_ascii=False) if attributes else "{}",
-                staged_time(parsed.created_at) if parsed.created_at else None,
-                staged_time(parsed.confirmed_at) if parsed.confirmed_at else None,
-                staged_time(parsed.status_changed_at) if parsed.status_changed_at else None,
-            ))
-            if len(batch) >= BATCH_ROWS:
-                stage_rows(conn, batch)
-                batch.clear()
-                if progress:
-                    progress()
+        try:
+            # The hot loop of a million-row import: kept flat, no per-row helpers beyond the mapper.
+            for fields in reader:
+                line, start = start, reader.line_num + 1
+                if not fields or not any(fields) or not any(f.strip() for f in fields):
+                    continue  # a blank line, or a row of empty cells
+                rows += 1
+                address = fields[0]
+                try:
+                    if len(fields) > width and any(f.strip() for f in fields[width:]):
+                        raise ValueError(f"{len(fields)} fields but the header has {width}")
+                    parsed = mapper(fields)
+                    address = parsed.email
+                    normalized = check_address(address)
+                except ValueError as exc:
+                    invalid += 1
+                    on_invalid(SubscriberError(f"{_describe(address)}: {exc}", where=shown, line=line))
+                    continue
+                if invalid and not skip_invalid:
+                    continue  # still checking, to list every bad row, but nothing will be written
+                status, attributes = parsed.status, parsed.attributes
+                batch.append((
+                    line, normalized, normalized.lower(), clean_name(parsed.name), status,
+                    parsed.status_reason or (reason_default if status in SUPPRESSED_STATUSES else ""),
+                    json.dumps(attributes, ensure_ascii=False) if attributes else "{}",
+                    staged_time(parsed.created_at) if parsed.created_at else None,
+                    staged_time(parsed.confirmed_at) if parsed.confirmed_at else None,
+                    staged_time(parsed.status_changed_at) if parsed.status_changed_at else None,
+                ))
+                if len(batch) >= BATCH_ROWS:
+                    stage_rows(conn, batch)
+                    batch.clear()
+                    if progress:
+                        progress()
+        except csv.Error as exc:
+            # strict: a quote opened and never closed is an error, not the rest of the file
+            # swallowed into one name.
+            raise SubscriberError(f"not a readable CSV record ({exc}); nothing was imported",
+                                  where=shown, line=start) from None
         report.rows, report.invalid_count = rows, invalid
         if invalid and not skip_invalid:
             n = invalid

@@ -124,8 +124,9 @@ class WebApp:
         """The subscribe page, with a fresh CSRF pair (cookie + hidden field)."""
         nonce, form_token = self.csrf.issue(request.cookies.get(CsrfTokens.COOKIE))
         latest = archive.latest_sent_issue(self.store)
-        response = self.pages.render("index.html", status_code, headers=NO_STORE, error=error,
-                                     email=email, name=name, csrf_token=form_token, latest=latest)
+        response = self.pages.render("index.html", status_code, headers=NO_STORE, error=_printable(error),
+                                     email=_printable(email), name=_printable(name), csrf_token=form_token,
+                                     latest=latest)
         secure = self.base_url(request).startswith("https://") or request.url.scheme == "https"
         response.set_cookie(CsrfTokens.COOKIE, nonce, httponly=True, samesite="strict",
                             secure=secure, path="/")
@@ -278,6 +279,12 @@ class WebApp:
         if status == 413:
             return self.notice("Too large", "The request was larger than this site accepts.", 413, is_error=True)
         return self.notice("Not found", "There is no page at this address.", status, is_error=True)
+
+
+def _printable(text: str) -> str:
+    """What may be echoed into the form page (values, error words quoting them): autoescape handles
+    markup, not control characters (a NUL or an ESC is not valid in HTML), so those are dropped."""
+    return "".join(ch for ch in text if ch.isprintable() or ch == " ")
 
 
 def _text_field(form: FormData, name: str) -> str | None:
