@@ -113,7 +113,7 @@ def build_issue(store: Store, config: Config, now: datetime | None = None) -> Is
     from newsletter.store.papers import list_papers
 
     now = now or utcnow()
-    key = issue_key(now)
+    key = issue_key(now, config["schedule.timezone"])
     note = load_editor_note(config)
     with store.atomic() as conn:
         existing = get_issue(conn, key)

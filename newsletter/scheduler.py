@@ -161,35 +161,10 @@ def _config_error(config: Config, name: str, message: str) -> ConfigError:
     return ConfigError(f"{name}: {message}", where=origin)
 
 
-def colliding_send_weeks(spec: JobSpec, zone: ZoneInfo, now: datetime,
-                         weeks: int = 106) -> tuple[datetime, datetime] | None:
-    """Two consecutive weekly send slots that would get the same issue key, or None.
-
-    Issue keys are ISO weeks in UTC. A local time near midnight UTC (``monday at 01:30`` in
-    Berlin: Monday 00:30 UTC in winter, Sunday 23:30 UTC in summer) lands on a different UTC day
-    on each side of a daylight-saving change; at one of the changes two sends a week apart then
-    share a key, and the second is taken for "already sent": a week silently skipped.
-    """
-    from newsletter.compose.issue import issue_key
-
-    if spec.kind != "at" or spec.weekday is None:
-        return None
-    slot = next_slot(spec, zone, now)
-    previous: datetime | None = None
-    for _ in range(weeks):
-        if slot is None:
-            return None
-        if previous is not None and issue_key(previous) == issue_key(slot):
-            return previous, slot
-        previous, slot = slot, next_slot(spec, zone, slot)
-    return None
-
-
 def load_plan(config: Config, now: datetime | None = None) -> SchedulePlan:
     """Read and check ``[schedule]``; a ConfigError names the file and line of a bad value.
 
-    ``now`` (default: the clock) is where the two-year look-ahead for a weekly send whose issue
-    keys would collide at a daylight-saving change starts.
+    ``now`` is accepted for callers that pin the clock; parsing does not depend on it.
     """
     tz_name = config["schedule.timezone"]
     try:
@@ -215,15 +190,6 @@ def load_plan(config: Config, now: datetime | None = None) -> SchedulePlan:
             jobs[job] = parse_job_spec(config[name])
         except ValueError as exc:
             raise _config_error(config, name, str(exc)) from None
-    collision = colliding_send_weeks(jobs["send"], ZoneInfo(tz_name), now or datetime.now(timezone.utc))
-    if collision is not None:
-        first, second = (slot.astimezone(ZoneInfo(tz_name)) for slot in collision)
-        raise _config_error(
-            config, "schedule.send",
-            f"{jobs['send'].text!r} in {tz_name} falls on a different day in UTC in summer and in winter; "
-            f"issues are numbered by the UTC week, so the sends of {first:%Y-%m-%d} and {second:%Y-%m-%d} "
-            "would share one issue and a week would be skipped: choose a time that stays on the same "
-            "day in UTC all year (for example 08:00)")
     return SchedulePlan(tz_name, jobs, timedelta(hours=config["schedule.grace_hours"]))
 
 
@@ -568,7 +534,7 @@ class StoreState:
         from newsletter.store.deliveries import PENDING, SENDING, issue_number_for_key, status_counts
         from newsletter.store.issues import get_issue
 
-        key = issue_key(slot)
+        key = issue_key(slot, slot.tzinfo)  # slots are in the schedule's zone, as issue keys are
         with self.store.atomic() as conn:
             issue = get_issue(conn, key)
             if issue is None or issue.status == "draft":

@@ -12,13 +12,15 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from conftest import free_port
 from newsletter.deliver.ledger import _HOST, claim_holder_is_dead
 from newsletter.deliver.ratelimit import RateLimiter
 from newsletter.deliver.sender import SendOptions, deliver_issue
-from newsletter.deliver.transports import OutboxTransport, SmtpPool, SmtpSettings
+from newsletter.deliver.transports import OutboxTransport, SmtpPool, SmtpSettings, dot_stuff
 from newsletter.store.deliveries import status_counts
 from newsletter.store.schema import deliveries
 from newsletter.store.subscribers import add_subscriber, get_subscriber, unsubscribe
@@ -86,9 +88,13 @@ def test_outbox_names_never_clobber_a_different_message(tmp_path: Path) -> None:
 # -- SMTP --------------------------------------------------------------------------------
 
 
-def test_smtp_each_subscriber_gets_exactly_one_message_over_reused_connections(store, smtp) -> None:
+# group_commit=None: SQLite's direct path (each "sent" its own statement); True: the group
+# commit thread a server database uses; both must keep the same promises.
+@pytest.mark.parametrize("group_commit", [None, True])
+def test_smtp_each_subscriber_gets_exactly_one_message_over_reused_connections(store, smtp, group_commit) -> None:
     emails = seed(store, 120)
-    report = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), options(concurrency=4))
+    report = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp),
+                           options(concurrency=4, group_commit=group_commit))
     assert (report.sent, report.failed, report.deferred) == (120, 0, 0)
     got = smtp.handler.recipients()
     assert sorted(got) == sorted(emails) and set(got.values()) == {1}
@@ -133,7 +139,8 @@ def test_stop_finishes_messages_in_flight_and_records_them(store, smtp) -> None:
     assert sorted(got) == sorted(emails) and set(got.values()) == {1}
 
 
-def test_subscriber_who_unsubscribes_mid_send_gets_nothing_more(store, smtp) -> None:
+@pytest.mark.parametrize("group_commit", [None, True])
+def test_subscriber_who_unsubscribes_mid_send_gets_nothing_more(store, smtp, group_commit) -> None:
     emails = seed(store, 20)
     leaving = emails[15]
 
@@ -143,7 +150,9 @@ def test_subscriber_who_unsubscribes_mid_send_gets_nothing_more(store, smtp) -> 
                 unsubscribe(conn, leaving, reason="one-click")
         return build_message(subscriber)
 
-    report = deliver_issue(store, 1, "2026-W48", build_and_unsubscribe, pool(smtp), options(concurrency=1))
+    # One worker claims all 20 rows at once: the check before each message still sees it.
+    report = deliver_issue(store, 1, "2026-W48", build_and_unsubscribe, pool(smtp),
+                           options(concurrency=2 if group_commit else 1, claim_batch=32, group_commit=group_commit))
     assert (report.sent, report.suppressed, report.deferred) == (19, 1, 0)
     assert leaving not in smtp.handler.recipients()
     assert rows(store)[leaving]["status"] == "skipped"
@@ -312,3 +321,25 @@ def test_progress_bar_shows_count_rate_and_eta(store, tmp_path: Path) -> None:
     text = out.getvalue()
     assert report.sent == 40
     assert "writing" in text and "40/40" in text and "ETA" in text
+
+
+@given(st.binary(max_size=200) | st.lists(st.sampled_from([b".", b"\r\n", b"\n", b"\r", b"a", b".."])).map(b"".join))
+def test_dot_stuffing_is_exactly_what_smtplib_would_send(data: bytes) -> None:
+    import smtplib
+
+    expected = smtplib._quote_periods(data)  # the reference this replaces
+    expected += (b"" if expected[-2:] == b"\r\n" else b"\r\n") + b".\r\n"
+    assert dot_stuff(data) == expected
+
+
+def test_lines_starting_with_a_dot_arrive_intact(store, smtp) -> None:
+    seed(store, 1)
+    body = b"\r\n".join([b"From: digest@example.org", b"To: reader0000@example.com", b"Subject: dots",
+                         b"Message-ID: <dots@example.org>", b"", b".leading dot", b".", b"..two", b"end", b""])
+    transport = pool(smtp)
+    try:
+        transport.send(FROM, ["reader0000@example.com"], body)
+        transport.send(FROM, ["reader0000@example.com"], body[:-2])  # no final CRLF
+    finally:
+        transport.close()
+    assert [data for _, _, data in smtp.handler.messages] == [body, body]

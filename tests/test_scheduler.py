@@ -152,18 +152,17 @@ def test_unknown_timezone_is_refused_with_file_and_line(tmp_path: Path) -> None:
     ("Europe/Berlin", "monday at 01:30", "2027-03-22", "2027-03-29"),   # Mon 00:30 UTC, then Sun 23:30 UTC
     ("America/New_York", "sunday at 19:30", "2027-03-07", "2027-03-14"),  # Mon 00:30 UTC, then Sun 23:30 UTC
 ])
-def test_a_weekly_send_whose_issue_keys_collide_at_a_dst_change_is_refused(
+def test_weekly_sends_a_week_apart_across_a_dst_change_get_two_issue_keys(
         tmp_path: Path, tz: str, send: str, first: str, second: str) -> None:
+    """Counted in UTC these two sends would share one ISO week (a week skipped); issue keys are
+    counted in the schedule's timezone, so each send gets its own issue."""
     path = write_config(tmp_path, f'[schedule]\ntimezone = "{tz}"\nsend = "{send}"\n')
-    with pytest.raises(ConfigError) as info:
-        load_plan(load_config(path, env={}), now=utc(2026, 11, 2, 12))
-    assert str(info.value).startswith(f"{path}:3: schedule.send: '{send}' in {tz} falls on a different day in UTC")
-    assert f"the sends of {first} and {second} would share one issue" in str(info.value)
-    # The collision is real: the two local send times, a week apart, have one issue key.
+    assert load_plan(load_config(path, env={}), now=utc(2026, 11, 2, 12)).jobs["send"].text == send
     at = parse_job_spec(send).at
     slots = [datetime.combine(date.fromisoformat(day), at, tzinfo=ZoneInfo(tz)) for day in (first, second)]
     assert slots[1].astimezone(UTC) - slots[0].astimezone(UTC) == timedelta(days=7, hours=-1)  # clocks went forward
-    assert issue_key(slots[0]) == issue_key(slots[1])
+    assert issue_key(slots[0], UTC) == issue_key(slots[1], UTC)  # what counting in UTC would do
+    assert issue_key(slots[0], tz) != issue_key(slots[1], tz)
 
 
 @pytest.mark.parametrize("tz, send", [

@@ -110,6 +110,13 @@ def confirm_link(message: email.message.EmailMessage) -> str:
     return re.search(r"(https?://\S+/confirm/\S+)", body).group(1)
 
 
+def altered(token: str) -> str:
+    """The token with the first character of its signature changed. Not the last one: that one
+    also carries base64 padding bits, and changing only those leaves the signature as it was."""
+    at = token.rindex(".") + 1
+    return token[:at] + ("A" if token[at] != "A" else "B") + token[at + 1:]
+
+
 def one_click_multipart(boundary: str = "----gmailboundary7MA4YWxkTrZu0gW") -> tuple[bytes, str]:
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n"
             f"One-Click\r\n--{boundary}--\r\n").encode()
@@ -197,7 +204,7 @@ def test_an_expired_confirmation_link_is_refused_kindly(site: Site) -> None:
 def test_a_forged_confirmation_link_changes_nothing(site: Site) -> None:
     site.subscribe("eve@example.org")
     token = site.signer.confirm_token("eve@example.org")
-    forged = [token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
+    forged = [altered(token),
               Signer("another key").confirm_token("eve@example.org"),
               site.signer.unsubscribe_token("eve@example.org"),  # right key, wrong purpose
               "not-a-token"]
@@ -263,7 +270,7 @@ def test_get_of_the_unsubscribe_page_changes_nothing(site: Site, reader: str) ->
 
 def test_forged_unsubscribe_tokens_change_nothing(site: Site, reader: str) -> None:
     token = site.signer.unsubscribe_token(reader)
-    forged = [token[:-1] + ("A" if token[-1] != "A" else "B"),
+    forged = [altered(token),
               site.signer.unsubscribe_token("someone-else@example.org").split(".")[0] + "." + token.split(".")[1],
               Signer("another key").unsubscribe_token(reader),
               site.signer.confirm_token(reader),  # right key, wrong purpose

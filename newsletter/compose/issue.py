@@ -6,7 +6,8 @@ tested without a database and reused by ``newsletter papers``.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
 from typing import Iterable
 
 from newsletter.models import Issue, Paper
@@ -14,9 +15,16 @@ from newsletter.models import Issue, Paper
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def issue_key(now: datetime) -> str:
-    """The ISO week of ``now`` (UTC): ``2026-W48``. One weekly issue per key, ever."""
-    year, week, _ = now.astimezone(timezone.utc).isocalendar()
+def issue_key(now: datetime, zone: tzinfo | str | None = None) -> str:
+    """The ISO week of ``now`` in ``zone`` (the schedule's timezone; UTC when None): ``2026-W48``.
+
+    One weekly issue per key, ever. The week is counted where the operator lives: counted in UTC,
+    a send near local midnight falls on a different UTC day in summer and in winter, and at one of
+    the daylight-saving changes two sends a week apart would share a key (a week skipped).
+    """
+    if isinstance(zone, str):
+        zone = ZoneInfo(zone)
+    year, week, _ = now.astimezone(zone or timezone.utc).isocalendar()
     return f"{year}-W{week:02d}"
 
 
