@@ -67,3 +67,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """True when run with ``--update-golden``: golden tests write instead of compare."""
     return bool(request.config.getoption("--update-golden"))
+
+
+# As root Chromium needs --no-sandbox; the rest keep it off the network (this machine's closed
+# network refuses its background connections) and out of first-run work.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
+    chromium = require_tool("/usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()

@@ -103,6 +103,9 @@ def test_smtp_each_subscriber_gets_exactly_one_message_over_reused_connections(s
     # The ledger's Message-ID is the one the server received.
     received_ids = {email.message_from_bytes(data)["Message-ID"] for _, _, data in smtp.handler.messages}
     assert {r["message_id"] for r in rows(store).values()} == received_ids
+    # The time written straight to the driver reads back as the aware UTC time it was.
+    assert all(timedelta(0) <= datetime.now(timezone.utc) - r["sent_at"] < timedelta(minutes=5)
+               for r in rows(store).values())
     assert report.destination.startswith(f"smtp://127.0.0.1:{smtp.port}")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import require_tool
+
 from newsletter.cli import main
 from newsletter.compose import rank_papers
 from newsletter.config import SETTINGS, load_config
@@ -25,8 +25,6 @@ from newsletter.web.preview import create_preview_app
 from newsletter.web.server import BackgroundServer
 from test_render import hf_papers
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
@@ -231,18 +229,6 @@ def test_preview_serve_listens_on_loopback_only(folder):
         proc.terminate()
         proc.wait(timeout=10)
 
-
-@pytest.fixture
-def browser():
-    chromium = require_tool("/usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 @pytest.fixture

@@ -162,3 +162,30 @@ def test_every_command_has_help_with_an_example() -> None:
     for name in ("send", "resend", "issues"):
         result = CliRunner().invoke(main, [name, "--help"])
         assert result.exit_code == 0 and "Example:" in result.output
+
+
+def test_the_readme_main_job_delivers_the_sample_issue_to_the_example_subscribers(tmp_path: Path, monkeypatch) -> None:
+    """README's two-command run, on embedded defaults in an empty folder: ingest the bundled
+    papers, import subscribers.example.csv, preview, send to the outbox."""
+    import csv
+
+    from conftest import ROOT
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEWSLETTER_SMTP_HOST", raising=False)
+    example = ROOT / "subscribers.example.csv"
+    for args in (["ingest"], ["subscribers", "import", str(example)], ["preview"]):
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert result.exit_code == 0, (args, result.output)
+    sent = CliRunner().invoke(main, ["send"], catch_exceptions=False)
+    assert sent.exit_code == 0, sent.output
+    with example.open(encoding="utf-8", newline="") as fh:
+        active = sorted(row["email"].lower() for row in csv.DictReader(fh) if row.get("status", "active") == "active")
+    files = list((tmp_path / "outbox").glob("*.eml"))
+    got = sorted(email.message_from_bytes(f.read_bytes(), policy=default_policy)["To"].addresses[0].addr_spec.lower()
+                 for f in files)
+    assert got == active and len(files) == len(active)
+    # It ends saying where the messages are and how to send them for real.
+    assert f"{len(active)} written, 0 failed" in sent.output
+    assert f"Destination: {tmp_path / 'outbox'}" in sent.output
+    assert "[smtp]" in sent.output and "NEWSLETTER_SMTP_PASSWORD" in sent.output

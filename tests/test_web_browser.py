@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import free_port, require_tool
+from conftest import free_port
 from newsletter.config import load_config
 from newsletter.store import Store
 from newsletter.store.subscribers import get_subscriber
@@ -26,8 +26,6 @@ from newsletter.tokens import Signer, secret_key
 from newsletter.web.app import create_app
 from newsletter.web.server import BackgroundServer
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 class Inbox:
@@ -64,18 +62,6 @@ def inbox() -> Iterator[tuple[Inbox, int]]:
     finally:
         controller.stop()
 
-
-@pytest.fixture
-def browser():
-    chromium = require_tool("/usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 def test_subscribe_confirm_and_unsubscribe_in_a_browser(tmp_path: Path, db_url: str, store: Store,

@@ -144,9 +144,11 @@ class Ledger:
         self.run_tag = f"{_HOST}:{os.getpid()}:{secrets.token_hex(3)}"
         self._lock = threading.Lock()
         self._local = threading.local()
-        # Default: straight to the driver on SQLite, group commit elsewhere.
-        self._direct = store.is_sqlite if group_commit is None else (store.is_sqlite and not group_commit)
-        self._group = _GroupCommit(self) if not self._direct else None
+        # Default: straight to the driver on SQLite, group commit elsewhere; False on a server
+        # database: one plain transaction per record.
+        use_group = (not store.is_sqlite) if group_commit is None else group_commit
+        self._direct = store.is_sqlite and not use_group
+        self._group = _GroupCommit(self) if use_group else None
 
     def close(self) -> None:
         """Stop the group-commit thread (if any) once every worker has ended."""

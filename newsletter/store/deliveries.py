@@ -91,7 +91,8 @@ _MARK_SENT_SQLITE = (
 
 def sqlite_stamp(now: datetime) -> str:
     """A time as SQLAlchemy's SQLite ``DateTime`` stores it (naive UTC, microseconds)."""
-    return now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # isoformat is the same text as strftime("%Y-%m-%d %H:%M:%S.%f"), several times cheaper.
+    return now.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 # The per-message statements of a SQLite run, for the DBAPI connection itself: through
