@@ -1,5 +1,5 @@
-"""Signed tokens for the links in every message: unsubscribe (never expires, so a year-old email
-still works) and confirm (expires). Forged or altered tokens fail verification.
+"""Signed tokens for the links in every message: unsubscribe and preferences (never expire, so a
+year-old email still works) and confirm (expires). Forged or altered tokens fail verification.
 
 The key comes from the environment variable named by ``newsletter.secret_key_env``; when it is not
 set, a random key is generated once and kept in the store, so links stay valid across runs.
@@ -40,6 +40,7 @@ class Signer:
     def __init__(self, key: str) -> None:
         self._unsubscribe = URLSafeSerializer(key, salt="unsubscribe")
         self._confirm = URLSafeTimedSerializer(key, salt="confirm")
+        self._preferences = URLSafeSerializer(key, salt="preferences")
 
     def unsubscribe_token(self, email: str) -> str:
         return self._unsubscribe.dumps(email.lower())
@@ -48,6 +49,18 @@ class Signer:
         """The address the token was made for, or None if forged or altered."""
         try:
             value = self._unsubscribe.loads(token)
+        except BadSignature:
+            return None
+        return value if isinstance(value, str) else None
+
+    def preferences_token(self, email: str) -> str:
+        """For the preferences page: its own salt, so it can never unsubscribe or confirm."""
+        return self._preferences.dumps(email.lower())
+
+    def verify_preferences(self, token: str) -> str | None:
+        """The address whose preferences the token opens, or None if forged or altered."""
+        try:
+            value = self._preferences.loads(token)
         except BadSignature:
             return None
         return value if isinstance(value, str) else None

@@ -300,6 +300,19 @@ def test_footer_has_reason_unsubscribe_sender_and_postal_address(final_html, fac
     assert "digest@example.org" in text and "1 Example Street, 75001 Paris" in text
     links = {a.get("href"): "".join(a.itertext()) for a in footer.iter("a")}
     assert links[factory.unsubscribe_url(READER.email)] == "Unsubscribe"
+    assert links[factory.preferences_url(READER.email)] == "your subscription page"
+    assert factory.preferences_url(READER.email).startswith("https://papers.example.org/preferences/")
+
+
+def test_without_a_base_url_there_is_no_preferences_link(papers, tmp_path):
+    config = make_config(tmp_path, base_url="")
+    rendered = render_issue(make_issue(papers[:2]), config)
+    for part in (rendered.html, rendered.text):
+        assert placeholders.PREFERENCES_URL not in part and "subscription page" not in part.lower()
+        assert placeholders.UNSUBSCRIBE_URL in part
+    html, text = MessageFactory(rendered, config, Signer(SECRET), now=NOW).personalised_parts(READER)
+    assert "/preferences/" not in html + text and "subscription page" not in (html + text).lower()
+    assert parse_errors(html) == []
 
 
 def test_editor_note_is_markdown_without_raw_html(config, papers):
@@ -314,7 +327,7 @@ def test_editor_note_is_markdown_without_raw_html(config, papers):
 
 def test_hostile_titles_and_abstracts_are_escaped_and_folded(config):
     hostile = Paper(id="arxiv:2401.00001",
-                    title="<script>alert('x')</script> Attention\n   Is All\tYou Need XNLUNSUBSCRIBEURLX",
+                    title="<script>alert('x')</script> Attention\n   Is All\tYou Need XNLUNSUBSCRIBEURLX XNLPREFERENCESURLX",
                     url="https://arxiv.org/abs/2401.00001", authors=("Eve <eve@evil>",),
                     abstract="<img src=x onerror=alert(1)> We show things. Then more. And more. And even more.",
                     pdf_url="javascript:alert(1)", code_url="/relative/path", score=3, first_seen_at=NOW)
@@ -328,6 +341,7 @@ def test_hostile_titles_and_abstracts_are_escaped_and_folded(config):
     assert "javascript:" not in html and "/relative/path" not in html
     # A token inside a title is defused: the reader's unsubscribe link does not appear there.
     assert html.count(factory.unsubscribe_url(READER.email).replace("&", "&amp;")) == 1
+    assert html.count(factory.preferences_url(READER.email)) == 1
     assert "<script>alert('x')</script> Attention Is All You Need" in text
     assert parse_errors(html) == []
 
@@ -338,6 +352,7 @@ def test_text_part_carries_every_title_url_and_the_unsubscribe_url(factory, pape
         assert " ".join(paper.title.split()) in " ".join(text.split())
         assert paper.url in text and paper.pdf_url in text
     assert factory.unsubscribe_url(READER.email) in text
+    assert f"Your subscription page: {factory.preferences_url(READER.email)}" in text
     assert "Hi Ada Lovelace," in text and "<" not in text.split("Sent by")[0]
 
 

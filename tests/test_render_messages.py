@@ -103,6 +103,22 @@ def test_unsubscribe_token_verifies_and_a_forged_one_does_not(factory):
     assert url.group(1) in msg.get_body("html").get_content()
 
 
+def test_preferences_link_in_both_bodies_verifies_with_its_own_salt_only(factory):
+    msg = parse(factory.build(READER).data)
+    html, text = msg.get_body("html").get_content(), msg.get_body("plain").get_content()
+    urls = set(re.findall(r"https://papers\.example\.org/preferences/[A-Za-z0-9._-]+", html + text))
+    assert urls == {factory.preferences_url(READER.email)}
+    assert html.count("/preferences/") == 1 and text.count("/preferences/") == 1
+    token = urls.pop().rsplit("/", 1)[1]
+    assert Signer(SECRET).verify_preferences(token) == "ada@example.org"
+    assert Signer(SECRET).verify_unsubscribe(token) is None and Signer(SECRET).verify_confirm(token) is None
+    assert Signer("another-key").verify_preferences(token) is None
+    unsubscribe = Signer(SECRET).unsubscribe_token("ada@example.org")
+    assert Signer(SECRET).verify_preferences(unsubscribe) is None
+    # Non-expiring, like the unsubscribe token: the same link whenever it is made.
+    assert Signer(SECRET).preferences_token("ADA@example.org") == token
+
+
 def test_mailto_unsubscribe_without_a_base_url(fixtures_dir, tmp_path):
     config = make_config(tmp_path, base_url="")
     factory = MessageFactory(render_issue(make_issue(hf_papers(fixtures_dir)[:2]), config), config, Signer(SECRET))
@@ -110,6 +126,23 @@ def test_mailto_unsubscribe_without_a_base_url(fixtures_dir, tmp_path):
     m = re.fullmatch(r"<mailto:digest@example\.org\?subject=unsubscribe%20([^>]+)>", msg["List-Unsubscribe"])
     assert m and Signer(SECRET).verify_unsubscribe(m.group(1)) == "ada@example.org"
     assert 'href="mailto:digest@example.org?subject=unsubscribe%20' in msg.get_body("html").get_content()
+    # No web app, no preferences page: the footer shows no link to one.
+    for part in (msg.get_body("html").get_content(), msg.get_body("plain").get_content()):
+        assert "/preferences/" not in part and "subscription page" not in part.lower()
+
+
+def test_a_rendering_frozen_with_a_base_url_sent_without_one(fixtures_dir, tmp_path):
+    """The link's presence is decided when the issue is rendered; if base_url is gone by the
+    time it is sent, the token still never becomes an empty or dead web link."""
+    rendered = render_issue(make_issue(hf_papers(fixtures_dir)[:2]), make_config(tmp_path))
+    config = make_config(tmp_path, base_url="")
+    factory = MessageFactory(rendered, config, Signer(SECRET), now=NOW)
+    fast = factory.build(READER, message_id="<fixed.2@example.org>").data
+    slow = factory.build_email_message(READER, message_id="<fixed.2@example.org>")
+    assert _comparable(fast) == _comparable(slow.as_bytes(policy=slow.policy))
+    html = parse(fast).get_body("html").get_content()
+    assert re.search(r'<a href="mailto:digest@example\.org\?subject=preferences"[^>]*>your subscription page</a>', html)
+    assert "/preferences/" not in html and "XNL" not in html
 
 
 HOSTILE_NAMES = [
@@ -223,6 +256,11 @@ def test_fast_path_parses_to_the_same_message(factory, address, name):
     slow_bytes = slow.as_bytes(policy=slow.policy)
     assert _comparable(fast.data) == _comparable(slow_bytes)
     assert _comparable(fast.data)[3] == []
+    # Every per-subscriber value landed in both parts of the fast path, no token left behind.
+    preferences = factory.preferences_url(address)
+    for _, _, _, body in _comparable(fast.data)[2]:
+        assert preferences in body and factory.unsubscribe_url(address) in body
+        assert not any(token in body for token in placeholders.TOKENS)
     assert max(len(line) for line in fast.data.split(b"\r\n")) <= 998
 
 

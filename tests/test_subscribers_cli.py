@@ -40,8 +40,14 @@ def test_import_the_example_file_then_list_and_stats(run) -> None:  # type: igno
     assert {s["name"] for s in listed} >= {"Zoë Müller-Lüdenscheidt", "田中 花子", "Okafor, Ngozi"}
     stats = json.loads(run("stats", "--json").output)
     assert (stats["total"], stats["by_status"]["active"], stats["suppressed"]) == (5, 5, 0)
+    assert stats["last_30_days"] == {"imported": 5}
+    assert "Last 30 days: 5 imported" in run("stats").output
     table = run("list").output
     assert "田中 花子" in table and "5 subscribers" in table
+    again = run("import", str(ROOT / "subscribers.example.csv"))
+    assert again.exit_code == 0, again.output
+    assert "0 addresses added, 0 already on file updated, 5 unchanged" in again.output
+    assert json.loads(run("stats", "--json").output)["last_30_days"] == {"imported": 5}
 
 
 def test_add_unsubscribe_reimport_remove(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -79,8 +79,10 @@ def test_buttondown_statuses_times_and_fields(store: Store, fixtures_dir: Path) 
     assert liz.attributes["metadata"] == "{'staff': 'true', 'role': 'writer'}"
     assert s["premium.reader@example.com"].attributes["ip_address"] == "2001:db8::42"
     with store.atomic() as conn:
-        kinds = conn.execute(select(events.c.email, events.c.kind, events.c.detail)).all()
-    assert kinds == [("left.us@example.org", "unsubscribed", "import buttondown_subscribers_export.csv")]
+        kinds = conn.execute(select(events.c.email, events.c.kind, events.c.detail).order_by(events.c.id)).all()
+    detail = "import buttondown_subscribers_export.csv"
+    # one sign-up event per added address, in file order, then the suppression of the one who left
+    assert kinds == [(email, "imported", detail) for email in s] + [("left.us@example.org", "unsubscribed", detail)]
 
 
 def test_substack_disabled_email_imports_as_bounced(store: Store, fixtures_dir: Path) -> None:
@@ -331,7 +333,8 @@ def test_an_import_can_suppress_and_records_when_and_why(store: Store, tmp_path:
                  "kept@example.org,pending,,\n")
     later = datetime(2026, 12, 1, tzinfo=timezone.utc)
     report = import_subscribers(store, path, now=later)
-    assert (report.added, report.updated, report.newly_suppressed) == (0, 3, 1)
+    # kept@ is already active and "pending" never demotes it: nothing changes, so it is unchanged
+    assert (report.added, report.updated, report.unchanged, report.newly_suppressed) == (0, 2, 1, 1)
     s = by_email(store)
     assert (s["ada@example.org"].status, s["ada@example.org"].status_reason) == ("unsubscribed", "asked by letter")
     assert s["ada@example.org"].status_changed_at == utc(2026, 11, 1, 10)
@@ -382,3 +385,62 @@ def test_bad_rows_can_be_streamed_to_a_callback_instead_of_kept(store: Store, tm
         import_subscribers(store, write(tmp_path, "bad.csv", BAD), on_invalid=lambda e: seen.append(str(e)))
     assert len(seen) == 4 and info.value.errors == []
     assert seen[3].endswith(":8: y@example.org: 4 fields but the header has 3")
+
+
+def test_reimport_counts_unchanged_apart_from_updated(store: Store, tmp_path: Path) -> None:
+    first = write(tmp_path, "list.csv", "email,name,status,attributes\n"
+                  'ada@example.org,Ada,active,"{""plan"": ""pro"", ""tags"": [1, 2]}"\n'
+                  "grace@example.org,Grace,pending,\n"
+                  "alan@example.org,Alan,active,\n"
+                  "gone@example.org,Gone,unsubscribed,\n")
+    report = import_subscribers(store, first, now=NOW)
+    assert (report.added, report.updated, report.unchanged) == (4, 0, 0)
+    before = by_email(store)
+
+    later = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    report = import_subscribers(store, first, now=later)
+    assert (report.added, report.updated, report.unchanged, report.suppressed_kept) == (0, 0, 3, 0)
+    assert by_email(store) == before  # updated_at and attribute text included: nothing happened
+
+    changed = write(tmp_path, "changed.csv", "email,name,status,attributes\n"
+                    'ADA@example.org,,active,"{""tags"": [1, 2], ""plan"": ""pro""}"\n'  # same values, other order
+                    "grace@example.org,Grace,active,\n"        # status
+                    "alan@example.org,Alan Turing,active,\n"   # name
+                    "new@example.org,,active,\n")
+    report = import_subscribers(store, changed, now=later)
+    assert (report.added, report.updated, report.unchanged) == (1, 2, 1)
+    after = by_email(store)
+    assert after["ada@example.org"].updated_at == NOW
+    assert (after["grace@example.org"].updated_at, after["alan@example.org"].updated_at) == (later, later)
+
+
+def test_imported_sign_ups_are_in_the_last_30_days(store: Store, tmp_path: Path) -> None:
+    from newsletter.store.subscribers import subscriber_stats
+
+    with store.atomic() as conn:
+        add_subscriber(conn, "by.hand@example.org", now=NOW)
+    path = write(tmp_path, "old-list.csv", "email,status,created_at\n"
+                 "a@example.org,active,2019-01-01T00:00:00Z\n"
+                 "b@example.org,pending,\n"
+                 "c@example.org,unsubscribed,\n"
+                 "by.hand@example.org,active,\n")
+    report = import_subscribers(store, path, now=NOW)
+    assert report.added == 3
+    with store.atomic() as conn:
+        stats = subscriber_stats(conn, now=NOW)
+        rows = conn.execute(select(events.c.email, events.c.kind, events.c.detail)
+                            .where(events.c.detail == "import old-list.csv").order_by(events.c.id)).all()
+    assert stats["last_30_days"] == {"imported": 3, "subscribed": 1, "unsubscribed": 1}
+    assert [(e, k) for e, k, _ in rows] == [("a@example.org", "imported"), ("b@example.org", "imported"),
+                                           ("c@example.org", "imported"), ("c@example.org", "unsubscribed")]
+    # the event is when the address joined this list, not the file's own sign-up date
+    with store.atomic() as conn:
+        later = subscriber_stats(conn, now=NOW + timedelta(days=31))
+    assert later["last_30_days"] == {}
+
+
+def test_a_failed_import_records_no_events(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "bad.csv", "email\nok@example.org\nnot-an-address\n")
+    with pytest.raises(ImportRowsError):
+        import_subscribers(store, path, now=NOW)
+    assert (count(store), count(store, events)) == (0, 0)

@@ -2,7 +2,8 @@
 uvicorn server on 127.0.0.1, the confirmation message delivered by SMTP to a real aiosmtpd server.
 
 Subscribe through the form -> the message arrives -> following its link activates -> the
-unsubscribe page's button unsubscribes.
+unsubscribe page's button unsubscribes. And: the preferences link of an issue really delivered to
+the outbox opens the reader's page, where the name is changed.
 """
 
 from __future__ import annotations
@@ -116,6 +117,63 @@ def test_subscribe_confirm_and_unsubscribe_in_a_browser(tmp_path: Path, db_url: 
             assert get_subscriber(conn, "grace@example.org").status == "unsubscribed"
 
         # The only cookie ever set is the subscribe form's CSRF nonce, and no page ran a script.
+        assert [cookie["name"] for cookie in context.cookies()] == ["nl_csrf"]
+        context.close()
+    finally:
+        server.stop()
+
+
+def test_the_preferences_link_of_a_delivered_issue_renames_in_a_browser(tmp_path: Path, db_url: str, store: Store,
+                                                                        fixtures_dir: Path, browser) -> None:
+    from newsletter import pipeline
+    from newsletter.store.subscribers import add_subscriber
+
+    server = BackgroundServer()  # bound now, so its URL can be the configured base_url
+    outbox = tmp_path / "outbox"
+    config_path = tmp_path / "newsletter.toml"
+    config_path.write_text(
+        f'[newsletter]\nname = "Trending Papers Weekly"\nfrom = "Papers <digest@example.org>"\n'
+        f'base_url = "{server.url}"\n\n[store]\nurl = "{db_url}"\n\n[delivery]\noutbox = "{outbox}"\n',
+        encoding="utf-8")
+    config = load_config(config_path, env={})
+    with store.atomic() as conn:
+        add_subscriber(conn, "grace@example.org", name="Grace", status="active")
+    pipeline.ingest(store, config, [str(fixtures_dir / "seed-trending-papers.txt")])
+    report = pipeline.send_issue(store, config)
+    assert report.sent == 1, report
+    [eml] = list(outbox.glob("*.eml"))
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert message["To"].addresses[0].addr_spec == "grace@example.org"
+    html = message.get_body(preferencelist=("html",)).get_content()
+    link = re.search(r'<a href="([^"]+)"[^>]*>your subscription page</a>', html).group(1)
+    assert link.startswith(server.url + "/preferences/")
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert f"Your subscription page: {link}" in text
+
+    server.start(create_app(config, store))
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(link)
+        assert page.inner_text("#address") == "grace@example.org"
+        assert page.inner_text("#current-name") == "Grace"
+        assert "Subscribed" in page.inner_text("#status")
+        assert page.input_value("#name") == "Grace"
+
+        page.fill("#name", "Grace Brewster Hopper")
+        page.click("#save")
+        page.wait_for_selector("#saved", timeout=10_000)
+        assert page.inner_text("#current-name") == "Grace Brewster Hopper"
+        with store.atomic() as conn:
+            subscriber = get_subscriber(conn, "grace@example.org")
+        assert subscriber.name == "Grace Brewster Hopper" and subscriber.status == "active"
+
+        # The same page's button unsubscribes (the reader's other choice).
+        page.click("#unsubscribe")
+        page.wait_for_selector("#notice")
+        assert "You are unsubscribed" in page.inner_text("h2")
+        with store.atomic() as conn:
+            assert get_subscriber(conn, "grace@example.org").status == "unsubscribed"
         assert [cookie["name"] for cookie in context.cookies()] == ["nl_csrf"]
         context.close()
     finally:

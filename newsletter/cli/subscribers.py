@@ -165,7 +165,8 @@ def _print_invalid(error: SubscriberError) -> None:
 
 
 def _print_import(report: ImportReport) -> None:
-    parts = [f"{_plural(report.added, 'address')} added", f"{report.updated:,} already on file updated"]
+    parts = [f"{_plural(report.added, 'address')} added", f"{report.updated:,} already on file updated",
+             f"{report.unchanged:,} unchanged"]
     if report.duplicates:
         parts.append(f"{_plural(report.duplicates, 'duplicate row')} merged")
     if report.newly_suppressed:
@@ -253,7 +254,8 @@ def export_command(app: AppContext, file: Path | None, status: str | None) -> No
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable counts.")
 @pass_app
 def stats_command(app: AppContext, as_json: bool) -> None:
-    """Count subscribers by status, and the last 30 days' sign-ups, unsubscribes and bounces.
+    """Count subscribers by status, and the last 30 days' events: sign-ups (subscribed), addresses
+    added by an import (imported), confirmations, unsubscribes, bounces and removals.
 
     \b
     Example:

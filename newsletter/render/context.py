@@ -194,5 +194,7 @@ def template_context(issue: Issue, config: Config, subject: str = "") -> dict[st
             "name": placeholders.NAME,
             "email": placeholders.EMAIL,
             "unsubscribe_url": placeholders.UNSUBSCRIBE_URL,
+            # Only meaningful with newsletter.base_url (the web app's page); templates check it.
+            "preferences_url": placeholders.PREFERENCES_URL,
         },
     }

@@ -179,11 +179,21 @@ class MessageFactory:
             return f"{self.base_url}/unsubscribe/{token}"
         return f"mailto:{self.sender}?subject={quote('unsubscribe ' + token)}"
 
+    def preferences_url(self, email: str) -> str:
+        """``https://BASE/preferences/TOKEN``: the web app's page where the reader sees their
+        subscription and changes their name. Without a base URL there is no page; the default
+        templates then show no link, and a rendering made with one (frozen before the setting
+        was removed) points at a reply to the sender instead."""
+        if self.base_url:
+            return f"{self.base_url}/preferences/{self.signer.preferences_token(email)}"
+        return f"mailto:{self.sender}?subject={quote('preferences')}"
+
     def personal(self, subscriber: Subscriber) -> placeholders.Personal:
         self._check_address(subscriber.email)
         return placeholders.Personal(name=placeholders.clean_name(subscriber.name),
                                      email=subscriber.email,
-                                     unsubscribe_url=self.unsubscribe_url(subscriber.email))
+                                     unsubscribe_url=self.unsubscribe_url(subscriber.email),
+                                     preferences_url=self.preferences_url(subscriber.email))
 
     def personalised_parts(self, subscriber: Subscriber) -> tuple[str, str]:
         """(html, text) of this subscriber's copy, as the reader will see it."""

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 NAME = "XNLNAMEX"
 EMAIL = "XNLEMAILX"
 UNSUBSCRIBE_URL = "XNLUNSUBSCRIBEURLX"
-TOKENS: tuple[str, ...] = (NAME, EMAIL, UNSUBSCRIBE_URL)
+PREFERENCES_URL = "XNLPREFERENCESURLX"
+TOKENS: tuple[str, ...] = (NAME, EMAIL, UNSUBSCRIBE_URL, PREFERENCES_URL)
 
 _WHITESPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -36,22 +37,30 @@ def clean_name(name: str, *, fallback: str = "there", max_chars: int = 80) -> st
 
 @dataclass(frozen=True)
 class Personal:
-    """The values one subscriber's copy differs by."""
+    """The values one subscriber's copy differs by.
+
+    ``preferences_url`` may be left empty by callers that only estimate a size or fill a
+    rendering made without a preferences page: the unsubscribe URL then stands in, so a token
+    never becomes an empty ``href``.
+    """
 
     name: str
     email: str
     unsubscribe_url: str
+    preferences_url: str = ""
 
     def for_html(self) -> dict[str, str]:
         return {NAME: html.escape(self.name), EMAIL: html.escape(self.email),
-                UNSUBSCRIBE_URL: html.escape(self.unsubscribe_url)}
+                UNSUBSCRIBE_URL: html.escape(self.unsubscribe_url),
+                PREFERENCES_URL: html.escape(self.preferences_url or self.unsubscribe_url)}
 
     def for_text(self) -> dict[str, str]:
-        return {NAME: self.name, EMAIL: self.email, UNSUBSCRIBE_URL: self.unsubscribe_url}
+        return {NAME: self.name, EMAIL: self.email, UNSUBSCRIBE_URL: self.unsubscribe_url,
+                PREFERENCES_URL: self.preferences_url or self.unsubscribe_url}
 
 
 def fill(template: str, values: dict[str, str]) -> str:
-    """Replace every token; three ``str.replace`` calls cost microseconds on a 60 KB body."""
+    """Replace every token; four ``str.replace`` calls cost microseconds on a 60 KB body."""
     for token, value in values.items():
         template = template.replace(token, value)
     return template

@@ -85,14 +85,31 @@ def _thumbnail_of(entry: Any) -> str | None:
     return None
 
 
+def _is_absolute(url: object) -> bool:
+    return isinstance(url, str) and url.strip().lower().startswith(("http://", "https://"))
+
+
 def _base_url(parsed: Any, location: str | None) -> str | None:
-    """Where relative links in the feed point from: the URL we fetched, else the feed's own link."""
-    if location and location.lower().startswith(("http://", "https://")):
+    """Where relative links in the feed point from: the URL we fetched, else the feed's own.
+
+    A feed read from a file has no URL of its own, so the feed has to say where it lives: its
+    ``rel="self"`` link (the feed's address, what a relative link is relative to), else its
+    ``alternate`` link (the site), else an id that is an http(s) URL. feedparser has already
+    applied any ``xml:base`` to these hrefs (and to the entries' links), so an absolute
+    ``xml:base`` on the root gives a base here too.
+    """
+    if _is_absolute(location):
         return location
-    for link in parsed.feed.get("links") or []:
-        href = link.get("href", "")
-        if href.lower().startswith(("http://", "https://")):
-            return href
+    links = [link for link in parsed.feed.get("links") or [] if _is_absolute(link.get("href"))]
+    for rel in ("self", "alternate"):
+        for link in links:
+            if link.get("rel", "alternate") == rel:
+                return link["href"].strip()
+    if links:
+        return links[0]["href"].strip()
+    for candidate in (parsed.feed.get("link"), parsed.feed.get("id")):
+        if _is_absolute(candidate):
+            return candidate.strip()
     return None
 
 
@@ -113,7 +130,8 @@ def _refuse_deep_nesting(data: bytes, source: str) -> None:
 
 
 def parse_feed(data: bytes, source: str, location: str | None = None) -> ParsedSource:
-    """Papers from an RSS/Atom document; ``location`` (the URL fetched) resolves relative links."""
+    """Papers from an RSS/Atom document; relative links are resolved against ``location`` (the
+    URL fetched) or, for a file, the base the feed gives itself (see ``_base_url``)."""
     _refuse_deep_nesting(data, source)
     parsed = feedparser.parse(data, sanitize_html=True, resolve_relative_uris=False)
     result = ParsedSource(source, format=f"feed ({parsed.get('version') or 'unknown'})")
@@ -130,6 +148,8 @@ def parse_feed(data: bytes, source: str, location: str | None = None) -> ParsedS
         raise SourceError("not a feed: no RSS or Atom root element", where=source)
 
     base = _base_url(parsed, location)
+    # In Atom an entry without authors has its feed's (RFC 4287 4.2.1); RSS has no such rule.
+    feed_authors = _authors(parsed.feed) if str(parsed.get("version", "")).startswith("atom") else []
     for number, entry in enumerate(entries, start=1):
         guid = entry.get("id") or ""
         link = _link_of(entry, base)
@@ -141,11 +161,17 @@ def parse_feed(data: bytes, source: str, location: str | None = None) -> ParsedS
         authors = _authors(entry)
         abstract = _abstract(entry)
         paper_id = normalize.canonical_id(*[i for i in ids if i], link)
+        if paper_id is None and link and base is None and not _is_absolute(link):
+            result.add(f"relative link {link.strip()[:80]!r} and no absolute base to resolve it against "
+                       "(no xml:base or http(s) self/alternate link in the feed); read the feed from its URL",
+                       f"entry {number}")
+            continue
         if not authors and paper_id and paper_id.startswith("arxiv:"):
             m = _AUTHORS_PREFIX_RE.match(normalize.clean_text(abstract))
             if m and m.group("authors").count(" ") <= 4 * (m.group("authors").count(",") + 1):
                 authors = normalize.split_authors(m.group("authors"))
                 abstract = m.group("abstract")
+        authors = authors or feed_authors  # after the abstract's own author prefix, which is closer
         paper = build_paper(
             title=entry.get("title"),
             url=link,

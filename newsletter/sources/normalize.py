@@ -14,7 +14,7 @@ import re
 import time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # New-style ids (0704.0001 onwards: 4+4 digits, 4+5 since 2015) and old-style archive/YYMMNNN.
 _NEW_ID = r"\d{4}\.\d{4,5}"
@@ -28,6 +28,7 @@ _ARXIV_URL_RE = re.compile(
 )
 _HF_URL_RE = re.compile(rf"^https?://(?:www\.)?huggingface\.co/papers/{_ARXIV_ID}/?$", re.IGNORECASE)
 _OAI_RE = re.compile(rf"^oai:arXiv\.org:{_ARXIV_ID}$", re.IGNORECASE)
+_TRACKING_PARAMS = frozenset({"fbclid", "gclid", "mc_cid", "mc_eid", "ref_src"})
 _DOI_RE = re.compile(r"^(?:doi:\s*|https?://(?:dx\.)?doi\.org/)?(?P<doi>10\.\d{4,9}/\S+)$", re.IGNORECASE)
 
 _TAG_RE = re.compile(r"<\s*/?\s*([a-zA-Z][a-zA-Z0-9]*)?[^>]*>")
@@ -65,10 +66,25 @@ def doi(text: str | None) -> str | None:
     return m.group("doi").lower().rstrip(".") if m else None
 
 
+def _is_tracking(name: str, value: str) -> bool:
+    """Query parameters that say where a reader came from, not what the page is: the same post
+    reached from two feeds (Medium adds ``source=rss-<feed>------2``) must be one paper."""
+    name = name.lower()
+    return (name.startswith("utm_") or name in _TRACKING_PARAMS
+            or (name == "source" and value.lower().startswith("rss")))
+
+
 def canonical_url(url: str) -> str:
-    """A URL without its fragment, with a lower-cased scheme and host, for comparison."""
+    """A URL without its fragment or tracking parameters, with a lower-cased scheme and host,
+    for comparison."""
     parts = urlsplit(url.strip())
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, ""))
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        kept = [(k, v) for k, v in pairs if not _is_tracking(k, v)]
+        if len(kept) != len(pairs):
+            query = urlencode(kept)
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", query, ""))
 
 
 def canonical_id(*candidates: str | None) -> str | None:

@@ -159,6 +159,24 @@ def set_status(conn: Connection, email: str, status: str, reason: str, now: date
     return found
 
 
+def rename_subscriber(conn: Connection, email: str, name: str, now: datetime | None = None) -> Subscriber:
+    """Change the name a subscriber is greeted by (cleaned to one line); raises
+    ``NotSubscribedError`` if the address is not on file. The status is left alone: a suppressed
+    reader may still correct their name without being mailed again."""
+    from newsletter.subscribers.addresses import clean_name
+
+    current = get_subscriber(conn, email)
+    if current is None:
+        raise NotSubscribedError("not on the list", where=email.strip())
+    cleaned = clean_name(name)
+    if cleaned != current.name:
+        conn.execute(update(subscribers).where(subscribers.c.id == current.id)
+                     .values(name=cleaned, updated_at=now or utcnow()))
+    found = get_subscriber_by_id(conn, current.id)  # type: ignore[arg-type]
+    assert found is not None
+    return found
+
+
 def unsubscribe(conn: Connection, email: str, reason: str = "unsubscribed", now: datetime | None = None) -> Subscriber:
     """Suppress an address because its owner asked; idempotent."""
     return set_status(conn, email, "unsubscribed", reason, now=now)
@@ -274,6 +292,21 @@ import_suppressions = Table(
     prefixes=["TEMPORARY"],
 )
 
+# The open (not suppressed) subscribers a file names, as they were before the merge: comparing
+# them afterwards tells "updated" from "unchanged", and lets an unchanged row keep its old
+# ``updated_at``. Raw column text is copied, so nothing is converted on the way.
+import_before = Table(
+    "import_before", _staging_meta,
+    Column("email_key", String, primary_key=True),
+    Column("name", Text),
+    Column("status", String),
+    Column("attributes", Text),
+    Column("confirmed_at", Text),
+    Column("updated_at", Text),
+    Column("unchanged", Integer, nullable=False, server_default="0"),
+    prefixes=["TEMPORARY"],
+)
+
 _SUP = "(" + ", ".join(f"'{status}'" for status in SUPPRESSED_STATUSES) + ")"  # for SQL text below
 
 
@@ -284,6 +317,7 @@ class MergeCounts:
     rows: int = 0
     added: int = 0
     updated: int = 0
+    unchanged: int = 0
     suppressed_kept: int = 0
     duplicates: int = 0
     newly_suppressed: int = 0
@@ -320,6 +354,10 @@ def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) 
     never touched and is counted as left alone when the row would have mailed it. A row that
     says unsubscribed or bounced always wins over active or pending. Duplicate rows in the file
     are applied one after the other under the same rules, so they merge.
+
+    An address on file whose name, status, attributes and confirmation come out as they were is
+    counted ``unchanged``, not ``updated``, and keeps its ``updated_at``. Every address added
+    gets an ``imported`` event, a suppressed one its ``unsubscribed``/``bounced`` event too.
     """
     now = now or utcnow()
     typed_now = bindparam("now", now, type_=UTCDateTime())
@@ -330,8 +368,13 @@ def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) 
         "SELECT count(DISTINCT r.email_key) FROM import_rows r WHERE NOT EXISTS "
         "(SELECT 1 FROM subscribers s WHERE s.email_key = r.email_key)")).scalar_one()
     on_file_open = conn.execute(text(
-        f"SELECT count(DISTINCT r.email_key) FROM import_rows r WHERE EXISTS (SELECT 1 FROM subscribers s"
-        f" WHERE s.email_key = r.email_key AND s.status NOT IN {_SUP})")).scalar_one()
+        "INSERT INTO import_before (email_key, name, status, attributes, confirmed_at, updated_at)"
+        " SELECT s.email_key, s.name, s.status, s.attributes, s.confirmed_at, s.updated_at FROM subscribers s"
+        f" WHERE s.status NOT IN {_SUP} AND EXISTS (SELECT 1 FROM import_rows r WHERE r.email_key = s.email_key)"
+    )).rowcount
+    # ``id`` is SQLite's rowid without AUTOINCREMENT: every row added below gets a larger one, so
+    # this one number tells the new subscribers apart without a list of their keys.
+    max_id_before = conn.execute(select(func.coalesce(func.max(subscribers.c.id), 0))).scalar_one()
     suppressed_kept = conn.execute(text(
         f"SELECT count(DISTINCT r.email_key) FROM import_rows r WHERE r.status NOT IN {_SUP} AND ("
         f" EXISTS (SELECT 1 FROM subscribers s WHERE s.email_key = r.email_key AND s.status IN {_SUP})"
@@ -364,12 +407,30 @@ def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) 
     conn.execute(text(
         "UPDATE subscribers SET status_changed_at = created_at"
         " WHERE status_changed_at IS NULL AND updated_at = :now").bindparams(typed_now))
+    # Unchanged: name, status, attributes (compared as JSON values, not text) and confirmation
+    # all as before. Those keep their old updated_at and attribute text: nothing happened to them.
+    unchanged = conn.execute(text(
+        "UPDATE import_before SET unchanged = 1 WHERE EXISTS (SELECT 1 FROM subscribers s"
+        " WHERE s.email_key = import_before.email_key AND s.name IS import_before.name"
+        " AND s.status IS import_before.status AND json(s.attributes) IS json(import_before.attributes)"
+        " AND s.confirmed_at IS import_before.confirmed_at)")).rowcount
+    if unchanged:
+        conn.execute(text(
+            "UPDATE subscribers SET updated_at = b.updated_at, attributes = b.attributes"
+            " FROM import_before b WHERE b.email_key = subscribers.email_key AND b.unchanged = 1"))
+    detail = bindparam("detail", f"import {source}")
+    # One sign-up event per address the file added (before any suppression event of the same
+    # address), so "last 30 days" in the stats counts imported sign-ups as well as added ones.
+    conn.execute(text(
+        "INSERT INTO events (subscriber_id, email, kind, detail, at)"
+        " SELECT id, email, 'imported', :detail, :now FROM subscribers WHERE id > :max_id ORDER BY id"
+    ).bindparams(typed_now, detail, bindparam("max_id", max_id_before)))
     conn.execute(text(
         "INSERT INTO events (subscriber_id, email, kind, detail, at)"
         " SELECT s.id, s.email, s.status, :detail, :now FROM subscribers s"
         " JOIN import_suppressions x ON x.email_key = s.email_key ORDER BY s.id"
-    ).bindparams(typed_now, bindparam("detail", f"import {source}")))
+    ).bindparams(typed_now, detail))
     _staging_meta.drop_all(conn)
-    return MergeCounts(rows=rows, added=added, updated=on_file_open,
+    return MergeCounts(rows=rows, added=added, updated=on_file_open - unchanged, unchanged=unchanged,
                        suppressed_kept=suppressed_kept, duplicates=rows - distinct,
                        newly_suppressed=newly_suppressed)

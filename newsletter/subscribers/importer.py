@@ -55,6 +55,7 @@ class ImportReport:
     rows: int = 0
     added: int = 0
     updated: int = 0
+    unchanged: int = 0  # on file, and the file changed nothing in them
     suppressed_kept: int = 0
     duplicates: int = 0
     newly_suppressed: int = 0
@@ -248,7 +249,7 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
         counts = merge_staged(conn, source=Path(shown).name, now=now)
         if progress:
             progress()
-    report.added, report.updated = counts.added, counts.updated
+    report.added, report.updated, report.unchanged = counts.added, counts.updated, counts.unchanged
     report.suppressed_kept, report.duplicates = counts.suppressed_kept, counts.duplicates
     report.newly_suppressed = counts.newly_suppressed
     report.imported = True

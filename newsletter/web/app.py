@@ -8,13 +8,15 @@ headers of ``newsletter.web.security``):
     GET  /confirm/TOKEN        the link in the confirmation message: activates
     GET  /unsubscribe/TOKEN    what will happen, and a button; changes nothing
     POST /unsubscribe/TOKEN    the button or RFC 8058 one-click: unsubscribes, 200, no cookie
+    GET  /preferences/TOKEN    the reader's page: address, name, status, rename form, unsubscribe
+    POST /preferences/TOKEN    the rename form (CSRF-protected like the subscribe form)
     GET  /archive              sent issues
     GET  /archive/KEY          one sent issue, without personal data
     GET  /feed.xml             Atom feed of the newsletter
          /preview/...          the operator's preview: loopback, or the preview token
 
 The handlers only translate HTTP to calls of ``newsletter.web.subscriptions`` and
-``newsletter.web.archive`` and back; the rules live there.
+``newsletter.web.archive`` and ``newsletter.web.preferences`` and back; the rules live there.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from newsletter.store import Store
 from newsletter.tokens import Signer, secret_key
 from newsletter.web import archive
 from newsletter.web.pages import Pages
+from newsletter.web.preferences import PreferencesOutcome, PreferencesView, preferences_for_token, rename_by_token
 from newsletter.web.security import (
     PREVIEW_SECURITY_HEADERS,
     CsrfTokens,
@@ -127,9 +130,26 @@ class WebApp:
         response = self.pages.render("index.html", status_code, headers=NO_STORE, error=_printable(error),
                                      email=_printable(email), name=_printable(name), csrf_token=form_token,
                                      latest=latest)
+        self.set_csrf_cookie(request, response, nonce)
+        return response
+
+    def set_csrf_cookie(self, request: Request, response: Response, nonce: str) -> None:
         secure = self.base_url(request).startswith("https://") or request.url.scheme == "https"
         response.set_cookie(CsrfTokens.COOKIE, nonce, httponly=True, samesite="strict",
                             secure=secure, path="/")
+
+    def preferences_form(self, request: Request, token: str, view: PreferencesView, *, error: str = "",
+                         name: str | None = None, saved: bool = False, status_code: int = 200) -> HTMLResponse:
+        """The reader's page, with a fresh CSRF pair for its rename form."""
+        nonce, form_token = self.csrf.issue(request.cookies.get(CsrfTokens.COOKIE))
+        subscriber = view.subscriber
+        assert subscriber is not None
+        response = self.pages.render(
+            "preferences.html", status_code, headers=NO_STORE, token=token, subscriber=subscriber,
+            status_words=view.status_words, can_unsubscribe=view.can_unsubscribe,
+            unsubscribe_token=view.unsubscribe_token, csrf_token=form_token, error=_printable(error),
+            name=_printable(subscriber.name if name is None else name), saved=saved)
+        self.set_csrf_cookie(request, response, nonce)
         return response
 
     def origin_allowed(self, request: Request) -> bool:
@@ -243,6 +263,53 @@ class WebApp:
         return self.notice("You are unsubscribed",
                            f"Nothing more from {self.config['newsletter.name']} will be sent to this address.",
                            show_home=False)
+
+    async def preferences_page(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        view = await run_in_threadpool(preferences_for_token, self.store, self.signer, token)
+        if view.outcome is PreferencesOutcome.INVALID:
+            return self._invalid_preferences()
+        if view.outcome is PreferencesOutcome.UNKNOWN:
+            return self._unknown_unsubscribe()
+        return await run_in_threadpool(self.preferences_form, request, token, view)
+
+    async def preferences(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        # The token first: a forged link learns nothing, whatever else the request holds.
+        view = await run_in_threadpool(preferences_for_token, self.store, self.signer, token)
+        if view.outcome is PreferencesOutcome.INVALID:
+            return self._invalid_preferences()
+        if view.outcome is PreferencesOutcome.UNKNOWN:
+            return self._unknown_unsubscribe()
+        try:
+            form = await read_small_form(request)
+        except FormProblem as problem:
+            return await run_in_threadpool(self.preferences_form, request, token, view, error=problem.message,
+                                           status_code=problem.status_code)
+        name, csrf_token = _text_field(form, "name"), _text_field(form, CsrfTokens.FIELD)
+        if name is None or csrf_token is None:
+            return await run_in_threadpool(self.preferences_form, request, token, view, status_code=400,
+                                           error="The form could not be read: a field was sent as a file.")
+        if not self.origin_allowed(request) or not self.csrf.is_valid(request.cookies.get(CsrfTokens.COOKIE),
+                                                                      csrf_token):
+            return await run_in_threadpool(
+                self.preferences_form, request, token, view, name=name[:300], status_code=403,
+                error="This form has expired or was sent from another site. Nothing was changed; "
+                      "please press Save again.")
+        try:
+            renamed = await run_in_threadpool(rename_by_token, self.store, self.signer, token, name)
+        except SubscriberError as exc:
+            return await run_in_threadpool(self.preferences_form, request, token, view, name=name[:300],
+                                           status_code=400, error=f"Please check the name: {exc}.")
+        if renamed.outcome is PreferencesOutcome.UNKNOWN:
+            return self._unknown_unsubscribe()
+        return await run_in_threadpool(self.preferences_form, request, token, renamed, saved=True)
+
+    def _invalid_preferences(self) -> HTMLResponse:
+        return self.notice("This link is not valid",
+                           "The link to your subscription page is incomplete or was altered, so nothing was "
+                           "shown or changed. Use the link at the bottom of the latest issue.", 400,
+                           is_error=True)
 
     def _invalid_unsubscribe(self) -> HTMLResponse:
         return self.notice("This unsubscribe link is not valid",
@@ -402,6 +469,8 @@ def create_app(config: Config, store: Store, *, subscribe_burst: int = 5, subscr
         Route("/confirm/{token}", g(web.confirm), methods=["GET", "HEAD"]),
         Route("/unsubscribe/{token}", g(web.unsubscribe_page), methods=["GET", "HEAD"]),
         Route("/unsubscribe/{token}", g(web.unsubscribe), methods=["POST"]),
+        Route("/preferences/{token}", g(web.preferences_page), methods=["GET", "HEAD"]),
+        Route("/preferences/{token}", g(web.preferences), methods=["POST"]),
         Route("/archive", g(web.archive_index), methods=["GET", "HEAD"]),
         Route("/archive/{key}", g(web.archive_issue), methods=["GET", "HEAD"]),
         Route("/feed.xml", g(web.feed), methods=["GET", "HEAD"]),

@@ -1,8 +1,8 @@
 """Sent issues as public web pages and as an Atom feed of the newsletter itself.
 
 Only frozen issues (sent to at least one reader) are public; drafts never are. The page is the
-frozen HTML every reader got, with the per-subscriber values (name, unsubscribe link) replaced by
-neutral ones, so an archived page carries no one's personal data.
+frozen HTML every reader got, with the per-subscriber values (name, address, unsubscribe and
+preferences links) replaced by neutral ones, so an archived page carries no one's personal data.
 """
 
 from __future__ import annotations
@@ -58,9 +58,10 @@ def public_issue_html(store: Store, key: str, *, home_url: str) -> str | None:
 def neutralize(html: str, *, home_url: str) -> str:
     """Replace the per-subscriber placeholders of a frozen rendering with neutral values: the
     greeting's name falls back to the templates' own default, the address becomes words, and the
-    unsubscribe link points at the subscribe page."""
+    unsubscribe and preferences links point at the subscribe page (a reader's signed tokens
+    would let anyone who reads the archive change that reader's subscription)."""
     neutral = placeholders.Personal(name=placeholders.clean_name(""), email="your email address",
-                                    unsubscribe_url=home_url)
+                                    unsubscribe_url=home_url, preferences_url=home_url)
     return placeholders.fill(html, neutral.for_html())
 
 
