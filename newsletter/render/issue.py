@@ -1,7 +1,8 @@
 """Issue -> RenderedIssue: Jinja2 once, premailer once, tokens left for each subscriber.
 
 The result is what gets frozen in the store: every message of the issue is this HTML and text
-with three tokens replaced, so rendering cost is paid once per issue, never per subscriber.
+with four tokens replaced (name, email, unsubscribe and preferences URLs), so rendering cost is
+paid once per issue, never per subscriber.
 """
 
 from __future__ import annotations
