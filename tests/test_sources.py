@@ -312,7 +312,14 @@ def test_json_values_zero_and_false_are_kept_empty_ones_skipped() -> None:
     assert paper.score == 0 and paper.abstract == "From the summary." and paper.pdf_url is None
 
 
-def test_default_config_limits_are_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_configured_size_limit_is_applied_to_a_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from newsletter import pipeline
+    from newsletter.store import open_store
+
     monkeypatch.chdir(tmp_path)
-    config = load_config(env={})
-    assert config["sources.max_bytes"] > 1_000_000 and config["sources.timeout_s"] > 0
+    config = load_config(env={"NEWSLETTER_SOURCES_MAX_BYTES": "1000"})
+    store = open_store(f"sqlite:///{tmp_path / 'n.db'}")
+    report = pipeline.ingest(store, config, [str(pipeline.SAMPLE_PAPERS)])
+    assert report.failed and "limit 1,000, see sources.max_bytes" in report.sources[0].error
+    relaxed = pipeline.ingest(store, load_config(env={}), [str(pipeline.SAMPLE_PAPERS)])
+    assert not relaxed.failed and relaxed.total("new") == 12

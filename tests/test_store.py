@@ -52,3 +52,27 @@ def test_times_come_back_timezone_aware(store: Store) -> None:
 def test_missing_folder_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(StoreError, match="does not exist"):
         open_store(f"sqlite:///{tmp_path / 'no' / 'such' / 'x.db'}")
+
+
+def test_a_forked_child_opens_its_own_connections(store: Store) -> None:
+    """Pooled connections are dropped in a forked child, so parent and child never share one."""
+    import os
+
+    with store.atomic() as conn:
+        conn.execute(meta.insert().values(key="parent", value="1"))
+    assert store.engine.pool.checkedin() == 1
+    pid = os.fork()
+    if pid == 0:  # the child: write through the inherited Store, then leave without cleanup
+        code = 1
+        try:
+            if store.engine.pool.checkedin() != 0:  # the parent's pooled connection is still there
+                os._exit(2)
+            with store.atomic() as conn:
+                conn.execute(meta.insert().values(key="child", value="1"))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with store.atomic() as conn:
+        assert {row.key for row in conn.execute(select(meta))} == {"parent", "child"}

@@ -7,6 +7,8 @@ processes never both read-then-write the same rows (the delivery claim relies on
 
 from __future__ import annotations
 
+import os
+import weakref
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +49,12 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _forget_pool(engine_ref: "weakref.ref[Engine]") -> None:
+    engine = engine_ref()
+    if engine is not None:
+        engine.dispose(close=False)
+
+
 class Store:
     """A handle on the store. Create one per process; it is cheap and thread-safe."""
 
@@ -70,6 +78,11 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
+        # A forked child must not reuse the parent's pooled connections (SQLAlchemy's recipe:
+        # drop them in the child without closing them under the parent). Weak, so a Store that
+        # is gone is not kept alive by the hook.
+        engine_ref = weakref.ref(self.engine)
+        os.register_at_fork(after_in_child=lambda: _forget_pool(engine_ref))
 
     @contextmanager
     def atomic(self) -> Iterator[Connection]:
