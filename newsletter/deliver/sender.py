@@ -133,8 +133,6 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
     except BaseException:
         ledger.close()
         raise
-    finally:
-        ledger.close_thread()
     total = ledger.open_count(before)
     if options.limit is not None:
         total = min(total, options.limit)
@@ -189,10 +187,7 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
                     return
                 halt.wait(options.backoff_s(connection_failures))
         finally:
-            try:
-                ledger.release(*queue)
-            finally:
-                ledger.close_thread()
+            ledger.release(*queue)
 
     def _send_one(delivery: ClaimedDelivery, upcoming: list[ClaimedDelivery]) -> bool:
         """Try one message and record the outcome; False only when the server was unreachable.
@@ -271,7 +266,7 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
     try:
         after = ledger.counts()
     finally:
-        ledger.close_thread()
+        ledger.close()  # again: counts() reopened the connection
     errors = list(tally.errors)
     if tally.fatal:
         errors.insert(0, tally.fatal)
