@@ -44,23 +44,10 @@ from newsletter.errors import SubscriberError
 from newsletter.store import Store, utcnow
 from newsletter.store import deliveries as rows
 from newsletter.store.deliveries import ClaimedDelivery
+from newsletter.store.locks import pid_is_running
 from newsletter.store.subscribers import mark_bounced
 
 _HOST = socket.gethostname()
-
-
-def _pid_is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed process its parent has not reaped yet is a zombie: gone for our purpose
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 def claim_holder_is_dead(claimed_by: str) -> bool:
@@ -73,7 +60,7 @@ def claim_holder_is_dead(claimed_by: str) -> bool:
         pid = int(parts[1])
     except ValueError:
         return False
-    return pid != os.getpid() and not _pid_is_running(pid)
+    return pid != os.getpid() and not pid_is_running(pid)
 
 
 class _GroupCommit:

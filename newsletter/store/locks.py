@@ -62,21 +62,25 @@ def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _pid_is_alive(pid: int) -> bool:
+def pid_is_running(pid: int) -> bool:
+    """Whether process ``pid`` on this host still runs; shared by the scheduler lock and the
+    delivery claims, which both take over what a dead process left behind."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True  # exists, owned by another user
     except OSError:
-        return True  # cannot tell: assume alive rather than steal a live lock
-    return True
+        return True  # exists but not ours, or cannot tell: assume alive rather than steal
+    try:  # a killed process its parent has not reaped yet is a zombie: gone for our purpose
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def is_stale(info: LockInfo, *, now: datetime, stale_after_s: float) -> bool:
     """A holder is stale when it is a dead process on this host or has stopped beating."""
-    if info.host == socket.gethostname() and info.pid is not None and not _pid_is_alive(info.pid):
+    if info.host == socket.gethostname() and info.pid is not None and not pid_is_running(info.pid):
         return True
     return now - info.heartbeat_at > timedelta(seconds=stale_after_s)
 
