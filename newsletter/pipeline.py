@@ -304,18 +304,16 @@ def resend_failed(store: Store, config: Config, issue_key: str | None = None, *,
     from newsletter.deliver.transports import open_transport
     from newsletter.errors import NothingToSendError
     from newsletter.store.db import utcnow
-    from newsletter.store.deliveries import (UnknownIssueError, issue_number_for_key, latest_issue_with_failures,
-                                             reset_failed)
+    from newsletter.store.deliveries import (UnknownIssueError, issue_key_for_number, issue_number_for_key,
+                                             latest_issue_with_failures, reset_failed)
     from newsletter.store.issues import get_issue
-    from newsletter.store.schema import issues
-    from sqlalchemy import select
 
     with store.atomic() as conn:
         if issue_key is None:
             number = latest_issue_with_failures(conn)
             if number is None:
                 raise NothingToSendError("no issue has failed deliveries")
-            issue_key = conn.execute(select(issues.c.key).where(issues.c.number == number)).scalar_one()
+            issue_key = issue_key_for_number(conn, number)
         else:
             number = issue_number_for_key(conn, issue_key)
             if number is None:

@@ -507,22 +507,17 @@ class StoreState:
         return f"scheduler.last_run.{job}"
 
     def last_run(self, job: str) -> datetime | None:
-        from sqlalchemy import select
-
-        from newsletter.store.schema import meta
+        from newsletter.store.meta import get_value
 
         with self.store.atomic() as conn:
-            value = conn.execute(select(meta.c.value).where(meta.c.key == self._key(job))).scalar()
+            value = get_value(conn, self._key(job))
         return datetime.fromisoformat(value) if value else None
 
     def record_run(self, job: str, when: datetime) -> None:
-        from sqlalchemy import delete, insert
-
-        from newsletter.store.schema import meta
+        from newsletter.store.meta import set_value
 
         with self.store.atomic() as conn:
-            conn.execute(delete(meta).where(meta.c.key == self._key(job)))
-            conn.execute(insert(meta).values(key=self._key(job), value=when.astimezone(timezone.utc).isoformat()))
+            set_value(conn, self._key(job), when.astimezone(timezone.utc).isoformat())
 
     def issue_done(self, slot: datetime) -> bool:
         """True when the issue of ``slot``'s week went out to everyone it was meant for.

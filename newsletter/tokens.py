@@ -11,11 +11,10 @@ import os
 import secrets
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
-from sqlalchemy import select
 
 from newsletter.config import Config
 from newsletter.store import Store
-from newsletter.store.schema import meta
+from newsletter.store.meta import get_value, set_value
 
 _SECRET_META_KEY = "secret_key"
 
@@ -26,11 +25,11 @@ def secret_key(config: Config, store: Store) -> str:
     if from_env:
         return from_env
     with store.atomic() as conn:
-        row = conn.execute(select(meta.c.value).where(meta.c.key == _SECRET_META_KEY)).first()
-        if row:
-            return row.value
+        kept = get_value(conn, _SECRET_META_KEY)
+        if kept:
+            return kept
         key = secrets.token_urlsafe(32)
-        conn.execute(meta.insert().values(key=_SECRET_META_KEY, value=key))
+        set_value(conn, _SECRET_META_KEY, key)
         return key
 
 

@@ -279,6 +279,10 @@ def issue_number_for_key(conn: Connection, key: str) -> int | None:
     return conn.execute(select(issues.c.number).where(issues.c.key == key)).scalar()
 
 
+def issue_key_for_number(conn: Connection, number: int) -> str:
+    return conn.execute(select(issues.c.key).where(issues.c.number == number)).scalar_one()
+
+
 def issues_with_counts(conn: Connection) -> list[dict[str, Any]]:
     """Every issue, newest first, with its delivery counts per status."""
     counts: dict[int, dict[str, int]] = {}
