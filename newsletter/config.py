@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, ConfigErrors
 
 ENV_PREFIX = "NEWSLETTER_"
 
@@ -213,7 +213,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
                 overrides: Mapping[str, Any] | None = None) -> Config:
     """Resolve every setting. ``path`` None means ``./newsletter.toml`` if it exists.
 
-    A wrong key or value in the file is reported as ``newsletter.toml:LINE: ...``; an explicit
+    A wrong key or value in the file is reported as ``newsletter.toml:LINE: ...`` (all of them,
+    as ``ConfigErrors`` when there are several); an explicit
     path that does not exist is an error, a missing default file is not (embedded defaults).
     """
     env = os.environ if env is None else env
@@ -223,6 +224,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     origins: dict[str, str] = {}
     present: set[str] = set()
     used_path: Path | None = None
+    # Every wrong key and value is reported at once, so one edit fixes them all.
+    errors: list[ConfigError] = []
 
     if file_path.exists():
         used_path = file_path
@@ -238,31 +241,49 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
                               line=int(m.group(1)) if m else None) from None
         for section, table in data.items():
             if section not in SECTIONS:
-                raise ConfigError(f"unknown section [{section}] (known: {', '.join(SECTIONS)})",
-                                  where=str(file_path), line=_line_of(text, section))
+                errors.append(ConfigError(f"unknown section [{section}] (known: {', '.join(SECTIONS)})",
+                                          where=str(file_path), line=_line_of(text, section)))
+                continue
             if not isinstance(table, dict):
-                raise ConfigError(f"{section} must be a [{section}] table", where=str(file_path),
-                                  line=_line_of(text, section))
+                errors.append(ConfigError(f"{section} must be a [{section}] table", where=str(file_path),
+                                          line=_line_of(text, section)))
+                continue
             present.add(section)
             for key, raw in table.items():
                 name = f"{section}.{key}"
                 line = _line_of(text, section, key)
                 if name not in BY_NAME:
                     known = ", ".join(s.key for s in SETTINGS if s.section == section)
-                    raise ConfigError(f"unknown key {key!r} in [{section}] (known: {known})",
-                                      where=str(file_path), line=line)
+                    errors.append(ConfigError(f"unknown key {key!r} in [{section}] (known: {known})",
+                                              where=str(file_path), line=line))
+                    continue
                 if key in ("password",):
-                    raise ConfigError("secrets come only from the environment", where=str(file_path), line=line)
-                values[name] = _coerce(BY_NAME[name], raw, where=str(file_path), line=line)
+                    errors.append(ConfigError("secrets come only from the environment", where=str(file_path),
+                                              line=line))
+                    continue
+                try:
+                    values[name] = _coerce(BY_NAME[name], raw, where=str(file_path), line=line)
+                except ConfigError as exc:
+                    errors.append(exc)
+                    continue
                 origins[name] = f"{file_path}:{line}" if line else str(file_path)
     elif explicit:
         raise ConfigError("no such configuration file", where=str(file_path))
 
     for setting in SETTINGS:
         if setting.env in env:
-            values[setting.name] = _coerce(setting, env[setting.env], where=f"environment {setting.env}", line=None)
+            try:
+                values[setting.name] = _coerce(setting, env[setting.env], where=f"environment {setting.env}",
+                                               line=None)
+            except ConfigError as exc:
+                errors.append(exc)
+                continue
             origins[setting.name] = f"environment {setting.env}"
             present.add(setting.section)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigErrors(errors)
 
     config = Config(values, origins, used_path, frozenset(present))
     return config.with_overrides(overrides or {})

@@ -28,6 +28,17 @@ class ConfigError(NewsletterError):
     """A wrong key or value in newsletter.toml, the environment or a flag."""
 
 
+class ConfigErrors(ConfigError):
+    """Several wrong keys or values at once; ``str()`` has one ``where: what`` line for each."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__(f"{len(errors)} problems in the configuration")
+
+    def __str__(self) -> str:
+        return "\n".join(str(error) for error in self.errors)
+
+
 class SourceError(NewsletterError):
     """A source (file or URL) that cannot be read or parsed at all."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import SETTINGS, load_config
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, ConfigErrors
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -55,6 +55,28 @@ def test_wrong_key_or_value_names_file_and_line(tmp_path: Path, text: str, line:
     message = str(info.value)
     assert message.startswith(f"{path}:{line}: "), message
     assert fragment in message
+
+
+def test_every_wrong_key_and_value_is_reported_at_once(tmp_path: Path) -> None:
+    """One run names every mistake, file and environment alike, so one edit fixes them all."""
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+
+    path = write(tmp_path, '[issue]\ndays = "seven"\nmax_paper = 3\n\n[smtpp]\nhost = "a"\n\n'
+                           '[smtp]\nsecurity = "ssl"\nport = 2525\n')
+    env = {"NEWSLETTER_DELIVERY_CONCURRENCY": "many"}
+    with pytest.raises(ConfigErrors) as info:
+        load_config(path, env=env)
+    lines = str(info.value).splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == [
+        f"{path}:2", f"{path}:3", f"{path}:5", f"{path}:9", "environment NEWSLETTER_DELIVERY_CONCURRENCY"]
+    assert "expected a whole number" in lines[0] and "unknown key 'max_paper'" in lines[1]
+    assert "unknown section [smtpp]" in lines[2] and "must be one of" in lines[3]
+
+    result = CliRunner().invoke(main, ["--config", str(path), "papers"], env=env)
+    assert result.exit_code == 1
+    assert all(line in result.output for line in lines), result.output
 
 
 def test_bad_environment_value_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -202,3 +202,50 @@ def test_sigterm_mid_send_leaves_the_ledger_matching_the_server(tmp_path: Path, 
     assert Counter(sink.received) == Counter(emails)
     assert sorted(e for e, s in sent_rows(store) if s == "sent") == emails
     store.dispose()
+
+
+@pytest.mark.parametrize("command", [("run",), ("send",)])
+def test_a_second_ctrl_c_aborts_at_once_and_the_next_send_completes(
+        tmp_path: Path, db_url: str, command: tuple[str, ...]) -> None:
+    """The first Ctrl-C waits for the message in flight; against a server that stopped
+    answering, the second leaves at once (status 130), releases the scheduler lock, and the
+    next send delivers what was left, the aborted message included."""
+    sink = SlowSink(delay_s=600)  # a server that takes the message and never answers
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    store = open_store(db_url)
+    try:
+        emails = add_subscribers(store, 6)
+        config = write_config(tmp_path, db_url, extra=(
+            f'[smtp]\nhost = "127.0.0.1"\nport = {controller.port}\nsecurity = "none"\ntimeout_s = 600\n'))
+        ingest = newsletter(config, "ingest")  # the bundled sample
+        assert ingest.wait(timeout=60) == 0, ingest.communicate()
+        proc = newsletter(config, *command)
+        try:
+            wait_for(lambda: any(s == "sending" for _, s in sent_rows(store)) or proc.poll() is not None,
+                     what="a message in flight")
+            assert proc.poll() is None, proc.communicate()
+            proc.send_signal(signal.SIGINT)
+            time.sleep(1.0)
+            assert proc.poll() is None, "the first Ctrl-C must wait for the message in flight"
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 130, err
+        assert time.monotonic() - started < 15
+        assert "again to abort" in err and "Aborted." in err
+        assert lock_holder(store) is None
+
+        sink.delay_s = 0  # the server answers again
+        again = newsletter(config, "send")
+        out, err = again.communicate(timeout=120)
+        assert again.returncode == 0, err
+        assert sorted(e for e, s in sent_rows(store) if s == "sent") == emails
+        assert sorted(set(sink.received)) == emails
+    finally:
+        controller.stop()
+        store.dispose()

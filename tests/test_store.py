@@ -76,3 +76,19 @@ def test_a_forked_child_opens_its_own_connections(store: Store) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     with store.atomic() as conn:
         assert {row.key for row in conn.execute(select(meta))} == {"parent", "child"}
+
+
+def test_missing_values_are_stored_as_sql_null(store: Store) -> None:
+    """The store adapts None itself (a shortcut past sqlite3's adapter search): it must still
+    arrive as SQL NULL, through the driver and through SQLAlchemy alike."""
+    from newsletter.models import Paper
+    from newsletter.store.papers import upsert_papers
+
+    with store.atomic() as conn:
+        upsert_papers(conn, [Paper(id="arxiv:2403.05525", title="T", url="https://arxiv.org/abs/2403.05525")])
+        types = conn.exec_driver_sql(
+            "SELECT typeof(pdf_url), typeof(code_url), typeof(score), typeof(published_at) FROM papers").one()
+        raw = conn.exec_driver_sql("SELECT count(*) FROM papers WHERE ? IS NULL AND thumbnail_url IS NULL",
+                                   (None,)).scalar_one()
+    assert tuple(types) == ("null", "null", "null", "null")
+    assert raw == 1

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
-from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.cli import AppContext, console, pass_app
+from newsletter.cli.signals import exit_aborted, stop_on_signals
+
+if TYPE_CHECKING:
+    from newsletter.config import Config
+    from newsletter.scheduler import SchedulePlan
+    from newsletter.store import Store
 
 
 def _configure_logging() -> None:
@@ -22,25 +27,6 @@ def _configure_logging() -> None:
         logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
-
-
-def _install_stop_handlers(stop: threading.Event) -> None:
-    """SIGTERM and Ctrl-C ask for a clean stop: the message in flight finishes and is recorded.
-
-    The handler sets the event from a new thread: setting it right here could deadlock if the
-    signal landed while the main thread held the event's own lock.
-    """
-    log = logging.getLogger("newsletter.scheduler")
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            return
-        log.info("%s received: finishing the message in flight, then stopping",
-                 signal.Signals(signum).name)
-        threading.Thread(target=stop.set, name="stop", daemon=True).start()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 @click.command("run")
@@ -60,15 +46,26 @@ def run_command(app: AppContext, once: bool) -> None:
       newsletter run                    # stay in the foreground (systemd service)
       newsletter run --once             # catch up what is due and exit (cron: every 15 minutes)
     """
-    from newsletter.scheduler import Scheduler, StoreState, load_plan, pipeline_jobs
-    from newsletter.store.locks import StoreLock
+    from newsletter.scheduler import load_plan
 
     config = app.config
     plan = load_plan(config)  # a bad schedule is refused before the store is even opened
     store = app.store
     _configure_logging()
-    stop = threading.Event()
-    _install_stop_handlers(stop)
+    log = logging.getLogger("newsletter.scheduler")
+    with stop_on_signals(lambda name: log.info("%s received: finishing the message in flight, then stopping "
+                                               "(again to abort)", name)) as stop:
+        try:
+            _run(store, config, plan, once, stop)
+        except KeyboardInterrupt:  # the second signal; the store lock was released on the way out
+            exit_aborted(log.error)
+
+
+def _run(store: "Store", config: "Config", plan: "SchedulePlan", once: bool, stop: threading.Event) -> None:
+    """The scheduler under the store's lock: once (catch up and exit) or until stopped."""
+    from newsletter.scheduler import Scheduler, StoreState, pipeline_jobs
+    from newsletter.store.locks import StoreLock
+
     with StoreLock(store) as lock:
         console.print(f"Scheduler lock held by {lock.holder} on {store.url}", markup=False, soft_wrap=True)
         scheduler = Scheduler(plan, pipeline_jobs(store, config, stop), StoreState(store))

@@ -4,43 +4,22 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
-from contextlib import contextmanager
-from typing import Iterator
 
 import click
 from rich.table import Table
 
 from newsletter import pipeline
 from newsletter.cli import AppContext, console, err_console, pass_app
+from newsletter.cli.signals import exit_aborted, stop_on_signals
 from newsletter.deliver.sender import CAP_REACHED, progress_bar
 from newsletter.errors import NothingToSendError
 from newsletter.models import RunReport
 from newsletter.store.deliveries import issues_with_counts
 
 
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """Ctrl-C or SIGTERM: finish the messages in flight, record them, then stop."""
-    stop = threading.Event()
-
-    def handler(signum, frame):  # type: ignore[no-untyped-def]
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        err_console.print("Stopping after the messages in flight (again to abort)...", markup=False)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield stop  # signals can only be caught in the main thread
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+def _announce_stop(signal_name: str) -> None:
+    err_console.print(f"{signal_name}: stopping after the messages in flight (again to abort)...", markup=False)
 
 
 def _print_report(report: RunReport, *, outbox: bool, dry_run: bool = False) -> None:
@@ -113,7 +92,7 @@ def send_command(app: AppContext, dry_run: bool, to: str | None, limit: int | No
     config = app.config
     store = app.store
     outbox = not config.smtp_enabled
-    with _stop_on_signals() as stop:
+    with stop_on_signals(_announce_stop) as stop:
         try:
             if dry_run or to is not None:
                 report = pipeline.send_issue(store, config, dry_run=dry_run, to=to, limit=limit, rate=rate,
@@ -126,6 +105,8 @@ def send_command(app: AppContext, dry_run: bool, to: str | None, limit: int | No
         except NothingToSendError as exc:
             console.print(f"Nothing to send: {exc}", markup=False, soft_wrap=True)
             return
+        except KeyboardInterrupt:
+            exit_aborted(lambda text: err_console.print(text, markup=False, soft_wrap=True))
     if to is not None:
         if report.sent:
             console.print(f"Test copy of issue {report.issue_key} {'written' if outbox else 'sent'} to {to} "
@@ -159,13 +140,15 @@ def resend_command(app: AppContext, failed: bool, issue: str | None) -> None:
     """
     config = app.config
     outbox = not config.smtp_enabled
-    with _stop_on_signals() as stop:
+    with stop_on_signals(_announce_stop) as stop:
         try:
             with progress_bar(err_console, "resending", disable=not err_console.is_terminal) as progress:
                 report = pipeline.resend_failed(app.store, config, issue, stop=stop, progress=progress)
         except NothingToSendError as exc:
             console.print(f"Nothing to resend: {exc}", markup=False, soft_wrap=True)
             return
+        except KeyboardInterrupt:
+            exit_aborted(lambda text: err_console.print(text, markup=False, soft_wrap=True))
     _print_report(report, outbox=outbox)
     _hints(report, outbox=outbox)
     if report.failed or _stopped_by_error(report):

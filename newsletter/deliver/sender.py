@@ -246,6 +246,7 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
                for n in range(max(1, options.concurrency))]
     for thread in threads:
         thread.start()
+    aborted = False
     try:
         while any(t.is_alive() for t in threads):
             for thread in threads:
@@ -254,12 +255,19 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
                 halt.set()
             if progress is not None:
                 progress(tally.sent + tally.failed + tally.suppressed, total)
+    except KeyboardInterrupt:
+        # An abort (a second Ctrl-C): no waiting for a server that may not answer. The daemon
+        # workers end with the process; their rows stay "sending" under this process id and the
+        # next run releases them (such a message may then be sent once more).
+        aborted = True
+        raise
     finally:
         halt.set()
-        for thread in threads:
-            thread.join()
-        ledger.close()
-        transport.close()
+        if not aborted:
+            for thread in threads:
+                thread.join()
+            ledger.close()
+            transport.close()
     if progress is not None:
         progress(tally.sent + tally.failed + tally.suppressed, total)
 
