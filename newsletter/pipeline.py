@@ -35,12 +35,14 @@ def _resolve_source(name: str, config: Config) -> str:
 
 
 def ingest(store: Store, config: Config, sources: Sequence[str] | None = None, *,
-           now: datetime | None = None, on_source: Callable[[str], None] | None = None) -> IngestReport:
+           now: datetime | None = None, on_source: Callable[[str], None] | None = None,
+           base_url: str | None = None) -> IngestReport:
     """Read each source and store its papers, each source in its own transaction.
 
     Without ``sources`` the configured ``sources.urls`` are read, and without those the bundled
     sample. A source that fails is reported (``SOURCE: what is wrong``) and leaves the store as
     it was; the others are still ingested. A URL answering 304 Not Modified is "unchanged".
+    ``base_url`` resolves relative links in feed files (a URL's own address does that for it).
     """
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -70,7 +72,7 @@ def ingest(store: Store, config: Config, sources: Sequence[str] | None = None, *
             loaded = load_source(name, timeout_s=config["sources.timeout_s"], max_bytes=config["sources.max_bytes"],
                                  etag=state.etag, last_modified=state.last_modified,
                                  path=SAMPLE_PAPERS if name == SAMPLE_SOURCE else None,
-                                 agent=user_agent(config["newsletter.base_url"]))
+                                 agent=user_agent(config["newsletter.base_url"]), base_url=base_url)
             with store.atomic() as conn:
                 if loaded.not_modified:
                     save_source_state(conn, SourceState(name, state.etag, state.last_modified, when, "304 not modified"))

@@ -8,6 +8,7 @@ parameters, and an entry about an arXiv paper that must merge with the arXiv rec
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -77,7 +78,8 @@ def test_relative_links_in_a_file_without_any_absolute_base_are_skipped_saying_w
     assert parsed.papers == [] and len(parsed.skipped) == 10
     assert parsed.skipped[0] == (
         "entry 1: relative link '/2025/08/26/qemu-10-1-0/' and no absolute base to resolve it against "
-        "(no xml:base or http(s) self/alternate link in the feed); read the feed from its URL")
+        "(no xml:base or http(s) self/alternate link in the feed); read the feed from its URL, "
+        "or give the address it was saved from (newsletter ingest --base-url URL)")
 
 
 @pytest.mark.parametrize("edit", [
@@ -105,6 +107,28 @@ def test_relative_links_in_a_file_resolve_against_the_feeds_own_base(fixtures_di
     assert all(p.url.startswith("https://www.qemu.org/20") for p in parsed.papers)
     for paper in parsed.papers:
         _assert_clean(paper)
+
+
+def test_a_feed_file_with_relative_links_resolves_against_the_base_url_given(
+        fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``newsletter ingest --base-url URL FILE``: the address a feed file was saved from."""
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no newsletter.toml here: embedded defaults
+    db = f"sqlite:///{tmp_path / 'papers.db'}"
+    runner = CliRunner()
+    result = runner.invoke(main, ["--db", db, "ingest", "--base-url", "https://www.qemu.org/",
+                                  str(fixtures_dir / QEMU)])
+    assert result.exit_code == 0, result.output
+    listed = runner.invoke(main, ["--db", db, "papers", "--json"])
+    urls = sorted(p["url"] for p in json.loads(listed.output))
+    assert len(urls) == 10 and "https://www.qemu.org/2025/08/26/qemu-10-1-0/" in urls
+    assert all(u.startswith("https://www.qemu.org/20") for u in urls)
+
+    refused = runner.invoke(main, ["--db", db, "ingest", "--base-url", "www.qemu.org", str(fixtures_dir / QEMU)])
+    assert refused.exit_code == 2 and "not an http(s) URL" in refused.output
 
 
 def test_our_blog_feed_titles_ids_authors_times() -> None:

@@ -16,10 +16,22 @@ from newsletter.store.papers import list_papers
 SKIPS_SHOWN = 5  # per source: enough to see why, without burying the summary
 
 
+def _absolute_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from urllib.parse import urlsplit
+
+    from newsletter.sources.fetch import is_url
+
+    if value is not None and not (is_url(value) and urlsplit(value).hostname):
+        raise click.BadParameter(f"{value!r} is not an http(s) URL with a host", ctx=ctx, param=param)
+    return value
+
+
 @click.command("ingest")
 @click.argument("sources", nargs=-1, metavar="[SOURCE ...]")
+@click.option("--base-url", metavar="URL", callback=_absolute_url,
+              help="Where feed files were saved from: their relative links resolve against it.")
 @pass_app
-def ingest_command(app: AppContext, sources: tuple[str, ...]) -> None:
+def ingest_command(app: AppContext, sources: tuple[str, ...], base_url: str | None) -> None:
     """Read papers from files or http(s) URLs into the store.
 
     A SOURCE is a feed (RSS, Atom, JSON Feed), a JSON list (ours or the Hugging Face daily
@@ -31,6 +43,7 @@ def ingest_command(app: AppContext, sources: tuple[str, ...]) -> None:
     Example:
       newsletter ingest
       newsletter ingest papers.json https://rss.arxiv.org/rss/cs.LG
+      newsletter ingest --base-url https://www.qemu.org/ saved-feed.atom
     """
     config = app.config
     store = app.store
@@ -45,7 +58,7 @@ def ingest_command(app: AppContext, sources: tuple[str, ...]) -> None:
             progress.update(task, description=f"reading {name}", completed=len(started))
             started.append(name)
 
-        report = pipeline.ingest(store, config, list(sources) or None, on_source=on_source)
+        report = pipeline.ingest(store, config, list(sources) or None, on_source=on_source, base_url=base_url)
         progress.update(task, completed=count)
 
     if report.used_sample:

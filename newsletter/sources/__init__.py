@@ -108,10 +108,12 @@ def parse_bytes(data: bytes, name: str, *, content_type: str = "", location: str
 
 def load_source(name: str, *, timeout_s: float, max_bytes: int, etag: str | None = None,
                 last_modified: str | None = None, path: str | Path | None = None,
-                agent: str = USER_AGENT) -> LoadedSource:
+                agent: str = USER_AGENT, base_url: str | None = None) -> LoadedSource:
     """Read and parse one source (a path or an http(s) URL); ``path``, when given, is read
     instead of ``name``, which then only names the source (the bundled sample). ``agent`` is
-    the User-Agent sent with a URL (``fetch.user_agent(base_url)``)."""
+    the User-Agent sent with a URL (``fetch.user_agent(base_url)``). ``base_url`` is where a
+    feed *file* was saved from: its relative links resolve against it, as they do against the
+    URL a feed is fetched from."""
     if path is None and _OTHER_SCHEME_RE.match(name) and not is_url(name):
         raise SourceError("only http:// and https:// URLs (or file paths) can be read", where=name)
     if is_url(name):
@@ -122,4 +124,4 @@ def load_source(name: str, *, timeout_s: float, max_bytes: int, etag: str | None
         parsed = parse_bytes(fetched.body, name, content_type=fetched.content_type, location=fetched.url)
         return LoadedSource(name, parsed, fetched)
     data = read_file(Path(path or name).expanduser(), max_bytes=max_bytes, where=name)
-    return LoadedSource(name, parse_bytes(data, name))
+    return LoadedSource(name, parse_bytes(data, name, location=base_url))

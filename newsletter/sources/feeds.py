@@ -163,7 +163,8 @@ def parse_feed(data: bytes, source: str, location: str | None = None) -> ParsedS
         paper_id = normalize.canonical_id(*[i for i in ids if i], link)
         if paper_id is None and link and base is None and not _is_absolute(link):
             result.add(f"relative link {link.strip()[:80]!r} and no absolute base to resolve it against "
-                       "(no xml:base or http(s) self/alternate link in the feed); read the feed from its URL",
+                       "(no xml:base or http(s) self/alternate link in the feed); read the feed from its URL, "
+                       "or give the address it was saved from (newsletter ingest --base-url URL)",
                        f"entry {number}")
             continue
         if not authors and paper_id and paper_id.startswith("arxiv:"):
