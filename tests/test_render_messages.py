@@ -197,6 +197,29 @@ def test_the_email_package_itself_refuses_crlf_in_header_values():
         msg["Subject"] = "hello\r\nBcc: x@example.net"
 
 
+def test_each_message_is_dated_when_it_is_built(fixtures_dir, config):
+    """A send held back by a rate limit takes hours: a Date from its start would arrive hours
+    old (a spam sign). Without a fixed ``now`` every message carries the time it was built."""
+    import time_machine
+    from datetime import datetime, timedelta
+    from email.utils import parsedate_to_datetime
+
+    rendered = render_issue(make_issue(hf_papers(fixtures_dir)[:1]), config)
+    start = datetime(2026, 11, 30, 8, 0, 0, tzinfo=timezone.utc)
+    with time_machine.travel(start, tick=False) as traveller:
+        factory = MessageFactory(rendered, config, Signer(SECRET))
+        first = parse(factory.build(READER).data)
+        traveller.shift(timedelta(hours=3, seconds=7))
+        later = parse(factory.build(READER).data)
+        reference = factory.build_email_message(READER)
+    assert parsedate_to_datetime(first["Date"]) == start
+    assert parsedate_to_datetime(later["Date"]) == start + timedelta(hours=3, seconds=7)
+    assert reference["Date"] == later["Date"] and len(later.get_all("Date")) == 1
+    fixed = MessageFactory(rendered, config, Signer(SECRET), now=NOW)
+    assert parse(fixed.build(READER).data)["Date"] == parse(fixed.build(READER).data)["Date"]
+    assert parsedate_to_datetime(parse(fixed.build(READER).data)["Date"]) == NOW
+
+
 def test_non_ascii_sender_name_is_encoded(fixtures_dir, tmp_path):
     config = make_config(tmp_path, **{"from": "Revue des Prépublications <digest@example.org>"})
     factory = MessageFactory(render_issue(make_issue(hf_papers(fixtures_dir)[:1]), config), config, Signer(SECRET))
@@ -267,7 +290,8 @@ def test_fast_path_parses_to_the_same_message(factory, address, name):
 def test_fast_path_many_generated_subscribers(fixtures_dir, config):
     """Names and addresses from the shared address fixtures, hundreds of them (a one-paper
     issue keeps this quick; the bodies' size does not change how they are spliced)."""
-    factory = MessageFactory(render_issue(make_issue(hf_papers(fixtures_dir)[:1]), config), config, Signer(SECRET))
+    factory = MessageFactory(render_issue(make_issue(hf_papers(fixtures_dir)[:1]), config), config, Signer(SECRET),
+                             now=NOW)  # one Date for both paths: the comparison is of everything else
     cases = [json.loads(line) for line in
              (fixtures_dir / "emails" / "python_email_validator_cases.jsonl").read_text("utf-8").splitlines() if line]
     addresses = [a for case in cases if case["expect"].startswith("valid")

@@ -9,8 +9,8 @@ Two ways to build the same message:
 ``build``
     the fast path used for sending: a skeleton message is built *once* through the same API with
     sentinel values, serialised, and cut into pieces; each subscriber's message is those bytes
-    with their own To, Message-ID and List-Unsubscribe lines and their own base64 bodies spliced
-    in. Bodies are base64 (a token can never be split by a soft line break or have its ``=``
+    with their own To, Date, Message-ID and List-Unsubscribe lines and their own base64 bodies
+    spliced in. Bodies are base64 (a token can never be split by a soft line break or have its ``=``
     escaped, and no line can pass 998 octets), encoded once per issue except for the few bytes
     around each token (``Base64Splice``). A test builds many subscribers with awkward names
     and addresses both ways and checks the bytes parse to the same message.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import binascii
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email import policy as email_policy
@@ -163,12 +164,31 @@ class MessageFactory:
                               where="newsletter.base_url")
         name = " ".join(config["newsletter.name"].split())
         self.list_id = f"{name} <{list_label(name)}.{self.domain}>"
-        when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-        self.date = format_datetime(when, usegmt=True)
+        # Each message is dated when it is built: a send held back by a rate limit can take hours,
+        # and a Date hours before the message reaches the server is a spam sign. ``now`` fixes
+        # the date (previews, tests); the formatted line is cached for the second it names.
+        self._fixed_date = format_datetime(now.astimezone(timezone.utc), usegmt=True) if now else None
+        self._date_cache: tuple[int, bytes] = (-1, b"")
         self.subject = " ".join(rendered.subject.split())
         self._html_body = Base64Splice(_crlf_body(rendered.html), placeholders.TOKENS)
         self._text_body = Base64Splice(_crlf_body(rendered.text), placeholders.TOKENS)
         self._build_skeleton()
+
+    # -- per-message values ----------------------------------------------------------------
+
+    def date(self) -> str:
+        """The Date of a message built now (RFC 5322: when it was ready to go), or the fixed one."""
+        return self._fixed_date or self._date_line()[6:-2].decode("ascii")
+
+    def _date_line(self) -> bytes:
+        if self._fixed_date is not None:
+            return f"Date: {self._fixed_date}\r\n".encode("ascii")
+        second = int(time.time())
+        cached = self._date_cache
+        if cached[0] != second:  # a tuple swapped whole: safe with several sending threads
+            when = datetime.fromtimestamp(second, timezone.utc)
+            cached = self._date_cache = (second, f"Date: {format_datetime(when, usegmt=True)}\r\n".encode("ascii"))
+        return cached[1]
 
     # -- per-subscriber values -------------------------------------------------------------
 
@@ -212,7 +232,7 @@ class MessageFactory:
         msg["From"] = self.from_address
         msg["To"] = to
         msg["Subject"] = self.subject
-        msg["Date"] = self.date
+        msg["Date"] = self.date()
         msg["Message-ID"] = message_id
         if self.reply_to is not None:
             msg["Reply-To"] = self.reply_to
@@ -255,7 +275,8 @@ class MessageFactory:
         data = msg.as_bytes(policy=SMTP_POLICY)
         pieces: list[bytes] = []
         rest = data
-        for sentinel in (f"To: {_TO_SENTINEL}\r\n", f"Message-ID: {_MSGID_SENTINEL}\r\n",
+        for sentinel in (f"To: {_TO_SENTINEL}\r\n", str(msg["Date"]).join(("Date: ", "\r\n")),
+                         f"Message-ID: {_MSGID_SENTINEL}\r\n",
                          f"List-Unsubscribe: {_UNSUB_SENTINEL}\r\n", f"{_TEXT_SENTINEL}\r\n",
                          f"{_HTML_SENTINEL}\r\n"):
             head, found, rest = rest.partition(sentinel.encode("ascii"))
@@ -294,10 +315,11 @@ class MessageFactory:
         p = self._pieces
         data = b"".join((
             p[0], self._to_line(subscriber),
-            p[1], b"Message-ID: ", message_id.encode("ascii"), b"\r\n",
-            p[2], b"List-Unsubscribe: <", values.unsubscribe_url.encode("ascii"), b">\r\n",
-            p[3], text,
-            p[4], html,
-            p[5],
+            p[1], self._date_line(),
+            p[2], b"Message-ID: ", message_id.encode("ascii"), b"\r\n",
+            p[3], b"List-Unsubscribe: <", values.unsubscribe_url.encode("ascii"), b">\r\n",
+            p[4], text,
+            p[5], html,
+            p[6],
         ))
         return OutgoingMessage(message_id=message_id, sender=self.sender, recipient=subscriber.email, data=data)
