@@ -251,6 +251,31 @@ def test_text_clean_up() -> None:
     assert normalize.clean_text("Example &lt;b&gt;Atom&lt;/b&gt;") == "Example <b>Atom</b>"
     assert normalize.clean_text("$\\alpha$ &gt; 1") == "$\\alpha$ > 1"
     assert normalize.clean_title("Title. (arXiv:2007.03939v2 [hep-ph] UPDATED)") == "Title."
+    assert normalize.clean_text('<a href="https://x.org/?a=1&b=2" target=_blank>link</a> <img src=x alt="">'
+                                '<video controls src=a>clip</video><H1 class="t">H</H1>') == "link clip H"
+
+
+@pytest.mark.parametrize("text", [
+    "Bounds for p<q and q>1 regimes", "Vec<T> and Option<Box<dyn Fn>>", "Sorting when n<m and k>2",
+    "$x<i$ and $j>0$", "Unmanaged<AnyObject>!", "a <-> b", "x < /p> y", "<unknown-tag> stays",
+])
+def test_less_than_and_greater_than_in_text_are_kept(text: str) -> None:
+    """Only what HTML itself would write is a tag: comparisons, generics and LaTeX stay."""
+    assert normalize.clean_text(text) == text
+
+
+def test_comparisons_survive_every_plain_text_format() -> None:
+    title, abstract = "Bounds for p<q and q>1 regimes", "For $n<m$ and $k>2$ we show Vec<T> is enough."
+    atom = ('<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>http://arxiv.org/abs/2401.00001v1</id>'
+            '<title>Bounds for p&lt;q and q&gt;1 regimes</title>'
+            '<summary>For $n&lt;m$ and $k&gt;2$ we show Vec&lt;T&gt; is enough.</summary></entry></feed>')
+    for data, name in (
+        (json.dumps([{"id": "2401.00001", "title": title, "abstract": abstract}]).encode(), "p.json"),
+        (f'id,title,abstract\n2401.00001,"{title}","{abstract}"\n'.encode(), "p.csv"),
+        (atom.encode(), "p.atom"),
+    ):
+        (paper,) = parse_bytes(data, name).papers
+        assert (paper.title, paper.abstract) == (title, abstract), name
 
 
 def test_clean_text_fast_path_never_changes_the_result() -> None:

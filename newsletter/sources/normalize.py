@@ -31,7 +31,24 @@ _OAI_RE = re.compile(rf"^oai:arXiv\.org:{_ARXIV_ID}$", re.IGNORECASE)
 _TRACKING_PARAMS = frozenset({"fbclid", "gclid", "mc_cid", "mc_eid", "ref_src"})
 _DOI_RE = re.compile(r"^(?:doi:\s*|https?://(?:dx\.)?doi\.org/)?(?P<doi>10\.\d{4,9}/\S+)$", re.IGNORECASE)
 
-_TAG_RE = re.compile(r"<\s*/?\s*([a-zA-Z][a-zA-Z0-9]*)?[^>]*>")
+# A tag is only what HTML itself would write: a known element's name right after "<" or "</",
+# then attributes that have values (or are one of the common boolean ones), then ">" or "/>".
+# Text such as "p<q and q>1", "Vec<T>" or "$n<m$ and $k>2$" (plain-text titles, LaTeX in arXiv
+# abstracts) is therefore kept as written; real markup in feed titles and summaries is removed.
+_ELEMENTS = (
+    "a abbr acronym address area article aside audio b base bdi bdo big blockquote body br button canvas caption "
+    "center cite code col colgroup data dd del details dfn dialog div dl dt em embed fieldset figcaption figure "
+    "font footer form h1 h2 h3 h4 h5 h6 head header hr html i iframe img input ins kbd label legend li link main "
+    "map mark math meta meter nav nobr noscript object ol optgroup option output p param picture pre progress q "
+    "rp rt ruby s samp section select small source span strike strong sub summary sup svg table tbody td "
+    "template textarea tfoot th thead time title tr track tt u ul var video wbr").split()
+_BOOLEAN_ATTRIBUTES = ("allowfullscreen async autoplay checked controls default defer disabled hidden loop "
+                       "muted nowrap open playsinline readonly required reversed selected").split()
+_ATTRIBUTE = (r"""(?:[a-zA-Z_:][-a-zA-Z0-9_:.]*\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+)"""
+              rf"|(?:{'|'.join(_BOOLEAN_ATTRIBUTES)})(?![-\w]))")
+_TAG_RE = re.compile(
+    rf"<(?:/\s*)?({'|'.join(sorted(_ELEMENTS, key=len, reverse=True))})(?![-\w])(?:\s+{_ATTRIBUTE})*\s*/?\s*>",
+    re.IGNORECASE)
 # Tags inside a run of text: removed without a space, so "H<sub>2</sub>O" stays "H2O" and
 # "<em>vision</em>-language" stays one word. Any other tag (p, div, br, li, ...) separates words.
 _INLINE_TAGS = frozenset(
