@@ -362,3 +362,40 @@ def test_base64_splice_decodes_to_the_filled_body(pieces, values):
     assert all(0 < len(line) <= 76 and len(line) % 4 == 0 for line in lines[:-1])
     assert all(b"=" not in line for line in lines[:-2])  # padding only at the very end
     assert base64.b64decode(b"".join(lines), validate=True) == expected
+
+
+# --- RFC 2047 encoded words in untrusted text ----------------------------------------------
+
+def _ew(text: str) -> str:
+    import base64
+
+    return f"=?utf-8?b?{base64.b64encode(text.encode()).decode()}?="
+
+
+ENCODED_ATTACKS = [
+    _ew("x\r\nReply-To: a@evil.org\r\n\r\nPHISH"),
+    _ew("x\r\nBcc: evil@x.org\r\nX-Inj: 1"),
+    _ew("Evil <evil@x.org>, other"),
+    _ew("Bcc: x@evil.org"),
+    "=?utf-8?q?x=0D=0ABcc:_evil@x.org?=",
+]
+
+
+@pytest.mark.parametrize("attack", ENCODED_ATTACKS)
+def test_an_encoded_word_in_a_title_or_a_name_cannot_add_a_header_or_an_address(config, attack):
+    """The email package decodes encoded words in header values it is given and writes the
+    result out as is; a title (Subject) or a name (To) must never get that far."""
+    paper = Paper(id="arxiv:2401.00020", title=attack, url="https://arxiv.org/abs/2401.00020", first_seen_at=NOW)
+    factory = MessageFactory(render_issue(make_issue([paper]), config), config, Signer(SECRET), now=NOW)
+    subscriber = Subscriber(email="victim@example.org", name=attack)
+    for data in (factory.build(subscriber).data,
+                 factory.build_email_message(subscriber).as_bytes(policy=policy.SMTP)):
+        head = data.split(b"\r\n\r\n", 1)[0]
+        assert not re.search(rb"(?im)^(bcc|x-inj):", head), head
+        assert len(re.findall(rb"(?im)^reply-to:", head)) == 1, head  # the configured one only
+        msg = parse(data)
+        assert msg.is_multipart() and msg.get_body("plain") is not None and msg.get_body("html") is not None
+        assert [a.addr_spec for a in msg["To"].addresses] == ["victim@example.org"]
+        assert msg["List-Unsubscribe"] and msg["Reply-To"] == "editor@example.org"
+        assert "\n" not in str(msg["Subject"]) and "= ?utf-8?" in str(msg["Subject"])
+        assert not msg.defects and not any(part.defects for part in msg.walk())

@@ -149,6 +149,23 @@ def test_subscribe_mails_a_confirmation_whose_link_activates(site: Site) -> None
     assert [kind for kind, _ in site.events("Ada@Example.org")].count("unsubscribed") == 0
 
 
+@pytest.mark.parametrize("name", [
+    "=?utf-8?b?eA0KDQpDbGljayBodHRwOi8vZXZpbC5vcmcvbG9naW4=?=",  # x CRLF CRLF Click http://evil.org/login
+    "=?utf-8?b?eA0KQmNjOiBldmlsQHgub3JnDQpYLUluajogMQ==?=",        # x CRLF Bcc: evil@x.org CRLF X-Inj: 1
+])
+def test_a_name_from_the_form_cannot_write_into_the_confirmation(site: Site, name: str) -> None:
+    """An encoded word in the name must not become headers or body text of a message sent
+    from the operator's address to an address the visitor chose."""
+    assert site.subscribe("victim@example.org", name=name).status_code == 200
+    [message] = site.messages()
+    raw = message.as_bytes()
+    assert b"evil" not in raw.split(b"\n\n", 1)[1], "text got into the body"
+    assert message["Bcc"] is None and message["X-Inj"] is None
+    assert [a.addr_spec for a in message["To"].addresses] == ["victim@example.org"]
+    assert message["To"].addresses[0].display_name.startswith("= ?utf-8?b?")
+    assert "/confirm/" in message.get_body(preferencelist=("plain",)).get_content()
+
+
 def test_the_answer_is_the_same_whatever_the_address_state(site: Site) -> None:
     an_hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
     with site.store.atomic() as conn:

@@ -169,7 +169,7 @@ class MessageFactory:
         # the date (previews, tests); the formatted line is cached for the second it names.
         self._fixed_date = format_datetime(now.astimezone(timezone.utc), usegmt=True) if now else None
         self._date_cache: tuple[int, bytes] = (-1, b"")
-        self.subject = " ".join(rendered.subject.split())
+        self.subject = placeholders.header_text(rendered.subject)
         self._html_body = Base64Splice(_crlf_body(rendered.html), placeholders.TOKENS)
         self._text_body = Base64Splice(_crlf_body(rendered.text), placeholders.TOKENS)
         self._build_skeleton()

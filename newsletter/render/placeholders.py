@@ -28,11 +28,23 @@ def defuse_tokens(text: str) -> str:
     return _TOKEN_RE.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], text)
 
 
+def header_text(text: str) -> str:
+    """Untrusted text (a title in the Subject, a name in To) made safe for a header value: one
+    line, no control characters, and no RFC 2047 encoded word.
+
+    The email package decodes any ``=?charset?b?...?=`` it is given in a header value and writes
+    what it decoded out as is: a CR/LF, a ``Bcc:`` line or a second address hidden in a title or
+    a name would reach the message. Breaking every ``=?`` into ``= ?`` keeps the text readable
+    and leaves nothing to decode.
+    """
+    folded = _WHITESPACE.sub(" ", _CONTROL.sub(" ", text or "")).strip()
+    return folded.replace("=?", "= ?")
+
+
 def clean_name(name: str, *, fallback: str = "there", max_chars: int = 80) -> str:
-    """A display name safe for a greeting: whitespace folded, control characters gone, length
-    capped (the fast message path relies on short lines)."""
-    folded = _WHITESPACE.sub(" ", _CONTROL.sub(" ", name or "")).strip()
-    return defuse_tokens(folded[:max_chars].strip()) or fallback
+    """A display name safe for a greeting and a To header: ``header_text``, length capped (the
+    fast message path relies on short lines)."""
+    return defuse_tokens(header_text(name)[:max_chars].strip()) or fallback
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from itsdangerous.encoding import base64_decode, bytes_to_int
 
 from newsletter.config import Config
 from newsletter.errors import DeliveryError, NewsletterError, SubscriberError
+from newsletter.render.placeholders import header_text
 from newsletter.store import Store
 from newsletter.store.subscribers import AlreadySubscribedError, add_subscriber, get_subscriber, set_status
 from newsletter.subscribers.addresses import normalize_address
@@ -56,7 +57,7 @@ def clean_name(raw: str) -> str:
         raise SubscriberError(f"the name is longer than {MAX_NAME_CHARS} characters")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         raise SubscriberError("the name holds control characters")
-    return name
+    return header_text(name)  # an encoded word ("=?utf-8?b?...?=") is broken up, never decoded
 
 
 def check_address(raw: str) -> str:
@@ -98,6 +99,7 @@ def build_confirmation(config: Config, address: str, name: str, link: str) -> Em
     newsletter = config["newsletter.name"]
     message = EmailMessage()
     message["From"] = config["newsletter.from"]
+    name = header_text(name)
     message["To"] = Address(display_name=name, addr_spec=address) if name else address
     message["Subject"] = f"Confirm your subscription to {newsletter}"
     message["Date"] = format_datetime(datetime.now(timezone.utc))
