@@ -16,7 +16,7 @@ import pytest
 from newsletter import pipeline
 from newsletter.config import load_config
 from newsletter import __version__
-from newsletter.store.papers import get_source_state
+from newsletter.store.papers import count_papers, get_source_state
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=timezone.utc)
 ETAG = '"v1"'
@@ -86,6 +86,29 @@ class FeedServer:
                     self.send_body(body, headers=[("Content-Encoding", "gzip")])
                 elif self.path == "/gzip":
                     self.send_body(gzip.compress(feed), headers=[("Content-Encoding", "gzip")])
+                elif self.path == "/cut-short":
+                    # The whole feed announced, half of it sent, then the connection closed.
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/atom+xml")
+                    self.send_header("Content-Length", str(len(feed)))
+                    self.send_header("ETag", ETAG)
+                    self.end_headers()
+                    self.wfile.write(feed[: len(feed) // 2])
+                    self.close_connection = True
+                elif self.path == "/drip":
+                    # Fifty bytes every 0.1 s: no single read waits long, the whole takes minutes.
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/atom+xml")
+                    self.send_header("Content-Length", str(len(feed)))
+                    self.end_headers()
+                    try:
+                        for start in range(0, len(feed), 50):
+                            self.wfile.write(feed[start:start + 50])
+                            self.wfile.flush()
+                            time.sleep(0.1)
+                    except OSError:
+                        pass  # the client gave up, as it should
+                    self.close_connection = True
                 else:
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
@@ -183,3 +206,23 @@ def test_refused_connection(store, config) -> None:
     url = f"http://127.0.0.1:{free_port()}/feed"
     report = pipeline.ingest(store, config, [url], now=T0)
     assert report.errors[0].startswith(f"{url}: cannot connect")
+
+
+def test_a_download_cut_short_is_an_error_and_its_etag_is_not_kept(store, config, server: FeedServer) -> None:
+    url = server.url + "/cut-short"
+    report = pipeline.ingest(store, config, [url], now=T0)
+    assert report.failed and "the download was cut short" in report.sources[0].error
+    with store.atomic() as conn:
+        assert count_papers(conn) == 0
+        assert get_source_state(conn, url).etag is None  # so the next ingest asks for all of it again
+    assert "If-None-Match" not in dict(server.requests[-1][1])
+    pipeline.ingest(store, config, [url], now=T0)
+    assert "If-None-Match" not in dict(server.requests[-1][1])
+
+
+def test_the_timeout_covers_a_download_that_trickles_in(store, config, server: FeedServer) -> None:
+    started = time.monotonic()
+    report = pipeline.ingest(store, config.with_overrides({"sources.timeout_s": 1.0}), [server.url + "/drip"], now=T0)
+    elapsed = time.monotonic() - started
+    assert report.failed and "timed out" in report.sources[0].error
+    assert elapsed < 5, f"took {elapsed:.1f} s with a 1 s timeout"

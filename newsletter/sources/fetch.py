@@ -9,6 +9,7 @@ fetch are sent back, and a 304 means "unchanged".
 
 from __future__ import annotations
 
+import http.client
 import socket
 import time
 import urllib.error
@@ -87,18 +88,33 @@ _OPENER = urllib.request.build_opener(_HttpOnlyRedirects())
 
 
 def _read_capped(response, *, max_bytes: int, deadline: float, where: str) -> bytes:  # type: ignore[no-untyped-def]
+    """The body, within the size cap and the deadline, and whole.
+
+    ``read1`` returns whatever the socket has, so a server that sends a few bytes at a time
+    meets the deadline too (``read(n)`` would wait for all n bytes between checks). A body
+    shorter than its Content-Length is an error: stored, its ETag would turn the missing part
+    into "304, unchanged" for good.
+    """
     chunks: list[bytes] = []
     total = 0
     while True:
         if time.monotonic() > deadline:
             raise SourceError("timed out while downloading (see sources.timeout_s)", where=where)
-        chunk = response.read(_CHUNK)
+        try:
+            chunk = response.read1(_CHUNK)
+        except http.client.IncompleteRead as exc:
+            total += len(exc.partial)
+            chunk = b""
         if not chunk:
             break
         total += len(chunk)
         if total > max_bytes:
             raise SourceError(f"too large: more than {max_bytes:,} bytes (see sources.max_bytes)", where=where)
         chunks.append(chunk)
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and total < int(length):
+        raise SourceError(f"the download was cut short: {total:,} of {int(length):,} bytes; nothing from it "
+                          "was stored", where=where)
     return b"".join(chunks)
 
 
