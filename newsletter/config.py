@@ -7,13 +7,15 @@ can never exist in one place and be missing from another.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import ConfigError, ConfigErrors
 
@@ -31,6 +33,7 @@ class Setting:
     help: str
     choices: tuple[str, ...] | None = None
     minimum: float | None = None
+    check: Callable[[Any], str | None] | None = None  # what is wrong with a value, or None
 
     @property
     def name(self) -> str:
@@ -39,6 +42,22 @@ class Setting:
     @property
     def env(self) -> str:
         return f"{ENV_PREFIX}{self.section.upper()}_{self.key.upper()}"
+
+
+def timezone_problem(name: str) -> str | None:
+    """What is wrong with a timezone name, or None when both zoneinfo and pytz (what the
+    ``schedule`` library resolves zones with) know it. Checked with the rest of the settings,
+    so a typo is a ``newsletter.toml:LINE:`` error for every command, not a traceback later."""
+    import pytz
+
+    try:
+        ZoneInfo(name)
+        pytz.timezone(name)
+    except (ZoneInfoNotFoundError, ValueError, KeyError):
+        close = difflib.get_close_matches(name, pytz.all_timezones, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown timezone {name!r}{hint}; use an IANA name such as Europe/Berlin"
+    return None
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -75,7 +94,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("delivery", "daily_cap", int, 0, "At most this many messages per 24 hours; 0: none.", minimum=0),
     Setting("delivery", "max_attempts", int, 5, "Tries per message before a temporary failure counts as failed.", minimum=1),
     # [schedule]
-    Setting("schedule", "timezone", str, "UTC", "IANA timezone of the schedule times."),
+    Setting("schedule", "timezone", str, "UTC", "IANA timezone of the schedule times.", check=timezone_problem),
     Setting("schedule", "ingest", str, "daily at 06:00", "When `newsletter run` ingests."),
     Setting("schedule", "send", str, "monday at 08:00", "When `newsletter run` sends the weekly issue."),
     Setting("schedule", "grace_hours", float, 48.0, "A send missed by at most this long is caught up.", minimum=0),
@@ -206,6 +225,9 @@ def _coerce(setting: Setting, raw: Any, *, where: str, line: int | None) -> Any:
         raise fail(f"must be at least {setting.minimum:g}, got {value!r}")
     if setting.choices is not None and value not in setting.choices:
         raise fail(f"must be one of {', '.join(setting.choices)}, got {value!r}")
+    problem = setting.check(value) if setting.check is not None else None
+    if problem:
+        raise fail(problem)
     return value
 
 

@@ -28,11 +28,11 @@ import threading
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime, time, timedelta, timezone
 from typing import Any, Callable, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import schedule
 
-from newsletter.config import Config
+from newsletter.config import Config, timezone_problem
 from newsletter.errors import ConfigError, NewsletterError, NothingToSendError
 
 log = logging.getLogger(__name__)
@@ -166,23 +166,11 @@ def load_plan(config: Config, now: datetime | None = None) -> SchedulePlan:
 
     ``now`` is accepted for callers that pin the clock; parsing does not depend on it.
     """
+    # Checked when the configuration is loaded; again here for a Config built another way.
     tz_name = config["schedule.timezone"]
-    try:
-        ZoneInfo(tz_name)
-        import pytz  # what `schedule` resolves zones with: both must know the name
-
-        pytz.timezone(tz_name)
-    except (ZoneInfoNotFoundError, ValueError, KeyError) as exc:
-        hint = ""
-        try:
-            import pytz
-
-            close = difflib.get_close_matches(tz_name, pytz.all_timezones, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-        except ImportError:
-            pass
-        raise _config_error(config, "schedule.timezone",
-                            f"unknown timezone {tz_name!r}{hint}; use an IANA name such as Europe/Berlin") from exc
+    problem = timezone_problem(tz_name)
+    if problem:
+        raise _config_error(config, "schedule.timezone", problem)
     jobs: dict[str, JobSpec] = {}
     for job in JOB_NAMES:
         name = f"schedule.{job}"

@@ -101,3 +101,21 @@ def test_every_setting_is_documented_in_readme() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     missing = [s.name for s in SETTINGS if f"`{s.name}`" not in readme]
     assert not missing, f"settings not documented in README.md: {missing}"
+
+
+def test_an_unknown_timezone_is_refused_by_every_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only the scheduler: `send` and `preview` use the timezone for the issue key."""
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, '[schedule]\ntimezone = "Europe/Berln"\n')
+    for args in (["send", "--dry-run"], ["preview"], ["papers"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "newsletter.toml:2: schedule.timezone: unknown timezone 'Europe/Berln' (did you mean " \
+               "'Europe/Berlin'?)" in result.output, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    with pytest.raises(ConfigError, match="environment NEWSLETTER_SCHEDULE_TIMEZONE: schedule.timezone: unknown"):
+        load_config(tmp_path / "newsletter.toml", env={"NEWSLETTER_SCHEDULE_TIMEZONE": "Mars/Olympus"})

@@ -173,6 +173,27 @@ def test_cli_ingest_and_papers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         assert "Example:" in runner.invoke(main, command).output
 
 
+def test_papers_json_ingested_again_is_the_same_papers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        fixtures_dir: Path) -> None:
+    """`papers --json` is ingestible: into the same store it adds nothing, into a fresh one it
+    gives the same ids, including the title-only papers of a plain-text page."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    db, fresh = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    assert runner.invoke(main, ["--db", db, "ingest", str(fixtures_dir / "seed-trending-papers.txt")]).exit_code == 0
+    assert runner.invoke(main, ["--db", db, "ingest"]).exit_code == 0  # the bundled sample as well
+    exported = runner.invoke(main, ["--db", db, "papers", "--json", "--limit", "1000"]).output
+    (tmp_path / "all.json").write_text(exported, encoding="utf-8")
+    before = {p["id"] for p in json.loads(exported)}
+    assert any(i.startswith("title:") for i in before)
+    again = runner.invoke(main, ["--db", db, "ingest", "all.json"])
+    assert again.exit_code == 0 and f"0 new" in again.output, again.output
+    assert {p["id"] for p in json.loads(runner.invoke(main, ["--db", db, "papers", "--json", "--limit", "1000"]).output)} == before
+    assert runner.invoke(main, ["--db", fresh, "ingest", "all.json"]).exit_code == 0
+    copied = json.loads(runner.invoke(main, ["--db", fresh, "papers", "--json", "--limit", "1000"]).output)
+    assert {p["id"] for p in copied} == before
+
+
 # --- the SQLite upsert (driver SQL, pre-serialised values) against the SQLAlchemy Core path ---
 
 def _paper(pid: str, **fields):

@@ -120,6 +120,11 @@ def canonical_id(*candidates: str | None) -> str | None:
         if found:
             return f"doi:{found}"
     for c in present:
+        # Our own id for a paper known only by its title (a plain-text page): kept as it is, so
+        # `newsletter papers --json` ingested again is the same papers, not copies under a URL.
+        if c[:6].lower() == "title:" and c[6:].strip():
+            return "title:" + " ".join(c[6:].split()).casefold()
+    for c in present:
         if c.lower().startswith(("http://", "https://")):
             return f"url:{canonical_url(c)}"
     return None

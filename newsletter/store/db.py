@@ -8,6 +8,7 @@ processes never both read-then-write the same rows (the delivery claim relies on
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import weakref
 from contextlib import contextmanager
@@ -41,6 +42,16 @@ sqlite3.register_adapter(type(None), lambda value: value)
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# The package that provides a driver module SQLAlchemy asked for, where the names differ.
+_DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
+                    "pymysql": "PyMySQL"}
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may be shown in a message: a password in it replaced by ***."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -84,6 +95,12 @@ class Store:
             self.engine: Engine = create_engine(url, **kwargs)
         except (SQLAlchemyError, ValueError) as exc:
             raise StoreError(f"cannot open the store: {exc}", where=url) from None
+        except ImportError as exc:  # a database whose Python driver is not installed
+            scheme = url.split(":", 1)[0]
+            package = _DRIVER_PACKAGES.get(exc.name or "", exc.name)
+            raise StoreError(f"the Python driver for {scheme}:// is not installed (no module named {exc.name!r}): "
+                             f"pip install '{package}', or use a sqlite:/// URL",
+                             where=_without_password(url)) from None
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
