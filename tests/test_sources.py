@@ -348,3 +348,18 @@ def test_the_configured_size_limit_is_applied_to_a_source(tmp_path: Path, monkey
     assert report.failed and "limit 1,000, see sources.max_bytes" in report.sources[0].error
     relaxed = pipeline.ingest(store, load_config(env={}), [str(pipeline.SAMPLE_PAPERS)])
     assert not relaxed.failed and relaxed.total("new") == 12
+
+
+def test_enormous_titles_abstracts_and_names_are_cut_on_a_word() -> None:
+    """A hostile source must not put megabytes into every issue and every message."""
+    from newsletter.sources.base import MAX_ABSTRACT_CHARS, MAX_NAME_CHARS, MAX_TITLE_CHARS
+
+    word = "representation "
+    data = json.dumps([{"id": "2401.00001", "title": word * 1_000_000, "abstract": word * 100_000,
+                        "authors": ["Ada " + "Lovelace" * 100, "Alan Turing"]}]).encode()
+    (paper,) = parse_bytes(data, "big.json").papers
+    assert len(paper.title) <= MAX_TITLE_CHARS and paper.title.endswith("representation\u2026")
+    assert len(paper.abstract) <= MAX_ABSTRACT_CHARS and paper.abstract.endswith("\u2026")
+    assert len(paper.authors[0]) <= MAX_NAME_CHARS and paper.authors[1] == "Alan Turing"
+    (short,) = parse_bytes(json.dumps([{"id": "2401.00002", "title": "A normal title"}]).encode(), "s.json").papers
+    assert short.title == "A normal title"

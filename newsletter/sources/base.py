@@ -15,6 +15,23 @@ from newsletter.models import Paper
 from newsletter.sources import normalize
 
 MAX_SCORE = 2**63 - 1
+# Longer than any real one: a title, abstract or name past these is cut on a word (with an
+# ellipsis) rather than stored whole, so a hostile source cannot put megabytes into every issue.
+MAX_TITLE_CHARS = 500
+MAX_ABSTRACT_CHARS = 20_000
+MAX_NAME_CHARS = 200
+MAX_AUTHORS = 5_000
+
+
+def bounded(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters cut back to a word and ended with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip() + "\u2026"
 
 
 @dataclass
@@ -60,7 +77,7 @@ def build_paper(
     ``ids`` are extra identifiers (an arXiv id, a DOI, a guid) tried before ``url`` for the
     canonical id; the abstract page of an arXiv paper is always ``https://arxiv.org/abs/ID``.
     """
-    clean = normalize.clean_title(title if isinstance(title, str) else None)
+    clean = bounded(normalize.clean_title(title if isinstance(title, str) else None), MAX_TITLE_CHARS)
     if not clean:
         return "no title"
     url_s = _link(url)
@@ -78,9 +95,11 @@ def build_paper(
             url_s = paper_id[4:]
     names: list[str] = []
     for a in authors:
-        name = normalize.clean_text(a) if isinstance(a, str) else ""
+        name = bounded(normalize.clean_text(a), MAX_NAME_CHARS) if isinstance(a, str) else ""
         if name and name not in names:
             names.append(name)
+            if len(names) == MAX_AUTHORS:
+                break
     try:
         score_i = int(score) if score is not None and score != "" and not isinstance(score, bool) else None
     except (TypeError, ValueError, OverflowError):
@@ -92,7 +111,8 @@ def build_paper(
         title=clean,
         url=url_s,
         authors=tuple(names),
-        abstract=normalize.clean_abstract(abstract if isinstance(abstract, str) else None),
+        abstract=bounded(normalize.clean_abstract(abstract if isinstance(abstract, str) else None),
+                         MAX_ABSTRACT_CHARS),
         pdf_url=pdf,
         code_url=_link(code_url),
         thumbnail_url=_link(thumbnail_url),
