@@ -225,7 +225,7 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
     when there are no papers.
     """
     from newsletter.deliver.sender import deliver_issue
-    from newsletter.deliver.transports import PermanentFailure, TemporaryFailure, open_transport
+    from newsletter.deliver.transports import PermanentFailure, SmtpSettings, TemporaryFailure, open_transport
     from newsletter.errors import DeliveryError, NewsletterError, NothingToSendError
     from newsletter.models import RunReport, Subscriber
     from newsletter.store.deliveries import (PENDING, SENT, WRITTEN, issue_number_for_key, settled_subscriber_ids,
@@ -260,6 +260,8 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
         return RunReport(issue.key, sent=1, elapsed_s=time.monotonic() - started, destination=transport.destination)
 
     if dry_run:
+        if config.smtp_enabled:
+            SmtpSettings.from_config(config)  # refused settings are refused here too, not only for real
         with store.atomic() as conn:
             subscribers = active_subscribers(conn)
             number = issue_number_for_key(conn, issue.key)
@@ -286,6 +288,10 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
                          destination="nothing (dry run)", errors=tuple(errors))
 
     with store.atomic() as conn:
+        if not subscriber_stats(conn)["by_status"]["active"]:
+            # Freezing would spend this week's issue on nobody: the papers stay for a later send.
+            raise NothingToSendError("no active subscribers: add some with `newsletter subscribers add` or "
+                                     "`newsletter subscribers import`")
         issue = freeze_issue(conn, issue, rendered)
     rendered = render_issue(store, config, issue)  # the parts as frozen, even if another run froze first
     build = _message_builder(store, config, rendered, now)

@@ -18,7 +18,7 @@ from newsletter.cli import main
 from newsletter.config import load_config
 from newsletter.store import open_store
 from newsletter.store.schema import deliveries
-from newsletter.store.subscribers import add_subscriber, get_subscriber
+from newsletter.store.subscribers import add_subscriber, get_subscriber, set_status
 from test_deliver_support import RecordingHandler, SmtpServer
 
 EMAILS = [f"reader{i:03d}@example.com" for i in range(30)]
@@ -77,7 +77,7 @@ def test_send_without_smtp_writes_the_outbox_and_says_where(tmp_path: Path) -> N
     assert "0 written" in again.output and "30 done before" in again.output
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 30
     dry = invoke(config, "send", "--dry-run")
-    assert "0 message(s) built and would be sent, 30 already sent" in dry.output
+    assert "0 message(s) built and would be written, 30 already written" in dry.output
 
 
 def test_send_by_smtp_with_limit_then_resume_and_issues_json(tmp_path: Path, smtp) -> None:
@@ -109,7 +109,7 @@ def test_dry_run_and_test_copy_leave_the_ledger_alone(tmp_path: Path, smtp) -> N
     bad = invoke(config, "send", "--to", "not an address")
     assert bad.exit_code == 1 and "not an address" in bad.output
     both = invoke(config, "send", "--dry-run", "--to", "editor@example.org")
-    assert both.exit_code == 1 and "use one of them" in both.output
+    assert both.exit_code == 2 and "use one of them" in both.output  # bad usage
     assert len(smtp.handler.messages) == 1 and ledger(config) == {}
     # After a run that stopped at --limit, a dry run counts exactly what is left.
     assert invoke(config, "send", "--limit", "12").exit_code == 0
@@ -156,6 +156,21 @@ def test_clear_text_to_a_remote_host_is_refused_before_anything_happens(tmp_path
     result = invoke(config, "send")
     assert result.exit_code == 1 and "only for a loopback host" in result.output
     assert ledger(config) == {}
+    dry = invoke(config, "send", "--dry-run")  # a dry run does not pass what the real one refuses
+    assert dry.exit_code == 1 and "only for a loopback host" in dry.output
+
+
+def test_without_active_subscribers_no_issue_is_spent(tmp_path: Path) -> None:
+    config = setup_store(tmp_path)
+    store = open_store(load_config(config, env={}).store_url)
+    with store.atomic() as conn:
+        for email in EMAILS:
+            set_status(conn, email, "unsubscribed", reason="test")
+    result = invoke(config, "send")
+    assert result.exit_code == 0 and "Nothing to send: no active subscribers" in result.output
+    [issue] = json.loads(invoke(config, "issues", "--json").output)
+    assert issue["status"] == "draft" and not any(issue["deliveries"].values()), issue  # not frozen: kept for later
+    store.dispose()
 
 
 def test_every_command_has_help_with_an_example() -> None:

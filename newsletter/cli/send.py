@@ -24,8 +24,9 @@ def _announce_stop(signal_name: str) -> None:
 
 def _print_report(report: RunReport, *, outbox: bool, dry_run: bool = False) -> None:
     if dry_run:
-        console.print(f"Dry run of issue {report.issue_key}: {report.deferred} message(s) built and would be sent, "
-                      f"{report.already_sent} already sent, {report.suppressed} suppressed address(es) left out, "
+        console.print(f"Dry run of issue {report.issue_key}: {report.deferred} message(s) built and would be "
+                      f"{'written' if outbox else 'sent'}, {report.already_sent} already "
+                      f"{'written' if outbox else 'sent'}, {report.suppressed} suppressed address(es) left out, "
                       f"{report.failed} could not be built ({report.elapsed_s:.1f} s). Nothing was delivered.",
                       markup=False, soft_wrap=True)
     else:
@@ -89,6 +90,8 @@ def send_command(app: AppContext, dry_run: bool, to: str | None, limit: int | No
       newsletter send
       newsletter send --limit 100 --rate 5 --concurrency 2
     """
+    if dry_run and to is not None:
+        raise click.UsageError("--to sends a test copy and --dry-run sends nothing: use one of them")
     config = app.config
     store = app.store
     outbox = not config.smtp_enabled
