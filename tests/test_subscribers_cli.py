@@ -144,3 +144,67 @@ def test_a_long_list_prints_plain_lines(run, tmp_path: Path) -> None:  # type: i
     lines = result.stdout.splitlines()
     assert len(lines) == 250 and lines[0] == "u0@example.org\tactive\tÜ 0"
     assert "250 subscribers" in result.stderr
+
+
+def _import_summary(output: str) -> tuple[int, dict[str, int]]:
+    """The rows read and every count the import printed (added, updated, unchanged, duplicate rows
+    merged, suppressed left alone, invalid skipped), from its summary lines."""
+    import re
+
+    text = " ".join(output.split())  # rich may wrap a long line
+    rows = int(re.search(r": ([\d,]+) rows?; ", text).group(1).replace(",", ""))
+    patterns = {"added": r"([\d,]+) address(?:es)? added", "updated": r"([\d,]+) already on file updated",
+                "unchanged": r"([\d,]+) unchanged", "duplicates": r"([\d,]+) duplicate rows? merged",
+                "suppressed": r"Left ([\d,]+) suppressed address(?:es)? alone",
+                "invalid": r"Skipped ([\d,]+) invalid rows?"}
+    counts = {}
+    for name, pattern in patterns.items():
+        found = re.search(pattern, text)
+        counts[name] = int(found.group(1).replace(",", "")) if found else 0
+    return rows, counts
+
+
+def test_reimporting_an_export_with_suppressed_addresses_accounts_for_every_row(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for email in ("ada@example.org", "grace@example.org", "alan@example.org", "edsger@example.org"):
+        assert run("add", email).exit_code == 0
+    assert run("add", "gone@example.org").exit_code == 0
+    assert run("unsubscribe", "gone@example.org", "--reason", "asked by email").exit_code == 0
+    assert run("add", "dead@example.org").exit_code == 0
+    assert run("unsubscribe", "dead@example.org", "--bounced", "--reason", "550 5.1.1").exit_code == 0
+    backup = tmp_path / "backup.csv"
+    assert run("export", str(backup)).exit_code == 0
+
+    result = run("import", str(backup))
+    assert result.exit_code == 0, result.output
+    rows, counts = _import_summary(result.output)
+    assert rows == 6 and sum(counts.values()) == rows, result.output
+    # the suppressed rows say what is on file: nothing changed in them
+    assert "6 rows; 0 addresses added, 0 already on file updated, 6 unchanged" in result.output
+    assert "suppressed" not in result.output
+    by_status = json.loads(run("stats", "--json").output)["by_status"]
+    assert (by_status["active"], by_status["unsubscribed"], by_status["bounced"]) == (4, 1, 1)
+
+    # Rows trying to reactivate them, duplicates, an address suppressed then reactivated within
+    # the file, and an invalid row: still every row counted once.
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("email,name,status\n"
+                     "GONE@example.org,Gone,active\n"        # suppressed, left alone
+                     "gone@example.org,,unsubscribed\n"      # duplicate of it
+                     "dead@example.org,,unsubscribed\n"      # still suppressed: unchanged
+                     "ada@example.org,Ada,active\n"          # updated (name)
+                     "grace@example.org,,active\n"           # unchanged
+                     "fresh@example.org,,unsubscribed\n"     # added, unsubscribed
+                     "fresh@example.org,,active\n"           # suppressed in the file above: left alone
+                     "fresh@example.org,Fresh,\n"            # and again: a duplicate
+                     "new@example.org,,active\n"             # added
+                     "not-an-address,,active\n",             # invalid, skipped
+                     encoding="utf-8")
+    result = run("import", str(mixed), "--skip-invalid")
+    assert result.exit_code == 1, result.output
+    rows, counts = _import_summary(result.output)
+    assert rows == 10 and sum(counts.values()) == rows, result.output
+    assert counts == {"added": 2, "updated": 1, "unchanged": 2, "duplicates": 2, "suppressed": 2, "invalid": 1}
+    listed = {s["email"]: s for s in json.loads(run("list", "--json").output)}
+    assert (listed["gone@example.org"]["status"], listed["gone@example.org"]["name"]) == ("unsubscribed", "")
+    assert listed["dead@example.org"]["status"] == "bounced"
+    assert listed["fresh@example.org"]["status"] == "unsubscribed"

@@ -312,7 +312,9 @@ def test_an_import_never_reactivates_a_suppressed_address(store: Store, tmp_path
                  "fresh@example.org,,active\n"
                  "new@example.org,,active\n")
     report = import_subscribers(store, path, now=NOW)
-    assert (report.added, report.suppressed_kept, report.duplicates) == (2, 3, 1)
+    # fresh@'s second row, reactivating what its first row suppressed, is left alone, not merged
+    assert (report.added, report.suppressed_kept, report.duplicates) == (2, 3, 0)
+    assert report.added + report.updated + report.unchanged + report.suppressed_kept + report.duplicates == 5
     s = by_email(store)
     assert (s["gone@example.org"].status, s["gone@example.org"].name, s["gone@example.org"].status_reason) == (
         "unsubscribed", "Gone", "one-click")
@@ -399,7 +401,8 @@ def test_reimport_counts_unchanged_apart_from_updated(store: Store, tmp_path: Pa
 
     later = datetime(2026, 12, 1, tzinfo=timezone.utc)
     report = import_subscribers(store, first, now=later)
-    assert (report.added, report.updated, report.unchanged, report.suppressed_kept) == (0, 0, 3, 0)
+    # gone@ is still unsubscribed, as the file says: unchanged too
+    assert (report.added, report.updated, report.unchanged, report.suppressed_kept) == (0, 0, 4, 0)
     assert by_email(store) == before  # updated_at and attribute text included: nothing happened
 
     changed = write(tmp_path, "changed.csv", "email,name,status,attributes\n"
@@ -444,3 +447,57 @@ def test_a_failed_import_records_no_events(store: Store, tmp_path: Path) -> None
     with pytest.raises(ImportRowsError):
         import_subscribers(store, path, now=NOW)
     assert (count(store), count(store, events)) == (0, 0)
+
+
+def test_every_row_is_counted_once_when_rows_carry_suppressed_statuses(store: Store, tmp_path: Path) -> None:
+    """Export then re-import with unsubscribed and bounced addresses: each row lands in exactly
+    one count (added, updated, unchanged, suppressed left alone, duplicates, invalid)."""
+    from newsletter.store.subscribers import mark_bounced
+
+    with store.atomic() as conn:
+        for email in ("ada@example.org", "grace@example.org", "alan@example.org", "edsger@example.org",
+                      "gone@example.org", "dead@example.org"):
+            add_subscriber(conn, email, now=NOW)
+        unsubscribe(conn, "gone@example.org", "asked by email", now=NOW)
+        mark_bounced(conn, "dead@example.org", "550 5.1.1", now=NOW)
+    backup = tmp_path / "backup.csv"
+    with backup.open("w", newline="", encoding="utf-8") as out:
+        export_subscribers(store, out)
+    before = by_email(store)
+
+    def total(report) -> int:  # type: ignore[no-untyped-def]
+        return (report.added + report.updated + report.unchanged + report.suppressed_kept + report.duplicates
+                + report.invalid_count)
+
+    report = import_subscribers(store, backup, now=datetime(2026, 12, 1, tzinfo=timezone.utc))
+    assert (report.rows, report.added, report.updated, report.unchanged, report.suppressed_kept,
+            report.duplicates, report.newly_suppressed) == (6, 0, 0, 6, 0, 0, 0)
+    assert total(report) == report.rows
+    assert by_email(store) == before  # updated_at included: nothing happened
+
+    # bounced and unsubscribed swapped: still suppressed, the import changes nothing in them
+    swapped = write(tmp_path, "swapped.csv", "email,status\ngone@example.org,bounced\ndead@example.org,unsubscribed\n")
+    report = import_subscribers(store, swapped, now=NOW)
+    assert (report.unchanged, report.suppressed_kept, total(report)) == (2, 0, 2)
+    assert by_email(store) == before
+
+    mixed = write(tmp_path, "mixed.csv", "email,name,status\n"
+                  "gone@example.org,Gone,active\n"       # left alone
+                  "gone@example.org,,pending\n"          # duplicate
+                  "dead@example.org,,bounced\n"          # unchanged
+                  "ada@example.org,Ada,\n"               # updated
+                  "alan@example.org,,unsubscribed\n"     # updated (newly suppressed)
+                  "alan@example.org,,active\n"           # left alone (suppressed just above)
+                  "fresh@example.org,,bounced\n"         # added (newly suppressed)
+                  "fresh@example.org,,active\n"          # left alone
+                  "fresh@example.org,,active\n"          # duplicate
+                  "new@example.org,,active\n"            # added
+                  "NEW@example.org,New,\n"               # duplicate
+                  "bad@,,active\n")                      # invalid
+    report = import_subscribers(store, mixed, skip_invalid=True, now=NOW)
+    assert (report.rows, report.added, report.updated, report.unchanged, report.suppressed_kept,
+            report.duplicates, report.invalid_count, report.newly_suppressed) == (12, 2, 2, 1, 3, 3, 1, 2)
+    assert total(report) == report.rows
+    s = by_email(store)
+    assert [s[e].status for e in ("gone@example.org", "alan@example.org", "fresh@example.org", "new@example.org")] == [
+        "unsubscribed", "unsubscribed", "bounced", "active"]

@@ -312,7 +312,15 @@ _SUP = "(" + ", ".join(f"'{status}'" for status in SUPPRESSED_STATUSES) + ")"  #
 
 @dataclass(frozen=True)
 class MergeCounts:
-    """What merging staged rows did, by address (not by row)."""
+    """What merging staged rows did, by address (not by row); every row is counted once:
+    ``added + updated + unchanged + suppressed_kept + duplicates == rows``.
+
+    ``suppressed_kept`` counts addresses on file as suppressed that a row would have mailed again,
+    and addresses an earlier row of the file suppressed that a later row would have mailed again
+    (that later row is then not counted among ``duplicates``). A suppressed address on file whose
+    rows are all unsubscribed or bounced is ``unchanged``. ``newly_suppressed`` is not a further
+    category: those addresses are among ``added`` or ``updated``.
+    """
 
     rows: int = 0
     added: int = 0
@@ -351,9 +359,9 @@ def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) 
 
     New addresses are added with the file's status; rows for an address already on file update
     its name (when given), attributes (merged) and status, except that a suppressed address is
-    never touched and is counted as left alone when the row would have mailed it. A row that
-    says unsubscribed or bounced always wins over active or pending. Duplicate rows in the file
-    are applied one after the other under the same rules, so they merge.
+    never touched: it is counted as left alone when a row would have mailed it, unchanged
+    otherwise. A row that says unsubscribed or bounced always wins over active or pending.
+    Duplicate rows in the file are applied one after the other under the same rules, so they merge.
 
     An address on file whose name, status, attributes and confirmation come out as they were is
     counted ``unchanged``, not ``updated``, and keeps its ``updated_at``. Every address added
@@ -375,11 +383,17 @@ def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) 
     # ``id`` is SQLite's rowid without AUTOINCREMENT: every row added below gets a larger one, so
     # this one number tells the new subscribers apart without a list of their keys.
     max_id_before = conn.execute(select(func.coalesce(func.max(subscribers.c.id), 0))).scalar_one()
-    suppressed_kept = conn.execute(text(
-        f"SELECT count(DISTINCT r.email_key) FROM import_rows r WHERE r.status NOT IN {_SUP} AND ("
-        f" EXISTS (SELECT 1 FROM subscribers s WHERE s.email_key = r.email_key AND s.status IN {_SUP})"
-        f" OR EXISTS (SELECT 1 FROM import_rows p WHERE p.email_key = r.email_key AND p.line < r.line"
-        f" AND p.status IN {_SUP}))")).scalar_one()
+    # Suppressed addresses the file names. On file: left alone when a row would mail them again,
+    # otherwise unchanged (the merge never touches them). Suppressed by an earlier row of the file
+    # itself: the address is counted added or updated, and the later row that would mail it is
+    # the one left alone (so it is not also counted as a duplicate merged).
+    suppressed_named, kept_on_file, kept_in_file = conn.execute(text(
+        f"SELECT count(DISTINCT CASE WHEN s.status IN {_SUP} THEN r.email_key END),"
+        f" count(DISTINCT CASE WHEN s.status IN {_SUP} AND r.status NOT IN {_SUP} THEN r.email_key END),"
+        f" count(DISTINCT CASE WHEN (s.status IS NULL OR s.status NOT IN {_SUP}) AND r.status NOT IN {_SUP}"
+        f" AND EXISTS (SELECT 1 FROM import_rows p WHERE p.email_key = r.email_key AND p.line < r.line"
+        f" AND p.status IN {_SUP}) THEN r.email_key END)"
+        " FROM import_rows r LEFT JOIN subscribers s ON s.email_key = r.email_key")).one()
     newly_suppressed = conn.execute(text(
         f"INSERT INTO import_suppressions (email_key) SELECT DISTINCT r.email_key FROM import_rows r"
         f" WHERE r.status IN {_SUP} AND NOT EXISTS (SELECT 1 FROM subscribers s"
@@ -431,6 +445,7 @@ def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) 
         " JOIN import_suppressions x ON x.email_key = s.email_key ORDER BY s.id"
     ).bindparams(typed_now, detail))
     _staging_meta.drop_all(conn)
-    return MergeCounts(rows=rows, added=added, updated=on_file_open - unchanged, unchanged=unchanged,
-                       suppressed_kept=suppressed_kept, duplicates=rows - distinct,
+    return MergeCounts(rows=rows, added=added, updated=on_file_open - unchanged,
+                       unchanged=unchanged + suppressed_named - kept_on_file,
+                       suppressed_kept=kept_on_file + kept_in_file, duplicates=rows - distinct - kept_in_file,
                        newly_suppressed=newly_suppressed)
