@@ -21,9 +21,12 @@ from newsletter.deliver.ledger import _HOST, claim_holder_is_dead
 from newsletter.deliver.ratelimit import RateLimiter
 from newsletter.deliver.sender import SendOptions, deliver_issue
 from newsletter.deliver.transports import OutboxTransport, SmtpPool, SmtpSettings, dot_stuff
+from newsletter.models import Issue, RenderedIssue
+from newsletter.render.messages import MessageFactory
 from newsletter.store.deliveries import status_counts
 from newsletter.store.schema import deliveries
 from newsletter.store.subscribers import add_subscriber, get_subscriber, unsubscribe
+from newsletter.tokens import Signer
 from test_deliver_support import FROM, RecordingHandler, SmtpServer, build_message, seed
 
 FAST = SendOptions(concurrency=4, rate_per_second=0, retry_delay_s=0.01, max_retry_delay_s=0.05)
@@ -49,6 +52,28 @@ def rows(store, issue_number: int = 1) -> dict[str, dict]:  # type: ignore[no-un
     with store.atomic() as conn:
         return {r.email: r._asdict() for r in conn.execute(
             select(deliveries).where(deliveries.c.issue_number == issue_number))}
+
+
+INTERNATIONALISED = ["dörte@münchen.de", "δοκιμή@παράδειγμα.δοκιμή"]
+
+
+def seed_internationalised(store, n_ascii: int) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]
+    """``seed`` plus the INTERNATIONALISED addresses: (ASCII addresses, internationalised ones)."""
+    emails = seed(store, n_ascii)
+    with store.atomic() as conn:
+        for address in INTERNATIONALISED:
+            add_subscriber(conn, address, name="Dörte")
+    return emails, list(INTERNATIONALISED)
+
+
+def real_factory(tmp_path: Path) -> MessageFactory:
+    """The render area's MessageFactory (what ``newsletter send`` uses) for a tiny issue."""
+    from test_render import NOW, SECRET, make_config
+
+    config = make_config(tmp_path, **{"from": f"Trending Papers <{FROM}>"})
+    issue = Issue(key="2026-W48", number=1, title="Issue 1", papers=(), created_at=NOW)
+    rendered = RenderedIssue(issue=issue, subject="Subject", html="<p>x</p>", text="x")
+    return MessageFactory(rendered, config, Signer(SECRET))
 
 
 # -- outbox ------------------------------------------------------------------------------
@@ -107,6 +132,26 @@ def test_smtp_each_subscriber_gets_exactly_one_message_over_reused_connections(s
     assert all(timedelta(0) <= datetime.now(timezone.utc) - r["sent_at"] < timedelta(minutes=5)
                for r in rows(store).values())
     assert report.destination.startswith(f"smtp://127.0.0.1:{smtp.port}")
+
+
+def test_internationalised_addresses_arrive_when_the_server_offers_smtputf8(store, tmp_path: Path) -> None:
+    handler = RecordingHandler()
+    server = SmtpServer(handler, free_port(), enable_SMTPUTF8=True).start()
+    factory = real_factory(tmp_path)
+    try:
+        ascii_emails, international = seed_internationalised(store, 4)
+        report = deliver_issue(store, 1, "2026-W48", factory.build, pool(server), options(concurrency=2))
+    finally:
+        server.stop()
+    assert (report.sent, report.failed, report.deferred) == (6, 0, 0)
+    got = handler.recipients()
+    assert sorted(got) == sorted(ascii_emails + international) and set(got.values()) == {1}
+    for address in international:
+        assert rows(store)[address]["status"] == "sent"
+        data = next(d for _, rcpts, d in handler.messages if rcpts == (address,))
+        url = factory.unsubscribe_url(address)
+        assert f"\r\nList-Unsubscribe: <{url}>\r\n".encode() in data.split(b"\r\n\r\n", 1)[0]
+        assert email.message_from_bytes(data, policy=default_policy)["List-Unsubscribe"] == f"<{url}>"
 
 
 def test_limit_then_resume_sends_the_rest_exactly_once(store, smtp) -> None:

@@ -162,6 +162,37 @@ def test_server_gone_for_good_leaves_the_rest_for_later_not_failed(store, server
     assert again.sent == 10 and exactly_once(server, emails)
 
 
+def test_server_without_smtputf8_fails_an_internationalised_address_at_once_and_sends_the_rest(
+        store, tmp_path) -> None:
+    """A server without SMTPUTF8 (``python -m aiosmtpd -n``) can never take a message to
+    dörte@münchen.de: it fails at once, with that reason, not after five retries and half a
+    minute of backoff; the connection goes on and every ASCII subscriber gets the issue."""
+    from test_deliver import real_factory, seed_internationalised
+
+    # aiosmtpd's Controller offers SMTPUTF8 unless told not to.
+    server = SmtpServer(RecordingHandler(), free_port(), enable_SMTPUTF8=False).start()
+    ascii_emails, international = seed_internationalised(store, 6)
+    transport = SmtpPool(SmtpSettings(host="127.0.0.1", port=server.port, security="none", timeout_s=5))
+    try:
+        report = deliver_issue(store, 1, "2026-W48", real_factory(tmp_path).build, transport,
+                               SendOptions(concurrency=1, rate_per_second=0, retry_delay_s=2.0, max_attempts=5))
+    finally:
+        server.stop()
+    assert (report.sent, report.failed, report.deferred) == (6, 2, 0)
+    assert report.elapsed_s < 1.5  # not a single backoff (2 s, then 4, 8, 16) was waited out
+    assert exactly_once(server, ascii_emails)
+    rows = ledger(store)
+    for address in international:
+        row = rows[address]
+        assert row["status"] == "failed" and row["attempts"] == 1
+        assert row["last_error"] == ("the server does not support SMTPUTF8, needed for the "
+                                     f"internationalised address {address}")
+        assert any(e.startswith(f"{address}: the server does not support SMTPUTF8") for e in report.errors)
+        with store.atomic() as conn:
+            assert get_subscriber(conn, address).status == "active"  # not a bounce: the address may be fine
+    assert server.handler.sessions == 1  # the same connection went on with the ASCII subscribers
+
+
 def test_login_refused_stops_the_run_and_sends_nothing(store) -> None:
     from aiosmtpd.smtp import AuthResult
 

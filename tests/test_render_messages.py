@@ -228,6 +228,49 @@ def test_non_ascii_sender_name_is_encoded(fixtures_dir, tmp_path):
     assert parse(data)["From"].addresses[0].display_name == "Revue des Prépublications"
 
 
+
+INTERNATIONALISED = [
+    ("dörte@münchen.de", "Dörte Müller"),
+    ("δοκιμή@παράδειγμα.δοκιμή", "Greek Address"),
+    ("用户@例子.广告", ""),
+    ("user@bücher.example", "Ada Lovelace"),
+    ("jörg.o'brien+news@straße.example.org", "Jörg O'Brien, Jr."),
+]
+
+
+@pytest.mark.parametrize("address,name", INTERNATIONALISED)
+def test_internationalised_address_gets_a_usable_list_unsubscribe(factory, address, name):
+    """An internationalised address takes the reference path (SMTPUTF8): List-Unsubscribe is
+    still ``<URL>`` on one line, never RFC 2047 encoded words a mail client cannot use, and To
+    stays readable UTF-8."""
+    url = factory.unsubscribe_url(address)
+    out = factory.build(Subscriber(email=address, name=name))
+    head = out.data.split(b"\r\n\r\n", 1)[0]
+    assert f"\r\nList-Unsubscribe: <{url}>\r\n".encode("utf-8") in head
+    assert b"List-Unsubscribe: =?" not in head and b"=?utf-8?q?=3C" not in head
+    msg = parse(out.data)
+    for header in ONCE:
+        assert len(msg.get_all(header)) == 1, header
+    assert msg["List-Unsubscribe"] == f"<{url}>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # message_from_bytes keeps non-ASCII header bytes as surrogates; read To as the UTF-8 it is.
+    to = email.message_from_string(head.decode("utf-8") + "\r\n\r\n", policy=policy.default)["To"]
+    assert [a.addr_spec for a in to.addresses] == [address] and to.addresses[0].display_name == name
+    assert address.encode("utf-8") in head.split(b"\r\nTo: ", 1)[1].split(b"\r\n", 1)[0]
+    assert (out.sender, out.recipient) == ("digest@example.org", address)
+    assert not msg.defects and not any(part.defects for part in msg.walk())
+    assert all(len(line) <= 998 for line in out.data.split(b"\r\n"))
+
+
+def test_reference_path_writes_list_unsubscribe_unfolded_for_ascii_too(factory):
+    """``build_email_message`` on its own (the email package's policy would fold the URL into
+    encoded words) writes the same List-Unsubscribe line as the fast path."""
+    url = factory.unsubscribe_url(READER.email)
+    line = f"\r\nList-Unsubscribe: <{url}>\r\n".encode("ascii")
+    assert line in factory.build(READER).data.split(b"\r\n\r\n", 1)[0]
+    assert line in factory.build_email_message(READER).as_bytes().split(b"\r\n\r\n", 1)[0]
+
+
 # --- the fast path builds the same message as the email package -------------------------
 
 AWKWARD = [

@@ -11,7 +11,9 @@ Failures are sorted so the sender knows what to do with the message:
 * ``ConnectionFailure`` (a ``TemporaryFailure``): the server could not be reached, nothing was
   sent, so the message is not charged an attempt;
 * ``PermanentFailure``: a 5xx answer; ``bounced`` when the enhanced code is 5.1.x (no such
-  mailbox, bad address), which suppresses the subscriber;
+  mailbox, bad address), which suppresses the subscriber. Also a message to an internationalised
+  address (``dörte@münchen.de``) when the server does not offer SMTPUTF8: nothing is sent, the
+  connection stays in use for the other messages, and retrying cannot help;
 * any other ``DeliveryError``: the transport cannot work at all (wrong certificate, login
   refused, no STARTTLS): the run stops and leaves the rest for later.
 """
@@ -332,7 +334,12 @@ class SmtpPool:
 
     def _send_on(self, conn: smtplib.SMTP, sender: str, recipients: Sequence[str], data: bytes) -> str:
         options: list[str] = []
-        if not (sender.isascii() and all(r.isascii() for r in recipients)):
+        international = [a for a in (*recipients, sender) if not a.isascii()]
+        if international:
+            # smtplib would raise SMTPNotSupportedError from mail() before sending anything;
+            # refused here, the message fails for good and the connection goes on.
+            if not conn.has_extn("smtputf8"):
+                raise self._no_smtputf8(international[0])
             options.append("SMTPUTF8")
         stage = "MAIL FROM"
         try:
@@ -358,11 +365,20 @@ class SmtpPool:
             return f"{code} {_reply_text(reply)}"
         except smtplib.SMTPResponseException as exc:  # DATA refused before the message (not 354)
             raise self._answered(conn, exc.smtp_code, exc.smtp_error, stage) from None
+        except smtplib.SMTPNotSupportedError:  # raised by mail() before a byte is sent
+            raise self._no_smtputf8(international[0] if international else sender) from None
         except (OSError, smtplib.SMTPException) as exc:
             self._discard()
             if stage == "MAIL FROM":
                 raise _NothingSent(str(exc) or type(exc).__name__) from None
             raise TemporaryFailure(f"connection lost during {stage}: {exc or type(exc).__name__}") from None
+
+    @staticmethod
+    def _no_smtputf8(address: str) -> PermanentFailure:
+        """The server cannot take this message at all: it has no SMTPUTF8 (RFC 6531), which an
+        address with non-ASCII characters needs. Not a bounce: the address may be fine."""
+        return PermanentFailure(
+            f"the server does not support SMTPUTF8, needed for the internationalised address {address}")
 
     def _answered(self, conn: smtplib.SMTP, code: int, reply: bytes | str, stage: str) -> DeliveryError:
         if code == 421:

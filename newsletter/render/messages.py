@@ -18,6 +18,12 @@ Two ways to build the same message:
 No per-subscriber value reaches a header as raw text: names are folded to one line with control
 characters removed, the To header of anything but a plain name and address is produced by the
 email package's own folding, and addresses with CR, LF or other unsafe characters are refused.
+
+Both paths write ``List-Unsubscribe: <URL>`` on one line (up to 998 octets, RFC 5322): left to
+itself the email package RFC 2047-encodes a word too long to fold (``=?utf-8?q?=3Chttps...?=``),
+which no mail client can use for one-click unsubscribe. ``_MessagePolicy`` is the email
+package's policy with just that exception; an internationalised address (SMTPUTF8: raw UTF-8 in
+To) takes the reference path with it.
 """
 
 from __future__ import annotations
@@ -39,8 +45,43 @@ from newsletter.models import RenderedIssue, Subscriber
 from newsletter.render import placeholders
 from newsletter.tokens import Signer
 
-SMTP_POLICY = email_policy.SMTP
 LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
+_UNFOLDED_URL = re.compile(r"<[^\s<>]+>")
+
+
+class _MessagePolicy(email_policy.EmailPolicy):
+    """``email.policy.SMTP`` (or ``SMTPUTF8``), except that a ``List-Unsubscribe: <URL>`` is
+    written as it is, unfolded, as long as the line fits in 998 octets.
+
+    The standard policy folds at 78 characters and, finding no space in a long URL, turns it
+    into RFC 2047 encoded words, which a header of URLs does not allow (RFC 2369) and which
+    breaks one-click unsubscribe. Any other header, or a value that is not one ``<URL>``, is
+    folded as usual.
+    """
+
+    def _as_is(self, name: str, value: object) -> str | None:
+        if name.lower() != "list-unsubscribe":
+            return None
+        text = str(value)
+        if not _UNFOLDED_URL.fullmatch(text) or not (text.isascii() or self.utf8):
+            return None
+        line = f"{name}: {text}"
+        if len(line.encode("utf-8")) > 998:
+            return None
+        return line + self.linesep
+
+    def fold(self, name: str, value: str) -> str:
+        return self._as_is(name, value) or super().fold(name, value)
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        line = self._as_is(name, value)
+        if line is None:
+            return super().fold_binary(name, value)
+        return line.encode("utf-8" if self.utf8 else "ascii")
+
+
+SMTP_POLICY = _MessagePolicy(linesep="\r\n")          # email.policy.SMTP, plus the above
+SMTPUTF8_POLICY = SMTP_POLICY.clone(utf8=True)          # email.policy.SMTPUTF8, plus the above
 
 _TO_SENTINEL = "xnl-to@placeholder.invalid"
 _MSGID_SENTINEL = "<xnl-message-id@placeholder.invalid>"
@@ -256,7 +297,7 @@ class MessageFactory:
         """The subscriber's message built the plain way: a fresh ``EmailMessage``."""
         html, text = self.personalised_parts(subscriber)
         is_ascii = subscriber.email.isascii()
-        msg = EmailMessage(policy=SMTP_POLICY if is_ascii else email_policy.SMTPUTF8)
+        msg = EmailMessage(policy=SMTP_POLICY if is_ascii else SMTPUTF8_POLICY)
         self._headers(msg, to=self._to(subscriber), message_id=message_id or make_msgid(domain=self.domain),
                       unsubscribe=f"<{self.unsubscribe_url(subscriber.email)}>")
         msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
@@ -305,7 +346,7 @@ class MessageFactory:
             # Internationalised addresses need SMTPUTF8 headers: take the reference path.
             msg = self.build_email_message(subscriber, message_id)
             return OutgoingMessage(message_id=str(msg["Message-ID"]), sender=self.sender,
-                                   recipient=subscriber.email, data=msg.as_bytes(policy=email_policy.SMTPUTF8))
+                                   recipient=subscriber.email, data=msg.as_bytes(policy=SMTPUTF8_POLICY))
         values = self.personal(subscriber)
         message_id = message_id or make_msgid(domain=self.domain)
         if "\r" in message_id or "\n" in message_id:
