@@ -219,6 +219,15 @@ def test_a_guessed_encoding_is_read_with_a_warning() -> None:
     assert parse_bytes("title,url\nCafé,https://example.org/b\n".encode(), "utf8.csv").warnings == []
 
 
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252"])
+def test_western_accents_in_a_legacy_file_come_out_right(encoding: str) -> None:
+    """cp1250, cp1252, cp1257 and ISO 8859-4 fit this text equally well; Western wins the tie."""
+    text = "title,url\nCafé naïve résumé,https://example.org/a\nÉtude über Straße,https://example.org/b\n"
+    parsed = parse_bytes(text.encode(encoding), "legacy.csv")
+    assert [p.title for p in parsed.papers] == ["Café naïve résumé", "Étude über Straße"]
+    assert parsed.warnings and "not UTF-8" in parsed.warnings[0]
+
+
 def test_csv_without_required_columns(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("name,homepage\nx,y\n", encoding="utf-8")

@@ -20,6 +20,7 @@ from newsletter.sources.fetch import USER_AGENT, Fetched, fetch_url, is_url, rea
 __all__ = ["LoadedSource", "ParsedSource", "detect_format", "load_source", "parse_bytes"]
 
 _FEED_SUFFIXES = (".xml", ".rss", ".atom", ".rdf")
+_WESTERN_FIRST = ("cp1252", "latin_1", "iso8859_15")
 _OTHER_SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.\-]*://", re.IGNORECASE)
 
 
@@ -52,10 +53,15 @@ def decode_text(data: bytes, source: str) -> tuple[str, str | None]:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data[:1_000_000]).best()
+    results = from_bytes(data[:1_000_000])
+    best = results.best()
     if best is None or best.encoding is None:
         raise SourceError("binary data, not text, JSON, CSV or a feed", where=source)
-    return data.decode(best.encoding, errors="replace"), best.encoding
+    # Short Western text fits several single-byte code pages equally well ("naïve" is "naďve" in
+    # cp1250); among equal guesses, the one most such files are written in wins.
+    tied = {m.encoding for m in results if (m.chaos, m.coherence) == (best.chaos, best.coherence)}
+    encoding = next((e for e in _WESTERN_FIRST if e in tied), best.encoding)
+    return data.decode(encoding, errors="replace"), encoding
 
 
 def detect_format(data: bytes, name: str, content_type: str = "") -> str:
