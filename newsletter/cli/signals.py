@@ -1,5 +1,5 @@
-"""Ctrl-C and SIGTERM for the commands that deliver (``send``, ``run``): the first asks for a
-clean stop, the second aborts.
+"""Ctrl-C and SIGTERM for the commands that deliver (``send``, ``resend``, ``run``): the first
+asks for a clean stop, the second aborts.
 
 A clean stop lets the messages in flight finish and be recorded, so nothing is lost or sent
 twice. An abort (``KeyboardInterrupt``) is for a server that no longer answers: the process

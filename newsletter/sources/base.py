@@ -93,11 +93,11 @@ def build_paper(
             url_s = f"https://doi.org/{paper_id[4:]}"
         else:
             url_s = paper_id[4:]
-    names: list[str] = []
+    names: dict[str, None] = {}  # insertion-ordered, without repeats
     for a in authors:
         name = bounded(normalize.clean_text(a), MAX_NAME_CHARS) if isinstance(a, str) else ""
-        if name and name not in names:
-            names.append(name)
+        if name:
+            names[name] = None
             if len(names) == MAX_AUTHORS:
                 break
     try:
