@@ -442,3 +442,21 @@ def test_an_encoded_word_in_a_title_or_a_name_cannot_add_a_header_or_an_address(
         assert msg["List-Unsubscribe"] and msg["Reply-To"] == "editor@example.org"
         assert "\n" not in str(msg["Subject"]) and "= ?utf-8?" in str(msg["Subject"])
         assert not msg.defects and not any(part.defects for part in msg.walk())
+
+
+def test_a_paper_link_cannot_carry_a_readers_address_or_links_out(config):
+    """Every per-subscriber token in a paper's id or links is left out, not filled in: an image
+    URL would send each reader's address to the feed's author as soon as the mail is opened."""
+    tokens = "u=XNLUNSUBSCRIBEURLX&e=XNLEMAILX&p=XNLPREFERENCESURLX&n=XNLNAMEX"
+    paper = Paper(id=f"url:https://evil.example.org/paper?{tokens}", title="T",
+                  url=f"https://evil.example.org/paper?{tokens}", pdf_url=f"https://evil.example.org/p.pdf?{tokens}",
+                  code_url=f"https://evil.example.org/c?{tokens}", page_url=f"https://evil.example.org/d?{tokens}",
+                  thumbnail_url=f"https://evil.example.org/t.png?{tokens}", first_seen_at=NOW)
+    factory = MessageFactory(render_issue(make_issue([paper]), config), config, Signer(SECRET), now=NOW)
+    msg = parse(factory.build(READER).data)
+    html, text = msg.get_body("html").get_content(), msg.get_body("plain").get_content()
+    for body in (html, text):
+        for url in re.findall(r"https://evil\.example\.org[^\s\"'<>]*", body):
+            assert READER.email not in url and "/unsubscribe/" not in url and "/preferences/" not in url, url
+            assert "Ada" not in url, url
+    assert "evil.example.org/t.png" not in html  # the image is not shown at all

@@ -372,3 +372,20 @@ def test_enormous_titles_abstracts_and_names_are_cut_on_a_word() -> None:
     assert len(paper.authors[0]) <= MAX_NAME_CHARS and paper.authors[1] == "Alan Turing"
     (short,) = parse_bytes(json.dumps([{"id": "2401.00002", "title": "A normal title"}]).encode(), "s.json").papers
     assert short.title == "A normal title"
+
+
+def test_a_lone_surrogate_is_replaced_not_a_reason_to_lose_the_source() -> None:
+    """"\\ud800" is legal JSON but cannot be stored or mailed as UTF-8."""
+    data = (b'[{"id":"2401.00011","title":"Surrogate \\ud800 title","authors":["A \\udc00 B"]},'
+            b'{"id":"2401.00012","title":"Fine \\ud83d\\ude00 title"}]')
+    first, second = parse_bytes(data, "s.json").papers
+    assert first.title == "Surrogate \ufffd title" and first.authors == ("A \ufffd B",)
+    assert second.title == "Fine \U0001F600 title"  # a proper pair is one character
+
+
+def test_control_characters_become_spaces() -> None:
+    """A terminal escape in a feed's title must not reach the operator's terminal or a message."""
+    assert normalize.clean_text("Red \x1b[31mtitle\x08\x01 x\x7f") == "Red [31mtitle x"
+    assert normalize.clean_text("caf\u00e9 \x9b1m") == "caf\u00e9 1m"
+    (paper,) = parse_bytes(json.dumps([{"id": "2401.00013", "title": "A \x1b[2J title"}]).encode(), "c.json").papers
+    assert paper.title == "A [2J title"

@@ -82,8 +82,12 @@ def shorten(text: str, max_chars: int) -> str:
 
 def https_or_none(url: str | None) -> str | None:
     """Only absolute http(s) links reach the email; anything else (``javascript:``, relative
-    paths from a careless feed) is dropped rather than sent."""
+    paths from a careless feed) is dropped rather than sent. So is a link that holds one of the
+    per-subscriber tokens: filled in, it would carry each reader's address or unsubscribe link
+    to whoever wrote the feed (an image would do it as soon as the mail is opened)."""
     url = (url or "").strip()
+    if placeholders.has_token(url):
+        return None
     return url if re.match(r"^https?://[^\s<>\"']+$", url) else None
 
 
@@ -103,13 +107,13 @@ class PaperView:
 
 
 def paper_view(paper: Paper) -> PaperView:
-    title = fold(paper.title) or paper.id
+    title = fold(paper.title or paper.id)
     thumb = https_or_none(paper.thumbnail_url)
     url = https_or_none(paper.url)
     if url is None and paper.id.startswith("arxiv:"):
         url = f"https://arxiv.org/abs/{paper.id.split(':', 1)[1]}"
     return PaperView(
-        id=paper.id, title=title, title_short=shorten(title, 90), url=url,
+        id=fold(paper.id), title=title, title_short=shorten(title, 90), url=url,
         authors=shorten_authors(paper.authors), excerpt=excerpt(paper.abstract), score=paper.score,
         pdf_url=https_or_none(paper.pdf_url), code_url=https_or_none(paper.code_url),
         page_url=https_or_none(getattr(paper, "page_url", None)),

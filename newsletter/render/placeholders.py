@@ -28,6 +28,11 @@ def defuse_tokens(text: str) -> str:
     return _TOKEN_RE.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], text)
 
 
+def has_token(text: str) -> bool:
+    """True when ``text`` holds a token that would be filled with a subscriber's values."""
+    return _TOKEN_RE.search(text) is not None
+
+
 def header_text(text: str) -> str:
     """Untrusted text (a title in the Subject, a name in To) made safe for a header value: one
     line, no control characters, and no RFC 2047 encoded word.

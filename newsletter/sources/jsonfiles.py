@@ -9,6 +9,7 @@ list of papers, or ``{"papers": [...]}``), documented in README.md.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from newsletter.errors import SourceError
@@ -44,11 +45,30 @@ def _names(value: Any) -> list[str]:
 
 def load_json(text: str, source: str) -> Any:
     try:
-        return json.loads(text)
+        data = json.loads(text)
+        if _SURROGATE_ESCAPE.search(text):
+            data = _without_lone_surrogates(data)
     except json.JSONDecodeError as exc:
         raise SourceError(f"not valid JSON: {exc.msg} (column {exc.colno})", where=source, line=exc.lineno) from None
     except RecursionError:
         raise SourceError("not readable JSON: nested too deeply", where=source) from None
+    return data
+
+
+# "\ud800" alone is legal JSON but no UTF-8 text: one such character in an id or a link would
+# make the whole source unstorable. Only files that escape a surrogate at all are walked.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def parse_json(text: str, source: str) -> ParsedSource:

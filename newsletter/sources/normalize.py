@@ -135,19 +135,24 @@ def arxiv_links(id_: str) -> tuple[str, str]:
     return f"https://arxiv.org/abs/{id_}", f"https://arxiv.org/pdf/{id_}"
 
 
+# Control characters other than whitespace: a terminal escape (ESC [31m) or a backspace in a
+# title must not reach the operator's terminal, a message or a web page. Each becomes a space.
+_CONTROL_RE = re.compile(r"[\x01-\x08\x0e-\x1b\x7f-\x9f]")
+# Lone UTF-16 surrogates: legal in JSON ("\ud800"), impossible to store or send as UTF-8.
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+_ASCII_UNCLEAN_RE = re.compile(r"[\x00-\x1f\x7f<&]|  ")
+
+
 def _is_clean(text: str) -> bool:
     """True when ``clean_text`` would return ``text`` unchanged: ASCII without markup, entities,
-    NUL or whitespace other than single inner spaces.
+    control characters or whitespace other than single inner spaces.
 
-    Most titles, names and abstracts are like that, and these checks (one ``memchr`` each, the
-    two-space search last as the dearest) cost a quarter of the split-and-join they spare. The
-    ASCII test is O(1) in CPython; other text takes the full path, as Unicode has more kinds
-    of whitespace than are worth listing here.
+    Most titles, names and abstracts are like that, and this check (one pass of a character
+    class) costs a fraction of the clean-up it spares. The ASCII test is O(1) in CPython; other
+    text takes the full path, as Unicode has more kinds of whitespace than are worth listing.
     """
-    return (text.isascii() and text[0] != " " and text[-1] != " " and "<" not in text and "&" not in text
-            and "\n" not in text and "\t" not in text and "\r" not in text and "\x00" not in text
-            and "\x0b" not in text and "\x0c" not in text and "\x1c" not in text and "\x1d" not in text
-            and "\x1e" not in text and "\x1f" not in text and "  " not in text)
+    return (text.isascii() and text[0] != " " and text[-1] != " "
+            and _ASCII_UNCLEAN_RE.search(text) is None)
 
 
 def _tag_gap(match: re.Match[str]) -> str:
@@ -173,6 +178,9 @@ def clean_text(text: str | None) -> str:
         text = html.unescape(text)
     if "\x00" in text:
         text = text.replace("\x00", "")
+    text = _CONTROL_RE.sub(" ", text)
+    if not text.isascii():
+        text = _SURROGATE_RE.sub("\ufffd", text)
     # str.split() folds every Unicode whitespace run, several times faster than a regex.
     return " ".join(text.split())
 
