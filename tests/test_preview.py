@@ -23,7 +23,7 @@ from newsletter.store.papers import upsert_papers
 from newsletter.store.subscribers import add_subscriber
 from newsletter.web.preview import create_preview_app
 from newsletter.web.server import BackgroundServer
-from test_render import hf_papers
+from test_render import hf_papers, long_word_paper
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -169,6 +169,35 @@ def test_preview_warns_before_gmail_clips(folder):
     assert "Warning" in result.stderr and "clips" in result.stderr
 
 
+# Each template error names the file it is in (an included one, not the top template) and the
+# line: a missing variable or attribute (StrictUndefined) and a missing include as well.
+TEMPLATE_ERRORS = {
+    "undefined variable": ({"issue.txt.j2": "{{ newsletter.name }}\n{{ nosuchvar }}\n"},
+                           "templates/issue.txt.j2:2: 'nosuchvar' is undefined"),
+    "misspelt attribute": ({"issue.txt.j2": "{{ newsletter.name }}\n{% for paper in papers %}\n{{ paper.titel }}\n{% endfor %}\n"},
+                           "templates/issue.txt.j2:3: "),
+    "undefined in an include": ({"issue.html.j2": "<p>top</p>\n{% include 'part.j2' %}\n",
+                                 "part.j2": "<p>part</p>\n\n{{ nothere }}\n"},
+                                "templates/part.j2:3: 'nothere' is undefined"),
+    "missing include": ({"issue.html.j2": "<p>top</p>\n\n{% include 'missing.j2' %}\n"},
+                        "templates/issue.html.j2:3: template not found: missing.j2"),
+}
+
+
+@pytest.mark.parametrize("case", TEMPLATE_ERRORS)
+def test_preview_names_the_file_and_line_of_a_template_error(folder, case):
+    files, expected = TEMPLATE_ERRORS[case]
+    for name, text in files.items():
+        (folder / "templates" / name).write_text(text, encoding="utf-8")
+    result = run("preview", "--out", "out", cwd=folder)
+    assert result.exit_code == 1
+    flat = " ".join(result.output.split())
+    assert f"Error: {expected}" in flat, flat
+    if case == "misspelt attribute":
+        assert "'titel'" in flat
+    assert not (folder / "out").exists()
+
+
 # --- the preview server in a browser -----------------------------------------------------
 
 def test_preview_server_listens_on_loopback_unless_told():
@@ -287,6 +316,32 @@ def test_preview_server_in_a_browser(server, browser, fixtures_dir, tmp_path):
             name = f"preview-{width}px.png" if scheme == "light" else f"preview-{width}px-{scheme}.png"
             shot = _save(page, name, tmp_path)
             assert shot.stat().st_size > 10_000
+            page.close()
+
+
+def test_long_unbroken_words_wrap_inside_the_card(server, browser):
+    """A 1,205-character title, a 300-character author name and a long URL in the excerpt wrap
+    inside the card: no horizontal scroll at phone or desktop width, in either palette."""
+    running, folder = server
+    store = open_store(f"sqlite:///{folder / 'newsletter.db'}")
+    with store.atomic() as conn:
+        upsert_papers(conn, [long_word_paper()])
+    store.dispose()
+    for width in (375, 800):
+        for scheme in ("light", "dark"):
+            page = browser.new_page(viewport={"width": width, "height": 800}, color_scheme=scheme)
+            page.goto(running.url + "/issues/next/email.html")
+            title = page.locator("h2.paper-title", has_text="Long Supercalifragilistic")
+            assert title.count() == 1 and "Supercalifragilistic" * 60 in title.inner_text().replace("\n", "")
+            scroll_width = page.evaluate("document.documentElement.scrollWidth")
+            client_width = page.evaluate("document.documentElement.clientWidth")
+            assert scroll_width <= client_width, (width, scheme, scroll_width, client_width)
+            container = page.locator("table.container").evaluate("e => e.getBoundingClientRect().width")
+            assert container == min(width, 600), (width, scheme, container)
+            for selector in ("h2.paper-title", "p.authors", "p.excerpt"):
+                box = page.locator(selector).first.evaluate(
+                    "e => [e.getBoundingClientRect().right, e.scrollWidth, e.clientWidth]")
+                assert box[0] <= client_width and box[1] <= box[2], (selector, width, scheme, box)
             page.close()
 
 

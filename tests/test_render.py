@@ -41,6 +41,14 @@ def hf_papers(fixtures_dir: Path, now: datetime = NOW) -> list[Paper]:
     return papers
 
 
+def long_word_paper(score: int | None = 9_999) -> Paper:
+    """A paper whose title, first author and excerpt each hold one long unbroken word."""
+    return Paper(id="arxiv:2410.88888", title="Long " + "Supercalifragilistic" * 60,
+                 url="https://arxiv.org/abs/2410.88888", authors=("Q" * 300, "B. Two"),
+                 abstract="We release the code at https://example.org/" + "very-long-path/" * 20 + "index.html. It works.",
+                 pdf_url="https://arxiv.org/pdf/2410.88888", score=score, first_seen_at=NOW, sources=("hf",))
+
+
 def thirty_papers(fixtures_dir: Path) -> list[Paper]:
     papers = hf_papers(fixtures_dir)
     longest = max(papers, key=lambda p: len(p.abstract))
@@ -362,6 +370,24 @@ def test_thirty_papers_stay_under_the_clip_size(fixtures_dir, config):
     assert len(html.encode("utf-8")) < 100_000
     assert size_warning(rendered) is None
     assert parse_errors(html) == []
+
+
+def test_long_unbroken_words_may_wrap_and_the_html_still_follows_the_checklist(papers, config):
+    """A 1,205-character title, a 300-character author and a URL in the excerpt: every text
+    element carries word-break/overflow-wrap inline (test_preview checks the layout in Chromium)."""
+    rendered = render_issue(make_issue([long_word_paper(), *papers[:2]], note="A **short** note."), config)
+    html = MessageFactory(rendered, config, Signer(SECRET), now=NOW).personalised_parts(READER)[0]
+    assert parse_errors(html) == []
+    assert "Supercalifragilistic" * 60 in html and "Q" * 300 in html and "very-long-path/" * 20 in html
+    body = dom(html).find("body")
+    footer = next(td for td in body.iter("td") if td.get("class") == "footer")
+    text_elements = ([el for el in body.iter() if el.get("class") in
+                      ("kicker", "intro", "note-box", "paper-title", "authors", "excerpt", "links")]
+                     + list(body.iter("h1")) + list(footer.iter("p")))
+    assert len(text_elements) >= 3 * 5 + 5
+    for el in text_elements:
+        style = (el.get("style") or "").replace(" ", "")
+        assert "word-break:break-word" in style and "overflow-wrap:anywhere" in style, (el.tag, el.get("class"))
 
 
 def test_size_warning_before_gmail_clips(fixtures_dir, config, tmp_path):

@@ -24,15 +24,19 @@ WARN_HTML_BYTES = 95_000
 
 
 def _render(env: jinja2.Environment, name: str, context: dict) -> str:
+    """Render one template; any failure becomes a RenderError naming the template file (its
+    path, which may be an included or extended file rather than ``name``) and line."""
     try:
         return env.get_template(name).render(context)
     except jinja2.TemplateSyntaxError as exc:
         raise RenderError(f"template syntax error: {exc.message}", where=exc.filename or name,
                           line=exc.lineno) from None
-    except jinja2.UndefinedError as exc:
-        raise RenderError(f"{exc.message}", where=name) from None
-    except jinja2.TemplateNotFound as exc:
-        raise RenderError(f"template not found: {exc.name}", where=name) from None
+    except jinja2.UndefinedError as exc:  # a misspelt variable or attribute (StrictUndefined)
+        where, line = _template_position(exc, name)
+        raise RenderError(f"{exc.message}", where=where, line=line) from None
+    except jinja2.TemplateNotFound as exc:  # an {% include %}, {% extends %} or {% import %} of no file
+        where, line = _template_position(exc, name)
+        raise RenderError(f"template not found: {exc.name}", where=where, line=line) from None
     except Exception as exc:  # an operator's template doing arithmetic on text, dividing by zero...
         where, line = _template_position(exc, name)
         raise RenderError(f"{type(exc).__name__}: {exc}", where=where, line=line) from None
@@ -40,12 +44,13 @@ def _render(env: jinja2.Environment, name: str, context: dict) -> str:
 
 def _template_position(exc: BaseException, name: str) -> tuple[str, int | None]:
     """The template file and line an error was raised from: Jinja2 rewrites the traceback so
-    the template's own frames carry its file name and line."""
+    each template's own frames carry its file name and line (and mark their globals with
+    ``__jinja_exception__``); the innermost one is where the error is, e.g. in an included file."""
     where, line = name, None
     tb = exc.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if filename.endswith((".j2", ".css", ".html", ".txt")):
+        if "__jinja_exception__" in tb.tb_frame.f_globals and not filename.startswith("<"):
             where, line = filename, tb.tb_lineno
         tb = tb.tb_next
     return where, line
