@@ -149,6 +149,25 @@ def test_subscribe_mails_a_confirmation_whose_link_activates(site: Site) -> None
     assert [kind for kind, _ in site.events("Ada@Example.org")].count("unsubscribed") == 0
 
 
+def test_an_internationalised_address_with_a_name_gets_its_confirmation(site: Site) -> None:
+    """A non-ASCII local part cannot go into an encoded word: the confirmation is an SMTPUTF8
+    message whose To holds the name and the address as UTF-8."""
+    response = site.subscribe("dörte@münchen.de", name="Dörte")
+    assert response.status_code == 200 and "Check your inbox" in response.text
+    assert site.status("dörte@münchen.de") == "pending"
+
+    [path] = sorted(site.outbox.glob("*.eml"))
+    raw = path.read_bytes()
+    assert "To: Dörte <dörte@münchen.de>".encode() in raw and b"=?utf-8?" not in raw
+    # The email package reads 8-bit header bytes as surrogates: parse the text, which is UTF-8.
+    message = email.message_from_string(raw.decode("utf-8"), policy=email.policy.default)
+    [to] = message["To"].addresses
+    assert (to.addr_spec, to.display_name) == ("dörte@münchen.de", "Dörte")
+    confirmed = site.client.get(confirm_link(message).removeprefix(site.url))
+    assert confirmed.status_code == 200 and "You are subscribed" in confirmed.text
+    assert site.status("dörte@münchen.de") == "active"
+
+
 @pytest.mark.parametrize("name", [
     "=?utf-8?b?eA0KDQpDbGljayBodHRwOi8vZXZpbC5vcmcvbG9naW4=?=",  # x CRLF CRLF Click http://evil.org/login
     "=?utf-8?b?eA0KQmNjOiBldmlsQHgub3JnDQpYLUluajogMQ==?=",        # x CRLF Bcc: evil@x.org CRLF X-Inj: 1
@@ -272,6 +291,23 @@ def test_one_click_works_cross_site_without_cookie_or_form_token(site: Site, rea
     assert site.status(reader) == "unsubscribed"
 
 
+def test_an_unsubscribe_body_that_is_not_utf8_changes_nothing(site: Site, reader: str) -> None:
+    token = site.signer.unsubscribe_token(reader)
+    boundary = "----gmailboundary7MA4YWxkTrZu0gW"
+    for body, content_type in [
+        (b"List-Unsubscribe=One-Click&via=\xff", "application/x-www-form-urlencoded"),
+        (b"List-Unsubscribe=One-Click%ff%fe", "application/x-www-form-urlencoded"),
+        (f"--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n".encode()
+         + b"One-Click\xfe\r\n" + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"),
+    ]:
+        response = httpx.post(f"{site.url}/unsubscribe/{token}", content=body, headers={"Content-Type": content_type})
+        assert response.status_code == 400, body
+        assert "not UTF-8" in response.text and "nothing was changed" in response.text
+        assert all(header in response.headers for header in SECURITY_HEADERS)
+    assert site.status(reader) == "active"
+    assert all(kind != "unsubscribed" for kind, _ in site.events(reader))
+
+
 def test_get_of_the_unsubscribe_page_changes_nothing(site: Site, reader: str) -> None:
     token = site.signer.unsubscribe_token(reader)
     for _ in range(3):
@@ -373,6 +409,39 @@ def test_a_wrong_content_type_gets_the_form_back(site: Site) -> None:
     assert site.status("ok@example.org") is None
 
 
+NOT_UTF8_VALUES = [b"b\xffob@example.org", b"b%FFob@example.org", b"%ff%fe@example.org", b"ok%C3@example.org"]
+
+
+@pytest.mark.parametrize("value", NOT_UTF8_VALUES, ids=["raw byte", "escaped byte", "escaped bytes", "cut sequence"])
+def test_a_form_whose_text_is_not_utf8_is_refused(site: Site, value: bytes) -> None:
+    """Raw bytes or percent-escapes that are not UTF-8 are never guessed at (as Latin-1, or with
+    U+FFFD): the form comes back saying so, nothing is stored or mailed."""
+    browser, token = site.form()
+    with closing(browser):
+        for body, content_type in [
+            (f"csrf_token={token}&email=".encode() + value, "application/x-www-form-urlencoded"),
+            (f"csrf_token={token}&email=ok@example.org&name=".encode() + value, "application/x-www-form-urlencoded"),
+            (b"--b0undary\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n" + token.encode()
+             + b"\r\n--b0undary\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\nb\xffob@example.org"
+             b"\r\n--b0undary--\r\n", "multipart/form-data; boundary=b0undary"),
+        ]:
+            response = browser.post("/subscribe", content=body, headers={"Content-Type": content_type})
+            assert response.status_code == 400, body
+            assert "not UTF-8" in response.text and 'id="form-error"' in response.text
+            assert all(header in response.headers for header in SECURITY_HEADERS)
+    with site.store.atomic() as conn:
+        assert conn.execute(select(func.count()).select_from(events)).scalar() == 0
+    assert site.messages() == []
+    # UTF-8 sent raw (not percent-encoded) is read as what it is, not as Latin-1.
+    browser, token = site.form()
+    with closing(browser):
+        raw = browser.post("/subscribe", content=f"csrf_token={token}&email=ok@example.org&name=Dörte".encode(),
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert raw.status_code == 200
+    with site.store.atomic() as conn:
+        assert get_subscriber(conn, "ok@example.org").name == "Dörte"
+
+
 def test_the_form_refuses_cross_site_posts(site: Site) -> None:
     no_token = site.client.post("/subscribe", data={"email": "victim@example.org"})
     assert no_token.status_code == 403 and "Subscribe again" in no_token.text
@@ -434,6 +503,25 @@ def test_every_response_carries_the_security_headers(site: Site, reader: str) ->
     assert "default-src 'none'" in responses[0].headers["content-security-policy"]
     assert responses[3].status_code == 404 and "Not found" in responses[3].text
     assert responses[4].status_code == 405
+
+
+@pytest.mark.parametrize("method, path, allow", [
+    ("DELETE", "/", "GET, HEAD"),
+    ("OPTIONS", "/feed.xml", "GET, HEAD"),
+    ("POST", "/archive", "GET, HEAD"),
+    ("PUT", "/archive/2026-W48", "GET, HEAD"),
+    ("GET", "/subscribe", "POST"),
+    ("POST", "/confirm/TOKEN", "GET, HEAD"),
+    ("DELETE", "/unsubscribe/TOKEN", "GET, HEAD, POST"),
+    ("PATCH", "/preferences/TOKEN", "GET, HEAD, POST"),
+    ("POST", "/preview/", "GET, HEAD"),
+])
+def test_a_405_says_which_methods_the_address_takes(site: Site, method: str, path: str, allow: str) -> None:
+    response = site.client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+    assert "Not allowed" in response.text
+    assert all(header in response.headers for header in SECURITY_HEADERS)
 
 
 # -- archive and feed -------------------------------------------------------------------------

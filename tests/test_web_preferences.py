@@ -147,6 +147,24 @@ def test_a_bad_name_is_refused_in_words_and_changes_nothing(site: Site, reader: 
     assert name_of(site, reader) == "Ada Lovelace"
 
 
+@pytest.mark.parametrize("name", [b"\xff\xfe\xc3(", b"%ff%fe", b"Ada%C3%28"], ids=["raw bytes", "escapes", "bad sequence"])
+def test_a_name_whose_text_is_not_utf8_is_refused_and_changes_nothing(site: Site, reader: str, name: bytes) -> None:
+    token = site.signer.preferences_token(reader)
+    browser, _, form_token = open_page(site, token)
+    with closing(browser):
+        refused = browser.post(f"/preferences/{token}", content=f"csrf_token={form_token}&name=".encode() + name,
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert refused.status_code == 400 and "not UTF-8" in refused.text
+        assert all(header in refused.headers for header in SECURITY_HEADERS)
+        assert "\ufffd" not in refused.text and "ÿþ" not in refused.text
+        assert name_of(site, reader) == "Ada Lovelace"
+        # Percent-encoded UTF-8, as every browser sends it, still saves.
+        saved = browser.post(f"/preferences/{token}", content=f"csrf_token={form_token}&name=D%C3%B6rte".encode(),
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert saved.status_code == 200 and 'id="saved"' in saved.text
+    assert name_of(site, reader) == "Dörte"
+
+
 def test_the_page_button_unsubscribes(site: Site, reader: str) -> None:
     browser, page, _ = open_page(site, site.signer.preferences_token(reader))
     with closing(browser):

@@ -24,13 +24,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Awaitable, Callable
-from urllib.parse import urlsplit
+from typing import AsyncIterator, Awaitable, Callable
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
-from starlette.formparsers import MultiPartException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -68,7 +68,12 @@ from newsletter.web.subscriptions import (
 log = logging.getLogger("newsletter.web")
 
 MAX_FORM_BYTES = 16 * 1024
+MAX_FORM_FIELDS = 10
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+NOT_UTF8 = ("The form could not be read: its text was not UTF-8, so nothing was changed. "
+            "Please send it again from this page.")
+# The order methods are listed in an Allow header (RFC 9110, 15.5.6).
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 NO_STORE = {"Cache-Control": "no-store"}
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -81,6 +86,10 @@ class FormProblem(Exception):
         super().__init__(message)
         self.message = message
         self.status_code = status_code
+
+
+class NotUtf8Form(Exception):
+    """A form whose text (raw bytes or percent-escapes) is not UTF-8: refused, never guessed at."""
 
 
 class WebApp:
@@ -254,7 +263,12 @@ class WebApp:
 
     async def unsubscribe(self, request: Request) -> Response:
         token = request.path_params["token"]
-        how = await _unsubscribe_how(request)
+        try:
+            how = await _unsubscribe_how(request)
+        except NotUtf8Form:
+            return self.notice("The form could not be read",
+                               "The request's text was not UTF-8, so nothing was changed.", 400, is_error=True,
+                               show_home=False)
         outcome = await run_in_threadpool(unsubscribe_by_token, self.store, self.signer, token, how=how)
         if outcome is UnsubscribeOutcome.INVALID:
             return self._invalid_unsubscribe()
@@ -342,7 +356,14 @@ class WebApp:
     async def not_found(self, request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
         if status == 405:
-            return self.notice("Not allowed", "This address does not take that kind of request.", 405, is_error=True)
+            response = self.notice("Not allowed", "This address does not take that kind of request.", 405,
+                                   is_error=True)
+            # RFC 9110: a 405 must say what the address does take (Starlette's Route puts it in
+            # the exception's headers, as an unordered set).
+            allow = (getattr(exc, "headers", None) or {}).get("Allow", "")
+            methods = {m.strip().upper() for m in allow.split(",") if m.strip()}
+            response.headers["Allow"] = ", ".join(sorted(methods, key=_method_rank))
+            return response
         if status == 413:
             return self.notice("Too large", "The request was larger than this site accepts.", 413, is_error=True)
         return self.notice("Not found", "There is no page at this address.", status, is_error=True)
@@ -352,6 +373,10 @@ def _printable(text: str) -> str:
     """What may be echoed into the form page (values, error words quoting them): autoescape handles
     markup, not control characters (a NUL or an ESC is not valid in HTML), so those are dropped."""
     return "".join(ch for ch in text if ch.isprintable() or ch == " ")
+
+
+def _method_rank(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
 def _text_field(form: FormData, name: str) -> str | None:
@@ -374,25 +399,83 @@ async def read_small_form(request: Request) -> FormData:
         raise FormProblem(f"The form is too large (more than {MAX_FORM_BYTES // 1024} KB); "
                           "an address and a name are all it needs.", 413)
     try:
-        return await request.form(max_files=0, max_fields=10, max_part_size=MAX_FORM_BYTES)
+        return await read_form(request, content_type)
+    except NotUtf8Form:
+        raise FormProblem(NOT_UTF8, 400) from None
     except (HTTPException, MultiPartException, UnicodeDecodeError, ValueError) as exc:
         raise FormProblem(f"The form could not be read ({getattr(exc, 'detail', exc)}).", 400) from None
 
 
+async def read_form(request: Request, content_type: str) -> FormData:
+    """A urlencoded or multipart body read as UTF-8 text, strictly (as the WHATWG URL standard
+    reads urlencoded forms: percent-escapes decoded to bytes, then UTF-8). Starlette's own parsers
+    fall back to Latin-1 for bytes that are not UTF-8 and replace bad percent-escapes with U+FFFD,
+    which would store and mail something nobody typed; here either raises NotUtf8Form.
+
+    At most ``MAX_FORM_BYTES``, ``MAX_FORM_FIELDS`` fields and no files; more raise
+    MultiPartException (whether or not the request said its length)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise MultiPartException(f"Form exceeded maximum size of {MAX_FORM_BYTES // 1024}KB.")
+    if content_type == "application/x-www-form-urlencoded":
+        items: list[tuple[str, str]] = []
+        for piece in bytes(body).split(b"&"):
+            if not piece:
+                continue
+            if len(items) >= MAX_FORM_FIELDS:
+                raise MultiPartException(f"Too many fields. Maximum number of fields is {MAX_FORM_FIELDS}.")
+            name, _, value = piece.partition(b"=")
+            try:
+                items.append((unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8"),
+                              unquote_to_bytes(value.replace(b"+", b" ")).decode("utf-8")))
+            except UnicodeDecodeError:
+                raise NotUtf8Form() from None
+        return FormData(items)
+    # Multipart: no files are taken, so the whole body is text, and text that is UTF-8 as a
+    # whole is UTF-8 in every part; Starlette's parser then decodes each part as UTF-8.
+    try:
+        bytes(body).decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotUtf8Form() from None
+
+    async def replay() -> AsyncIterator[bytes]:
+        yield bytes(body)
+
+    parser = MultiPartParser(request.headers, replay(), max_files=0, max_fields=MAX_FORM_FIELDS,
+                             max_part_size=MAX_FORM_BYTES)
+    return await parser.parse()
+
+
 async def _unsubscribe_how(request: Request) -> str:
     """How the unsubscribe arrived, for the event log. The body is optional: the URL's token is
-    what authorises, so an unreadable body never blocks an unsubscribe."""
+    what authorises, so an unreadable body never blocks an unsubscribe. A form whose text is not
+    UTF-8 raises NotUtf8Form: refused like every other form, nothing changed."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type in FORM_TYPES:
         try:
-            form = await request.form(max_files=0, max_fields=10, max_part_size=MAX_FORM_BYTES)
-        except Exception:  # noqa: BLE001 - any unreadable body is simply ignored
+            form = await read_form(request, content_type)
+        except NotUtf8Form:
+            raise
+        except Exception:  # noqa: BLE001 - any other unreadable body is simply ignored
             return "web POST"
         if form.get("via") == "page":
             return "unsubscribe page"
         if form.get("List-Unsubscribe") == "One-Click":
             return "one-click"
     return "web POST"
+
+
+def by_method(get: Endpoint, *, post: Endpoint) -> Endpoint:
+    """One endpoint for a path that takes GET (and HEAD) and POST: the route has already refused
+    any other method with a 405."""
+
+    async def endpoint(request: Request) -> Response:
+        return await (post(request) if request.method == "POST" else get(request))
+
+    endpoint.__name__ = get.__name__
+    return endpoint
 
 
 def guarded(app: WebApp, endpoint: Endpoint) -> Endpoint:
@@ -467,10 +550,11 @@ def create_app(config: Config, store: Store, *, subscribe_burst: int = 5, subscr
         Route("/", g(web.index), methods=["GET", "HEAD"]),
         Route("/subscribe", g(web.subscribe), methods=["POST"]),
         Route("/confirm/{token}", g(web.confirm), methods=["GET", "HEAD"]),
-        Route("/unsubscribe/{token}", g(web.unsubscribe_page), methods=["GET", "HEAD"]),
-        Route("/unsubscribe/{token}", g(web.unsubscribe), methods=["POST"]),
-        Route("/preferences/{token}", g(web.preferences_page), methods=["GET", "HEAD"]),
-        Route("/preferences/{token}", g(web.preferences), methods=["POST"]),
+        # One route per path, so a 405's Allow lists every method the path takes.
+        Route("/unsubscribe/{token}", g(by_method(web.unsubscribe_page, post=web.unsubscribe)),
+              methods=["GET", "HEAD", "POST"]),
+        Route("/preferences/{token}", g(by_method(web.preferences_page, post=web.preferences)),
+              methods=["GET", "HEAD", "POST"]),
         Route("/archive", g(web.archive_index), methods=["GET", "HEAD"]),
         Route("/archive/{key}", g(web.archive_issue), methods=["GET", "HEAD"]),
         Route("/feed.xml", g(web.feed), methods=["GET", "HEAD"]),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import smtplib
+from email import policy as email_policy
 from datetime import datetime, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -95,12 +96,17 @@ def request_subscription(store: Store, config: Config, signer: Signer, email: st
 
 
 def build_confirmation(config: Config, address: str, name: str, link: str) -> EmailMessage:
-    """The confirmation message, headers set only through the EmailMessage API."""
+    """The confirmation message, headers set only through the EmailMessage API.
+
+    An internationalised address (``dörte@münchen.de``) cannot be written as RFC 2047 encoded
+    words: the message gets the SMTPUTF8 policy (raw UTF-8 headers, RFC 6532), which its
+    ``as_bytes()`` then uses, and the transport sends it with SMTPUTF8.
+    """
     newsletter = config["newsletter.name"]
-    message = EmailMessage()
+    international = not address.isascii()
+    message = EmailMessage(policy=email_policy.SMTPUTF8) if international else EmailMessage()
     message["From"] = config["newsletter.from"]
-    name = header_text(name)
-    message["To"] = Address(display_name=name, addr_spec=address) if name else address
+    message["To"] = _to(address, header_text(name))
     message["Subject"] = f"Confirm your subscription to {newsletter}"
     message["Date"] = format_datetime(datetime.now(timezone.utc))
     message["Message-ID"] = make_msgid(domain=_sender_address(config).rpartition("@")[2] or None)
@@ -115,6 +121,17 @@ def build_confirmation(config: Config, address: str, name: str, link: str) -> Em
         f"-- \n{newsletter}\n{config['newsletter.postal_address']}\n"
     )
     return message
+
+
+def _to(address: str, name: str) -> Address | str:
+    """The To header's value. ``Address(addr_spec=...)`` refuses a non-ASCII local part, so an
+    internationalised address is given as its two halves (as ``newsletter.render.messages`` does)."""
+    if not name:
+        return address
+    if address.isascii():
+        return Address(display_name=name, addr_spec=address)
+    username, _, domain = address.rpartition("@")
+    return Address(display_name=name, username=username, domain=domain)
 
 
 def send_confirmation(config: Config, address: str, name: str, link: str) -> None:
