@@ -106,4 +106,5 @@ class RunReport:
     already_sent: int = 0
     elapsed_s: float = 0.0
     destination: str = ""
-    errors: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()  # the first ones, to show
+    error_count: int = 0          # how many there were in all (at least len(errors))

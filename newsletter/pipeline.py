@@ -193,16 +193,25 @@ def _send_options(config: Config, limit: int | None):  # type: ignore[no-untyped
                        limit=limit)
 
 
-def _message_builder(store: Store, config: Config, rendered: RenderedIssue, now: datetime | None):  # type: ignore[no-untyped-def]
-    """``build(subscriber)`` for this issue. The Message-ID is fixed per issue and address, so
-    a message re-sent after a crash is recognisably the same one (mail clients fold such
-    duplicates; the outbox rewrites the same file)."""
+def _message_builder(store: Store, config: Config, rendered: RenderedIssue, *,  # type: ignore[no-untyped-def]
+                     test_copy: bool = False):
+    """``build(subscriber)`` for this issue.
+
+    Each message is dated when it is built, never at the issue's time: a send the scheduler
+    catches up, or one a rate limit stretches over hours, must not arrive looking hours old.
+    The Message-ID is fixed per issue and address, so a message re-sent after a crash is
+    recognisably the same one (mail clients fold such duplicates; the outbox rewrites the same
+    file). A test copy gets a Message-ID of its own: it is not the subscriber's message, and a
+    mail service that drops a repeated Message-ID would otherwise hide the real one.
+    """
     import hashlib
 
     from newsletter.render.messages import MessageFactory
     from newsletter.tokens import Signer, secret_key
 
-    factory = MessageFactory(rendered, config, Signer(secret_key(config, store)), now=now)
+    factory = MessageFactory(rendered, config, Signer(secret_key(config, store)))
+    if test_copy:
+        return factory.build
     key = rendered.issue.key
 
     def build(subscriber):  # type: ignore[no-untyped-def]
@@ -247,7 +256,7 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
         address = normalize_address(to)
         with store.atomic() as conn:
             known = get_subscriber(conn, address)
-        build = _message_builder(store, config, rendered, now)
+        build = _message_builder(store, config, rendered, test_copy=True)
         message = build(known or Subscriber(email=address, name=""))
         transport = open_transport(config)
         try:
@@ -271,7 +280,7 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
             done = settled_subscriber_ids(conn, number, claimable) if number is not None else set()
             already = status_counts(conn, number)[SENT if config.smtp_enabled else WRITTEN] if number is not None else 0
             suppressed = subscriber_stats(conn)["suppressed"]
-        build = _message_builder(store, config, rendered, now)
+        build = _message_builder(store, config, rendered)
         todo = [s for s in subscribers if s.id not in done]
         if limit is not None:
             todo = todo[:limit]
@@ -294,7 +303,7 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
                                      "`newsletter subscribers import`")
         issue = freeze_issue(conn, issue, rendered)
     rendered = render_issue(store, config, issue)  # the parts as frozen, even if another run froze first
-    build = _message_builder(store, config, rendered, now)
+    build = _message_builder(store, config, rendered)
     transport = open_transport(config)
     return deliver_issue(store, issue.number, issue.key, build, transport, _send_options(config, limit),
                          stop=stop, progress=progress)
@@ -331,6 +340,6 @@ def resend_failed(store: Store, config: Config, issue_key: str | None = None, *,
             raise NothingToSendError("no failed deliveries to retry", where=issue_key)
     assert issue is not None
     rendered = render_issue(store, config, issue)
-    build = _message_builder(store, config, rendered, None)
+    build = _message_builder(store, config, rendered)
     return deliver_issue(store, number, issue_key, build, open_transport(config), _send_options(config, None),
                          stop=stop, progress=progress, add_subscribers=False)

@@ -7,6 +7,7 @@ import email
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from email.policy import default as default_policy
 from pathlib import Path
@@ -283,6 +284,26 @@ def test_row_claimed_elsewhere_is_left_alone_until_its_claim_is_stale(store, smt
             claimed_at=datetime.now(timezone.utc) - timedelta(hours=2)))
     report = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), options(stale_after_s=3600))
     assert report.sent == 1 and smtp.handler.recipients()[emails[0]] == 1
+
+
+def test_a_slow_living_sender_renews_its_claims_and_is_never_raced(store, smtp) -> None:
+    """A claim is a lease: a run that holds rows longer than ``stale_after_s`` (a slow server)
+    renews them, so a second run started meanwhile leaves them alone instead of sending them
+    again."""
+    emails = seed(store, 12)
+    smtp.handler.delay_s = 0.4  # 12 messages one after the other: ~5 s, claimed in one batch
+    first: list = []
+    slow = threading.Thread(target=lambda: first.append(deliver_issue(
+        store, 1, "2026-W48", build_message, pool(smtp), options(concurrency=1, stale_after_s=1.5))))
+    slow.start()
+    time.sleep(3.0)  # the first run's claims are now twice as old as stale_after_s
+    second = deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), options(stale_after_s=1.5))
+    slow.join(timeout=60)
+    assert not slow.is_alive()
+    got = smtp.handler.recipients()
+    assert sorted(got) == sorted(emails) and set(got.values()) == {1}, got
+    assert first[0].sent + second.sent == 12
+    assert {r["status"] for r in rows(store).values()} == {"sent"}
 
 
 def test_two_runs_at_once_never_send_the_same_message_twice(db_url: str, smtp) -> None:

@@ -204,3 +204,40 @@ def test_the_readme_main_job_delivers_the_sample_issue_to_the_example_subscriber
     assert f"{len(active)} written, 0 failed" in sent.output
     assert f"Destination: {tmp_path / 'outbox'}" in sent.output
     assert "[smtp]" in sent.output and "NEWSLETTER_SMTP_PASSWORD" in sent.output
+
+
+def test_messages_are_dated_when_sent_and_a_test_copy_has_its_own_message_id(tmp_path: Path) -> None:
+    """A send caught up for a slot two days ago is still dated now; the test copy of a
+    subscriber's message is not mistaken for it (same Message-ID: dropped as a duplicate)."""
+    from datetime import datetime, timedelta, timezone
+    from email.utils import parsedate_to_datetime
+
+    path = setup_store(tmp_path)
+    config = load_config(path, env={})
+    store = open_store(config.store_url)
+    slot = datetime.now(timezone.utc) - timedelta(days=2)
+    test_copy = pipeline.send_issue(store, config, to=EMAILS[5], now=slot)
+    report = pipeline.send_issue(store, config, now=slot)
+    store.dispose()
+    assert test_copy.sent == 1 and report.sent == len(EMAILS)
+    messages = [email.message_from_bytes(p.read_bytes(), policy=default_policy)
+                for p in sorted((tmp_path / "outbox").rglob("*.eml"))]
+    for message in messages:
+        age = datetime.now(timezone.utc) - parsedate_to_datetime(message["Date"])
+        assert timedelta(0) <= age < timedelta(minutes=5), message["Date"]
+    ids = [m["Message-ID"] for m in messages if m["To"].addresses[0].addr_spec == EMAILS[5]]
+    assert len(ids) == 2 and ids[0] != ids[1]
+
+
+def test_the_summary_counts_every_failure_not_only_those_it_shows(tmp_path: Path, smtp) -> None:
+    config = setup_store(tmp_path, smtp.port)
+    store = open_store(load_config(config, env={}).store_url)
+    extra = [f"more{i:03d}@example.com" for i in range(40)]
+    with store.atomic() as conn:
+        for address in extra:
+            add_subscriber(conn, address)
+    store.dispose()
+    smtp.handler.refuse = {address: "550 5.7.1 Not today" for address in EMAILS + extra}
+    result = invoke(config, "send")
+    assert result.exit_code == 1 and "0 sent, 70 failed" in result.output
+    assert "... and 50 more (see `newsletter issues`)" in result.output, result.output

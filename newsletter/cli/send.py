@@ -39,8 +39,9 @@ def _print_report(report: RunReport, *, outbox: bool, dry_run: bool = False) -> 
         console.print(f"Destination: {report.destination}", markup=False, soft_wrap=True)
     for error in report.errors[:20]:
         err_console.print(f"  {error}", markup=False, style="red", soft_wrap=True)
-    if len(report.errors) > 20:
-        err_console.print(f"  ... and {len(report.errors) - 20} more (see `newsletter issues`)", markup=False)
+    total = max(report.error_count, len(report.errors))
+    if total > 20:
+        err_console.print(f"  ... and {total - 20} more (see `newsletter issues`)", markup=False)
 
 
 def _stopped_by_error(report: RunReport) -> bool:

@@ -9,8 +9,10 @@ Why it can be trusted after a crash:
 * a claim (``pending -> sending`` with ``claimed_by``/``claimed_at``) is a ``BEGIN IMMEDIATE``
   transaction, so two processes never hold the same row;
 * rows left in ``sending`` by a process that is gone (same host, pid no longer running) are
-  released at once by the next run; others only after ``stale_after_s``, so a slow process on
-  another host is never raced.
+  released at once by the next run; others only once their claim has not been renewed for
+  ``stale_after_s``. A running send renews its claims every ``renew_every_s`` (a fifth of that,
+  at most a minute), so a slow process, here or on another host, is never raced, and one that
+  hangs or dies on another host is.
 
 Worker threads of one process take turns on the store (a lock), rather than letting SQLite's
 busy handler put them to sleep for milliseconds at a time. On SQLite the per-message writes
@@ -124,6 +126,7 @@ class Ledger:
         self.issue_number = issue_number
         self.cap = DailyCap(daily_cap)
         self.stale_after_s = stale_after_s
+        self.renew_every_s = max(0.2, min(60.0, stale_after_s / 5))
         self.clock = clock
         self.run_tag = f"{_HOST}:{os.getpid()}:{secrets.token_hex(3)}"
         self._lock = threading.Lock()
@@ -187,6 +190,11 @@ class Ledger:
         return rows.release_stale_claims(conn, self.issue_number, now=now,
                                          stale_before=now - timedelta(seconds=self.stale_after_s),
                                          is_dead=claim_holder_is_dead)
+
+    def renew_claims(self) -> int:
+        """Renew the lease on every row this run holds; returns how many."""
+        with self._transaction() as conn:
+            return rows.renew_claims(conn, self.issue_number, run_tag=self.run_tag, now=self.clock())
 
     def counts(self) -> dict[str, int]:
         with self._transaction() as conn:

@@ -58,7 +58,7 @@ class SendOptions:
     limit: int | None = None
     retry_delay_s: float = 2.0        # first backoff; doubles per attempt
     max_retry_delay_s: float = 120.0
-    stale_after_s: float = 900.0      # a claim older than this is taken back (living process elsewhere)
+    stale_after_s: float = 900.0      # a claim not renewed for this long is taken back (its holder hung or died)
     claim_batch: int = 32             # rows a worker claims per transaction when not rate-limited
     group_commit: bool | None = None  # None: straight to the driver on SQLite, group commit elsewhere
 
@@ -80,7 +80,8 @@ class _Tally:
     capped: bool = False
     fatal: str = ""
     last_connection_error: str = ""
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the first 50, to show
+    noted: int = 0                                   # all of them, to count
 
     def add(self, **counts: int) -> None:
         with self.lock:
@@ -107,6 +108,7 @@ class _Tally:
 
     def note(self, text: str) -> None:
         with self.lock:
+            self.noted += 1
             if len(self.errors) < 50:
                 self.errors.append(text)
 
@@ -247,12 +249,16 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
     for thread in threads:
         thread.start()
     aborted = False
+    renewed = time.monotonic()
     try:
         while any(t.is_alive() for t in threads):
             for thread in threads:
                 thread.join(timeout=0.1)
             if stop is not None and stop.is_set():
                 halt.set()
+            if time.monotonic() - renewed >= ledger.renew_every_s:
+                ledger.renew_claims()  # the lease on the rows in flight (see ledger.py)
+                renewed = time.monotonic()
             if progress is not None:
                 progress(tally.sent + tally.failed + tally.suppressed, total)
     except KeyboardInterrupt:
@@ -290,6 +296,7 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
         elapsed_s=time.monotonic() - started,
         destination=transport.destination,
         errors=tuple(errors),
+        error_count=tally.noted + len(errors) - len(tally.errors),
     )
 
 

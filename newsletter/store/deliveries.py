@@ -178,7 +178,8 @@ def release_stale_claims(conn: Connection, issue_number: int, *, stale_before: d
     """Put back to ``pending`` rows left in ``sending`` by a process that died (or stalled).
 
     A row claimed by a process known dead is released at once; any other claim only once it is
-    older than ``stale_before``, so a slow but living sender is never raced.
+    older than ``stale_before``. A running send renews its claims well within that time
+    (``renew_claims``), so a slow but living sender is never raced.
     """
     rows = conn.execute(select(deliveries.c.id, deliveries.c.claimed_by, deliveries.c.claimed_at).where(
         deliveries.c.issue_number == issue_number, deliveries.c.status == SENDING)).all()
@@ -188,6 +189,15 @@ def release_stale_claims(conn: Connection, issue_number: int, *, stale_before: d
         conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), deliveries.c.status == SENDING).values(
             status=PENDING, claimed_by=None, claimed_at=None, updated_at=now))
     return len(ids)
+
+
+def renew_claims(conn: Connection, issue_number: int, *, run_tag: str, now: datetime) -> int:
+    """Move ``claimed_at`` of the rows a running send holds (``claimed_by`` starting with
+    ``run_tag:``) to ``now``: a lease, so a slow sender is never taken for a dead one."""
+    done = conn.execute(update(deliveries).where(
+        deliveries.c.issue_number == issue_number, deliveries.c.status == SENDING,
+        deliveries.c.claimed_by.startswith(f"{run_tag}:", autoescape=True)).values(claimed_at=now))
+    return done.rowcount
 
 
 def mark_sent(conn: Connection, delivery_id: int, *, message_id: str, now: datetime,
