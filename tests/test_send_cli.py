@@ -133,6 +133,11 @@ def test_failures_are_reported_and_resend_failed_retries_only_them(tmp_path: Pat
     assert set(got) == set(EMAILS) - {EMAILS[4]} and set(got.values()) == {1}
     rows = ledger(config)
     assert rows[EMAILS[4]] == "skipped" and rows[EMAILS[9]] == "sent"
+    store = open_store(load_config(config, env={}).store_url)
+    with store.atomic() as conn:  # the bounce's answer is kept beside the reason it was skipped
+        error = conn.execute(select(deliveries.c.last_error).where(deliveries.c.email == EMAILS[4])).scalar_one()
+    store.dispose()
+    assert error.startswith("subscriber no longer active; before: ") and "550 5.1.1 No such user here" in error
     nothing = invoke(config, "resend", "--failed")
     assert nothing.exit_code == 0 and "Nothing to resend" in nothing.output
     typo = invoke(config, "resend", "--failed", "2099-W99")
@@ -241,3 +246,12 @@ def test_the_summary_counts_every_failure_not_only_those_it_shows(tmp_path: Path
     result = invoke(config, "send")
     assert result.exit_code == 1 and "0 sent, 70 failed" in result.output
     assert "... and 50 more (see `newsletter issues`)" in result.output, result.output
+
+
+def test_an_outbox_run_after_an_smtp_run_counts_what_was_sent_as_done(tmp_path: Path, smtp) -> None:
+    config = setup_store(tmp_path, smtp.port)
+    assert "30 sent, 0 failed" in invoke(config, "send").output
+    config.write_text(config.read_text().split("[smtp]")[0], encoding="utf-8")  # back to the outbox
+    again = invoke(config, "send")
+    assert again.exit_code == 0 and "0 written" in again.output and "30 done before" in again.output, again.output
+    assert not (tmp_path / "outbox").exists() or not list((tmp_path / "outbox").rglob("*.eml"))

@@ -22,7 +22,7 @@ from newsletter.deliver.transports import ConnectionFailure, PermanentFailure, T
 from newsletter.errors import DeliveryError
 from newsletter.models import RunReport, Subscriber
 from newsletter.store import Store
-from newsletter.store.deliveries import SENT, ClaimedDelivery
+from newsletter.store.deliveries import SENT, WRITTEN, ClaimedDelivery
 
 
 class OutgoingMessage(Protocol):
@@ -292,7 +292,8 @@ def deliver_issue(store: Store, issue_number: int, issue_key: str, build: Messag
         failed=tally.failed,
         deferred=ledger.open_count(after),
         suppressed=tally.suppressed,
-        already_sent=before[done_status],
+        # An outbox run counts what an SMTP run sent as done too (it never sends those again).
+        already_sent=before[done_status] + (before[SENT] if done_status == WRITTEN else 0),
         elapsed_s=time.monotonic() - started,
         destination=transport.destination,
         errors=tuple(errors),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
 from newsletter.errors import NewsletterError
@@ -76,9 +76,12 @@ _CLAIM_SELECT = (
 )
 _CLAIM_UPDATE = update(deliveries).where(deliveries.c.id.in_(bindparam("ids", expanding=True))).values(
     status=SENDING, claimed_by=bindparam("claimed_by"), claimed_at=bindparam("now"), updated_at=bindparam("now"))
+# A skipped row keeps the error that came before (a bounce's 550 answer, say) after the reason.
+_NO_LONGER_ACTIVE = "subscriber no longer active"
 _SKIP_UPDATE = update(deliveries).where(deliveries.c.id.in_(bindparam("ids", expanding=True))).values(
-    status=SKIPPED, last_error="subscriber no longer active", claimed_by=None, claimed_at=None,
-    updated_at=bindparam("now"))
+    status=SKIPPED, claimed_by=None, claimed_at=None, updated_at=bindparam("now"),
+    last_error=case((func.coalesce(deliveries.c.last_error, "") == "", literal(_NO_LONGER_ACTIVE)),
+                    else_=literal(f"{_NO_LONGER_ACTIVE}; before: ") + deliveries.c.last_error))
 _MARK_SENT = update(deliveries).where(deliveries.c.id == bindparam("delivery_id")).values(
     status=bindparam("status"), attempts=deliveries.c.attempts + 1, message_id=bindparam("message_id"),
     last_error="", sent_at=bindparam("now"), claimed_by=None, claimed_at=None, next_attempt_at=None,
@@ -100,7 +103,8 @@ def sqlite_stamp(now: datetime) -> str:
 # ~0.02 ms, and the sender runs them once per message.
 _SUBSCRIBER_STATUS_SQLITE = "SELECT status FROM subscribers WHERE id = ?"
 _MARK_SKIPPED_SQLITE = (
-    "UPDATE deliveries SET status = 'skipped', last_error = 'subscriber no longer active', claimed_by = NULL, "
+    "UPDATE deliveries SET status = 'skipped', last_error = CASE WHEN coalesce(last_error, '') = '' "
+    f"THEN '{_NO_LONGER_ACTIVE}' ELSE '{_NO_LONGER_ACTIVE}; before: ' || last_error END, claimed_by = NULL, "
     "claimed_at = NULL, updated_at = ? WHERE id = ? AND status = 'sending'")
 
 
