@@ -376,7 +376,7 @@ class Scheduler:
         if job == "send":
             if now - slot > self.plan.grace:
                 return None
-            return None if self.state.issue_done(slot) else slot
+            return None if self.state.issue_done(slot.astimezone(self.zone)) else slot
         if last is not None and last >= slot and spec.kind == "at":
             return None
         return slot
@@ -387,7 +387,9 @@ class Scheduler:
         """Run one job, whatever happens: an exception is logged and reported, never raised."""
         started = datetime.now(timezone.utc)
         try:
-            if job == "send" and self.state.issue_done(slot):
+            # The week of the slot where the operator lives, as the send itself keys its issue:
+            # a Monday 00:30 Berlin slot is Sunday in UTC, the week before.
+            if job == "send" and self.state.issue_done(slot.astimezone(self.zone)):
                 log.info("%s: skipped: the issue of %s was already sent", job, _fmt(slot, self.zone))
                 return JobOutcome(job, slot, True, "already sent", skipped=True)
             log.info("%s: started (slot %s)", job, _fmt(slot, self.zone))
@@ -517,7 +519,7 @@ class StoreState:
         from newsletter.store.deliveries import PENDING, SENDING, issue_number_for_key, status_counts
         from newsletter.store.issues import get_issue
 
-        key = issue_key(slot, slot.tzinfo)  # slots are in the schedule's zone, as issue keys are
+        key = issue_key(slot, slot.tzinfo)  # the scheduler passes slots in the schedule's zone
         with self.store.atomic() as conn:
             issue = get_issue(conn, key)
             if issue is None or issue.status == "draft":

@@ -56,7 +56,7 @@ class MemoryState:
         self.runs[job] = when
 
     def issue_done(self, slot: datetime) -> bool:
-        return issue_key(slot) in self.sent_keys
+        return issue_key(slot, slot.tzinfo) in self.sent_keys  # as StoreState: the slot's own zone
 
 
 class Recorder:
@@ -77,7 +77,7 @@ class Recorder:
         if job in self.fail:
             raise RuntimeError(f"{job} broke on purpose")
         if job == "send":
-            key = issue_key(slot)
+            key = issue_key(slot, BERLIN)  # as the pipeline keys issues: in the schedule's zone
             assert key not in self.state.sent_keys, f"issue {key} sent twice"
             self.state.sent_keys.add(key)
         return f"{job} ok"
@@ -431,6 +431,35 @@ def test_store_state_keeps_last_runs_and_reads_the_issue_from_the_ledger(store) 
     assert state.issue_done(slot)
     assert state.issue_done(berlin(2026, 11, 8, 23))  # same ISO week
     assert not state.issue_done(berlin(2026, 11, 9, 8))  # next week
+
+
+def test_a_send_just_after_local_midnight_on_monday_is_this_weeks_issue(tmp_path: Path, store) -> None:
+    """Monday 00:30 in Berlin is Sunday in UTC, last ISO week: the check whether the week's
+    issue already went out must count the week where the send does, or every week after the
+    first is skipped as done."""
+    from newsletter.models import Issue, RenderedIssue
+    from newsletter.scheduler import StoreState
+    from newsletter.store.deliveries import claim_deliveries, create_deliveries, mark_sent
+    from newsletter.store.issues import freeze_issue
+    from newsletter.store.subscribers import add_subscriber
+
+    plan = plan_for(tmp_path, send="monday at 00:30")
+    last_week = berlin(2026, 11, 23, 0, 30).astimezone(UTC)  # 2026-W48, sent to everyone
+    issue = Issue(key="2026-W48", number=1, title="Issue 1", papers=(), created_at=last_week)
+    with store.atomic() as conn:
+        add_subscriber(conn, "r@example.org")
+        freeze_issue(conn, issue, RenderedIssue(issue, "Subject", "<p>x</p>", "x"), now=last_week)
+        create_deliveries(conn, 1, last_week)
+        (claimed,), _ = claim_deliveries(conn, 1, claimed_by="test", now=last_week, limit=1)
+        mark_sent(conn, claimed.id, message_id="<m@x>", now=last_week)
+    state = StoreState(store)
+    state.record_run("ingest", berlin(2026, 11, 29, 6).astimezone(UTC))
+    sends: list[datetime] = []
+    jobs = {"ingest": lambda slot: "ok", "send": lambda slot: sends.append(slot) or "sent"}
+    with time_machine.travel(berlin(2026, 11, 30, 0, 37).astimezone(UTC), tick=False):  # Sun 23:37 UTC
+        outcomes = Scheduler(plan, jobs, state).catch_up()
+    assert sends == [berlin(2026, 11, 30, 0, 30).astimezone(UTC)], outcomes
+    assert issue_key(sends[0], BERLIN) == "2026-W49"
 
 
 def test_a_broken_state_is_logged_and_never_ends_the_loop(tmp_path: Path, caplog) -> None:
