@@ -70,7 +70,9 @@ Every key is optional. Values come from the embedded defaults, then `newsletter.
 given by `--config`), then `NEWSLETTER_<SECTION>_<KEY>` environment variables, then command-line
 flags. A wrong key or value is reported with its place, for example
 `newsletter.toml:12: issue.max_papers: must be at least 1, got 0`, and nothing runs. Every wrong
-key and value in the file and the environment is reported at once, one line each.
+key and value in the file and the environment is reported at once, one line each; a
+`NEWSLETTER_*` variable that is no setting (a misspelt `NEWSLETTER_SMTP_HOSTNAME`) is named in a
+warning, with the setting it probably meant.
 Passwords and secrets come only from the environment: `NEWSLETTER_SMTP_PASSWORD`, and the signing
 key in `NEWSLETTER_SECRET_KEY` (without it, a random key is generated once and kept in the store).
 List values in the environment are comma-separated or a JSON list.

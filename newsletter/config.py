@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 import tomllib
@@ -33,6 +34,7 @@ class Setting:
     help: str
     choices: tuple[str, ...] | None = None
     minimum: float | None = None
+    maximum: float | None = None
     check: Callable[[Any], str | None] | None = None  # what is wrong with a value, or None
 
     @property
@@ -82,7 +84,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("store", "url", str, "sqlite:///newsletter.db", "SQLAlchemy URL of the store: a SQLite file or postgresql://..."),
     # [smtp]
     Setting("smtp", "host", str, "", "SMTP server; without it mail goes to the outbox folder."),
-    Setting("smtp", "port", int, 587, "SMTP port.", minimum=1),
+    Setting("smtp", "port", int, 587, "SMTP port.", minimum=1, maximum=65535),
     Setting("smtp", "security", str, "starttls", "starttls | tls | none (none only for a loopback host).", choices=("starttls", "tls", "none")),
     Setting("smtp", "username", str, "", "SMTP login; the password comes from NEWSLETTER_SMTP_PASSWORD."),
     Setting("smtp", "timeout_s", float, 30.0, "Timeout of one SMTP command, in seconds.", minimum=0.1),
@@ -100,7 +102,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("schedule", "grace_hours", float, 48.0, "A send missed by at most this long is caught up.", minimum=0),
     # [web]
     Setting("web", "host", str, "127.0.0.1", "Address `newsletter serve` listens on."),
-    Setting("web", "port", int, 8000, "Port `newsletter serve` listens on.", minimum=0),
+    Setting("web", "port", int, 8000, "Port `newsletter serve` listens on.", minimum=0, maximum=65535),
     Setting("web", "preview_token_env", str, "NEWSLETTER_PREVIEW_TOKEN", "Environment variable with the token that opens the preview beyond loopback."),
 )
 
@@ -117,6 +119,7 @@ class Config:
         self._origins = dict(origins)
         self.path = path
         self.sections_present = sections_present
+        self.warnings: tuple[str, ...] = ()  # what was ignored (an unknown NEWSLETTER_* variable)
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
@@ -136,7 +139,9 @@ class Config:
             setting = BY_NAME[name]
             values[name] = _coerce(setting, raw, where="command line", line=None)
             origins[name] = "command line"
-        return Config(values, origins, self.path, self.sections_present)
+        config = Config(values, origins, self.path, self.sections_present)
+        config.warnings = self.warnings
+        return config
 
     @property
     def smtp_enabled(self) -> bool:
@@ -217,12 +222,16 @@ def _coerce(setting: Setting, raw: Any, *, where: str, line: int | None) -> Any:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise fail(f"expected a number, got {raw!r}")
         value = float(raw)
+        if not math.isfinite(value):  # nan would pass every comparison below, inf overflow later
+            raise fail(f"expected a finite number, got {raw!r}")
     elif setting.type is str:
         if not isinstance(raw, str):
             raise fail(f"expected a string, got {raw!r}")
         value = raw
     if setting.minimum is not None and value < setting.minimum:
         raise fail(f"must be at least {setting.minimum:g}, got {value!r}")
+    if setting.maximum is not None and value > setting.maximum:
+        raise fail(f"must be at most {setting.maximum:g}, got {value!r}")
     if setting.choices is not None and value not in setting.choices:
         raise fail(f"must be one of {', '.join(setting.choices)}, got {value!r}")
     problem = setting.check(value) if setting.check is not None else None
@@ -308,4 +317,22 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         raise ConfigErrors(errors)
 
     config = Config(values, origins, used_path, frozenset(present))
+    config.warnings = _unknown_environment(env, values)
     return config.with_overrides(overrides or {})
+
+
+# Read from the environment but not settings: the secrets and the configuration file's path.
+_OTHER_VARIABLES = frozenset({f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}SMTP_PASSWORD"})
+
+
+def _unknown_environment(env: Mapping[str, str], values: Mapping[str, Any]) -> tuple[str, ...]:
+    """A warning for each ``NEWSLETTER_*`` variable that is no setting: a misspelt
+    ``NEWSLETTER_SMTP_HOSTNAME`` would otherwise leave mail going quietly to the outbox."""
+    known = {s.env for s in SETTINGS} | _OTHER_VARIABLES | {
+        values["newsletter.secret_key_env"], values["web.preview_token_env"]}
+    warnings = []
+    for name in sorted(n for n in env if n.startswith(ENV_PREFIX) and n not in known):
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        warnings.append(f"environment {name}: not a setting, ignored{hint}")
+    return tuple(warnings)

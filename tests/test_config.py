@@ -119,3 +119,23 @@ def test_an_unknown_timezone_is_refused_by_every_command(tmp_path: Path, monkeyp
         assert result.exception is None or isinstance(result.exception, SystemExit)
     with pytest.raises(ConfigError, match="environment NEWSLETTER_SCHEDULE_TIMEZONE: schedule.timezone: unknown"):
         load_config(tmp_path / "newsletter.toml", env={"NEWSLETTER_SCHEDULE_TIMEZONE": "Mars/Olympus"})
+
+
+def test_non_finite_numbers_ports_and_unknown_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name, value, words in (("NEWSLETTER_SCHEDULE_GRACE_HOURS", "nan", "expected a finite number"),
+                               ("NEWSLETTER_DELIVERY_RATE_PER_SECOND", "inf", "expected a finite number"),
+                               ("NEWSLETTER_SMTP_PORT", "99999", "must be at most 65535")):
+        with pytest.raises(ConfigError, match=words):
+            load_config(env={name: value})
+    config = load_config(env={"NEWSLETTER_SMTP_HOSTNAME": "mail.example.org", "NEWSLETTER_SECRET_KEY": "k",
+                              "NEWSLETTER_SMTP_PASSWORD": "p", "NEWSLETTER_CONFIG": "x"})
+    assert config.warnings == ("environment NEWSLETTER_SMTP_HOSTNAME: not a setting, ignored "
+                               "(did you mean NEWSLETTER_SMTP_HOST?)",)
+    assert not config.smtp_enabled
+    result = CliRunner().invoke(main, ["papers"], env={"NEWSLETTER_SMTP_HOSTNAME": "mail.example.org"})
+    assert result.exit_code == 0 and "Warning: environment NEWSLETTER_SMTP_HOSTNAME: not a setting" in result.output

@@ -99,6 +99,21 @@ def test_outbox_gets_one_eml_per_subscriber_and_a_rerun_sends_nothing(store, tmp
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 25
 
 
+def test_an_outbox_that_cannot_be_written_stops_the_run_and_fails_nobody(store, tmp_path: Path) -> None:
+    """The folder is the problem, not the messages: they stay pending for the next run."""
+    import shutil
+
+    seed(store, 5)
+    outbox = OutboxTransport(tmp_path / "outbox")
+    shutil.rmtree(tmp_path / "outbox")
+    (tmp_path / "outbox").write_text("a file where the folder was")  # writing into it now fails
+    report = deliver_issue(store, 1, "2026-W48", build_message, outbox, FAST)
+    assert (report.sent, report.failed, report.deferred) == (0, 0, 5)
+    assert report.errors and "cannot write into the outbox folder" in report.errors[0]
+    assert str(tmp_path / "outbox") in report.errors[0]
+    assert {r["status"] for r in rows(store).values()} == {"pending"}
+
+
 def test_outbox_names_never_clobber_a_different_message(tmp_path: Path) -> None:
     outbox = OutboxTransport(tmp_path)
     first = build_message(type("S", (), {"email": "a@example.com", "name": "A"})())  # type: ignore[arg-type]

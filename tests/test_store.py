@@ -100,3 +100,25 @@ def test_a_database_without_its_driver_is_a_clear_error_without_the_password() -
     message = str(info.value)
     assert "the Python driver for postgresql:// is not installed" in message and "pip install '" in message
     assert "s3cret" not in message and "reader:***@127.0.0.1" in message
+
+
+def test_a_damaged_store_is_one_line_naming_it_not_a_traceback(tmp_path, monkeypatch) -> None:
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "damaged.db"
+    open_store(f"sqlite:///{path}").dispose()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE events")  # by hand, behind the migrations' back
+    result = CliRunner().invoke(main, ["--db", f"sqlite:///{path}", "subscribers", "add", "ada@example.org"])
+    assert result.exit_code == 1
+    assert f"sqlite:///{path}: the store cannot be used: no such table: events" in result.output
+    assert "Traceback" not in result.output and "[SQL:" not in result.output
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    result = CliRunner().invoke(main, ["--db", f"sqlite:///{junk}", "papers"])
+    assert result.exit_code == 1 and "Traceback" not in result.output and str(junk) in result.output

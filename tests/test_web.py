@@ -638,13 +638,28 @@ def test_newsletter_serve_runs_the_app(tmp_path: Path, db_url: str) -> None:
             cwd=root, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
-        while not (found := re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log_path.read_text())):
+        while not (found := re.search(r"Serving Papers <Weekly> on (http://127\.0\.0\.1:\d+)", log_path.read_text())):
             assert process.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.05)
-        page = httpx.get(found.group(1) + "/")
+        url = found.group(1)  # the port the OS gave, known before the server starts
+        while True:
+            try:
+                page = httpx.get(url + "/")
+                break
+            except httpx.ConnectError:
+                assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.05)
         assert page.status_code == 200 and "Papers &lt;Weekly&gt;" in page.text
-        assert "Serving Papers <Weekly> on 127.0.0.1, on a free port" in log_path.read_text()
+
+        # The same port again, while it is taken: one line saying so, exit 1, no "Serving".
+        port = url.rsplit(":", 1)[1]
+        taken = subprocess.run(
+            [sys.executable, "-m", "newsletter", "--config", str(config.path), "serve", "--port", port],
+            cwd=root, capture_output=True, text=True, timeout=60)
+        assert taken.returncode == 1, taken.stdout + taken.stderr
+        assert f"Error: 127.0.0.1:{port}: cannot listen there: Address already in use" in taken.stderr
+        assert "Serving" not in taken.stdout
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter import __version__
 from newsletter.config import Config, load_config
@@ -35,7 +36,10 @@ class AppContext:
     @cached_property
     def config(self) -> Config:
         overrides = {"store.url": self.db_url} if self.db_url else {}
-        return load_config(self.config_path, overrides=overrides)
+        config = load_config(self.config_path, overrides=overrides)
+        for warning in config.warnings:
+            err_console.print(f"Warning: {warning}", markup=False, soft_wrap=True, style="yellow")
+        return config
 
     @cached_property
     def store(self) -> Store:
@@ -55,6 +59,28 @@ class NewsletterGroup(click.Group):
             # markup=False: messages quote user input, which may hold [brackets].
             err_console.print(f"Error: {exc}", markup=False, soft_wrap=True, style="bold red")
             sys.exit(1)
+        except SQLAlchemyError as exc:
+            # The store itself is unusable (a read-only or damaged file, a table dropped by hand,
+            # a database server gone): one line naming it, not a traceback.
+            err_console.print(f"Error: {_store_where(ctx)}: the store cannot be used: {_first_line(exc)}",
+                              markup=False, soft_wrap=True, style="bold red")
+            sys.exit(1)
+
+
+def _store_where(ctx: click.Context) -> str:
+    from newsletter.store.db import without_password
+
+    app = ctx.find_object(AppContext)
+    try:
+        return without_password(app.config.store_url) if app is not None else "the store"
+    except NewsletterError:
+        return "the store"
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    """The database's own words (``attempt to write a readonly database``), without the SQL."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @click.group(cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})

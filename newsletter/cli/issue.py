@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
 import threading
 import webbrowser
 from pathlib import Path
@@ -46,12 +45,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 @click.command("preview")
@@ -100,12 +93,11 @@ def preview(app: AppContext, out_dir: Path, serve: bool, open_browser: bool, sub
 
 
 def _serve(app: AppContext, host: str, port: int, open_browser: bool) -> None:
-    import uvicorn
-
     from newsletter.web.preview import create_preview_app
+    from newsletter.web.server import bind_socket, serve_in_foreground
 
-    if port == 0:
-        port = _free_port(host)
+    sock = bind_socket(host, port)  # a port in use: an error, before the address is printed
+    port = sock.getsockname()[1]
     if not _is_loopback(host):
         err_console.print(f"Warning: listening on {host}: anyone who can reach this address sees the preview.",
                           markup=False, style="yellow")
@@ -114,8 +106,7 @@ def _serve(app: AppContext, host: str, port: int, open_browser: bool) -> None:
                   markup=False, soft_wrap=True)
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
-    uvicorn.run(create_preview_app(app.config, app.store), host=host, port=port, log_level="warning",
-                server_header=False)
+    serve_in_foreground(create_preview_app(app.config, app.store), sock, log_level="warning", server_header=False)
 
 
 COMMANDS: list[click.Command] = [init, preview]

@@ -27,15 +27,16 @@ def serve(app: AppContext, host: str | None, port: int | None, forwarded_allow_i
       newsletter serve                          # http://127.0.0.1:8000
       newsletter serve --host 0.0.0.0 --port 8080
     """
-    import uvicorn
-
     from newsletter.web.app import create_app
+    from newsletter.web.server import bind_socket, serve_in_foreground
 
     config = app.config.with_overrides({"web.host": host, "web.port": port})
     web_app = create_app(config, app.store)
-    listen_host, listen_port = config["web.host"], config["web.port"]
-    where = (f"http://{listen_host}:{listen_port}" if listen_port
-             else f"{listen_host}, on a free port uvicorn prints below")
+    listen_host = config["web.host"]
+    sock = bind_socket(listen_host, config["web.port"])  # a port in use: an error, before "Serving"
+    listen_port = sock.getsockname()[1]
+    shown_host = f"[{listen_host}]" if ":" in listen_host else listen_host
+    where = f"http://{shown_host}:{listen_port}"
     console.print(f"Serving {config['newsletter.name']} on {where} (store {config.store_url})", markup=False)
     base_url = config["newsletter.base_url"]
     if base_url:
@@ -43,8 +44,8 @@ def serve(app: AppContext, host: str | None, port: int | None, forwarded_allow_i
     else:
         console.print("[yellow]newsletter.base_url is not set: links in confirmation messages use the "
                       "address each request arrived at.[/yellow]")
-    uvicorn.run(web_app, host=listen_host, port=listen_port, proxy_headers=True,
-                forwarded_allow_ips=forwarded_allow_ips, server_header=False, log_level="info")
+    serve_in_foreground(web_app, sock, proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips,
+                        server_header=False, log_level="info")
 
 
 COMMANDS: list[click.Command] = [serve]

@@ -104,7 +104,10 @@ class OutboxTransport:
 
     def send(self, sender: str, recipients: Sequence[str], data: bytes) -> str:
         path = self.folder / self.file_name(recipients, data)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".eml", dir=self.folder)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".eml", dir=self.folder)
+        except OSError as exc:  # a folder that cannot be written: the run stops, nothing is failed
+            raise DeliveryError(f"cannot write into the outbox folder: {exc.strerror}", where=str(self.folder)) from None
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)

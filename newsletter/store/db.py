@@ -49,7 +49,7 @@ _DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary",
                     "pymysql": "PyMySQL"}
 
 
-def _without_password(url: str) -> str:
+def without_password(url: str) -> str:
     """The URL as it may be shown in a message: a password in it replaced by ***."""
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
@@ -100,7 +100,7 @@ class Store:
             package = _DRIVER_PACKAGES.get(exc.name or "", exc.name)
             raise StoreError(f"the Python driver for {scheme}:// is not installed (no module named {exc.name!r}): "
                              f"pip install '{package}', or use a sqlite:/// URL",
-                             where=_without_password(url)) from None
+                             where=without_password(url)) from None
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)

@@ -1,5 +1,6 @@
-"""Running the web app under uvicorn in a background thread, on a socket bound before the server
-starts (port 0 lets the OS pick a free one, so tests and tools never race for a fixed port)."""
+"""Running the web app under uvicorn, on a socket bound before the server starts: port 0 lets
+the OS pick a free one (tests and tools never race for a fixed port), and a port already in use
+is a one-line error before anything says it is serving."""
 
 from __future__ import annotations
 
@@ -12,6 +13,25 @@ from typing import Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from newsletter.errors import NewsletterError
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, or a ``NewsletterError`` saying why not."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise NewsletterError(f"cannot listen there: {exc.strerror or exc}", where=f"{host}:{port}") from None
+    return sock
+
+
+def serve_in_foreground(app: ASGIApp, sock: socket.socket, **options: object) -> None:
+    """uvicorn on the bound ``sock`` until Ctrl+C; ``options`` go to ``uvicorn.Config``."""
+    uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])  # type: ignore[arg-type]
+
 
 class BackgroundServer:
     """A real uvicorn server on ``host``, in a daemon thread; ``url`` is where it answers."""
@@ -22,9 +42,7 @@ class BackgroundServer:
         # need it as newsletter.base_url); ``start(app)`` then serves it.
         self.app = app
         self.proxy_headers = proxy_headers
-        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
+        self._socket = bind_socket(host, port)
         self.host = host
         self.port = self._socket.getsockname()[1]
         self._server: uvicorn.Server | None = None
