@@ -208,3 +208,110 @@ def test_reimporting_an_export_with_suppressed_addresses_accounts_for_every_row(
     assert (listed["gone@example.org"]["status"], listed["gone@example.org"]["name"]) == ("unsubscribed", "")
     assert listed["dead@example.org"]["status"] == "bounced"
     assert listed["fresh@example.org"]["status"] == "unsubscribed"
+
+
+def test_a_spreadsheet_with_a_status_column_is_not_imported_as_mailchimp(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "f.csv"
+    f.write_text("Email Address,Name,Status\nx1@example.org,X One,unsubscribed\nx2@example.org,X Two,bounced\n",
+                 encoding="utf-8")
+    result = run("import", str(f), "--format", "mailchimp")  # forced: its Status would be ignored
+    assert result.exit_code == 1
+    assert f"{f}:1: this file has a status column, which a Mailchimp audience export does not have" in result.output
+    assert json.loads(run("list", "--json").output) == []
+    result = run("import", str(f))
+    assert result.exit_code == 0, result.output
+    assert "(newsletter format, utf-8): 2 rows; 2 addresses added" in result.output
+    assert "2 now unsubscribed or bounced" in result.output
+    listed = json.loads(run("list", "--json").output)
+    assert [(s["email"], s["name"], s["status"]) for s in listed] == [
+        ("x1@example.org", "X One", "unsubscribed"), ("x2@example.org", "X Two", "bounced")]
+    stats = json.loads(run("stats", "--json").output)
+    assert (stats["by_status"]["active"], stats["suppressed"]) == (0, 2)
+
+
+LONG = ["tanaka.hanako.department-of-computational-linguistics@example-university.ac.jp",
+        "dr.ngozi.okafor+weekly-research-digest@mail.example-hospital.org.uk",
+        "a@example.org"]
+
+
+def test_list_never_cuts_an_address_short_when_piped(run) -> None:  # type: ignore[no-untyped-def]
+    for email in LONG:
+        assert run("add", email, "--name", "Someone With A Rather Long Name Indeed").exit_code == 0
+    assert run("unsubscribe", LONG[1], "--reason", "asked by email, at some length, to be removed").exit_code == 0
+    result = run("list")  # CliRunner's stdout is not a terminal: plain lines, as `list | grep` reads them
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert [line.split("\t") for line in lines] == [
+        [LONG[0], "active", "Someone With A Rather Long Name Indeed"],
+        [LONG[1], "unsubscribed", "Someone With A Rather Long Name Indeed"],
+        [LONG[2], "active", "Someone With A Rather Long Name Indeed"]]
+    assert "…" not in result.stdout
+    assert "3 subscribers" in result.stderr
+    result = run("list", "--status", "unsubscribed")
+    assert result.stdout.splitlines() == [f"{LONG[1]}\tunsubscribed\tSomeone With A Rather Long Name Indeed"]
+    assert "1 subscriber with status unsubscribed" in result.stderr
+
+
+def test_list_on_an_80_column_terminal_folds_other_columns_not_addresses(run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from rich.console import Console
+
+    import newsletter.cli.subscribers as cli_subscribers
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli_subscribers, "console", Console(file=screen, force_terminal=True, width=80,
+                                                            color_system=None, highlight=False))
+    fits = "tanaka.hanako.lab@example-university.ac.jp"  # 42 characters
+    assert run("add", fits, "--name", "Hanako Tanaka-Yamamoto, Department of Linguistics").exit_code == 0
+    assert run("add", "a@example.org").exit_code == 0
+    run("list")
+    table = screen.getvalue()
+    assert fits in table and "…" not in table
+    assert max(len(line) for line in table.splitlines()) <= 80
+    assert "2 subscribers" in table
+
+    screen.truncate(0)
+    screen.seek(0)
+    assert run("add", LONG[0]).exit_code == 0  # no table column of 80 holds it beside the others
+    result = run("list")
+    assert LONG[0] in result.stdout.splitlines()[2].split("\t")
+    assert fits in result.stdout and "…" not in result.stdout
+
+
+def test_a_bounce_on_an_unsubscribed_address_says_the_unsubscribe_is_kept(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("add", "ada@example.org").exit_code == 0
+    assert run("unsubscribe", "ada@example.org", "--reason", "asked by email").exit_code == 0
+    result = run("unsubscribe", "ada@example.org", "--bounced", "--reason", "550 5.1.1")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert ("ada@example.org is unsubscribed (asked by email) and stays so: an unsubscribe is kept over a bounce, "
+            "so no bounce was recorded; it will not be mailed again") in text
+    assert "nothing changed" not in text
+    listed = json.loads(run("list", "--json").output)
+    assert (listed[0]["status"], listed[0]["status_reason"]) == ("unsubscribed", "asked by email")
+    assert json.loads(run("stats", "--json").output)["last_30_days"] == {"subscribed": 1, "unsubscribed": 1}
+    # the other way round an unsubscribe replaces the bounce, as before
+    assert run("add", "dead@example.org").exit_code == 0
+    assert run("unsubscribe", "dead@example.org", "--bounced").exit_code == 0
+    assert "dead@example.org is now unsubscribed" in run("unsubscribe", "dead@example.org").output
+    assert "was already unsubscribed" in run("unsubscribe", "dead@example.org").output
+
+
+def test_local_parts_over_64_octets_are_refused_by_add_and_import(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    long_address = "a" * 200 + "@x.com"
+    result = run("add", long_address)
+    assert result.exit_code == 1
+    assert "The email address is too long before the @-sign (136 characters too many)." in result.output
+    f = tmp_path / "long.csv"
+    f.write_text(f"email\nok@example.org\n{long_address}\n{'b' * 65}@example.org\n{'b' * 64}@example.org\n")
+    result = run("import", str(f))
+    assert result.exit_code == 1
+    assert f"{f}:3: {long_address}: The email address is too long before the @-sign (136 characters too many)." \
+        in result.output
+    assert f"{f}:4: {'b' * 65}@example.org: The email address is too long before the @-sign (1 character too many)." \
+        in result.output
+    assert "2 invalid rows of 4; nothing was imported" in result.output
+    assert json.loads(run("list", "--json").output) == []
+    assert run("import", str(f), "--skip-invalid").exit_code == 1
+    assert [s["email"] for s in json.loads(run("list", "--json").output)] == ["ok@example.org", f"{'b' * 64}@example.org"]

@@ -61,6 +61,62 @@ def test_every_fixture_file_is_recognised_and_imported(store: Store, fixtures_di
     assert count(store) == total
 
 
+# What each real export imports as: format, rows, addresses added and their statuses. Recognising
+# a service by its own columns (not by "Email Address" alone) must not change any of these.
+FIXTURE_IMPORTS = {
+    "buttondown_subscribers_export.csv": ("buttondown", 5, 5, {"active": 3, "pending": 1, "unsubscribed": 1}),
+    "listmonk_import_mixed_case_blocklisted_domains.csv": ("listmonk", 4, 4, {"active": 4}),
+    "listmonk_import_subs.csv": ("listmonk", 100, 100, {"active": 100}),
+    "mailchimp_export_real_minimal_snippet.csv": ("mailchimp", 1, 1, {"active": 1}),
+    "mailchimp_subscribed_members_export.csv": ("mailchimp", 5, 5, {"active": 5}),
+    "substack_email_list.csv": ("substack", 6, 6, {"active": 5, "bounced": 1}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURE_IMPORTS))
+def test_each_fixture_export_imports_as_before(store: Store, fixtures_dir: Path, name: str) -> None:
+    report = import_subscribers(store, fixtures_dir / "subscribers" / name, now=NOW)
+    statuses: dict[str, int] = {}
+    for s in by_email(store).values():
+        statuses[s.status] = statuses.get(s.status, 0) + 1
+    assert (report.format, report.rows, report.added, statuses) == FIXTURE_IMPORTS[name]
+    assert (report.invalid_count, report.duplicates) == (0, 0)
+
+
+def test_a_spreadsheet_headed_email_address_name_status_keeps_its_statuses(store: Store, tmp_path: Path) -> None:
+    """Google Forms / Excel lists: "Email Address" alone does not make a Mailchimp export, whose
+    mapping would have ignored Status and imported unsubscribed and bounced rows as active."""
+    path = write(tmp_path, "f.csv", "Email Address,Name,Status\n"
+                 "x1@example.org,X One,unsubscribed\n"
+                 "x2@example.org,X Two,bounced\n"
+                 "x3@example.org,X Three,\n")
+    report = import_subscribers(store, path, now=NOW)
+    assert (report.format, report.added, report.newly_suppressed) == ("ours", 3, 2)
+    s = by_email(store)
+    assert {e: (x.name, x.status) for e, x in s.items()} == {
+        "x1@example.org": ("X One", "unsubscribed"), "x2@example.org": ("X Two", "bounced"),
+        "x3@example.org": ("X Three", "active")}
+    assert all(not x.attributes for x in s.values())
+
+
+def test_other_spellings_of_the_email_column_are_our_format(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "form.csv", "Timestamp,E-mail,First Name,Last Name,status\n"
+                 "2026-01-02 10:00,ada@example.org,Ada,Lovelace,\n"
+                 "2026-01-03 11:00,gone@example.org,Gone,,Unsubscribed\n")
+    report = import_subscribers(store, path, now=NOW)
+    assert report.format == "ours"
+    s = by_email(store)
+    assert (s["ada@example.org"].name, s["ada@example.org"].status) == ("Ada Lovelace", "active")
+    assert s["ada@example.org"].attributes == {"Timestamp": "2026-01-02 10:00"}
+    assert (s["gone@example.org"].name, s["gone@example.org"].status) == ("Gone", "unsubscribed")
+    # An unknown status is an invalid row, never an active subscriber.
+    bad = write(tmp_path, "bad.csv", "Email Address,Name,Status\nx@example.org,X,Cleaned\n")
+    with pytest.raises(ImportRowsError) as info:
+        import_subscribers(store, bad)
+    assert "status: 'cleaned' is not one of" in str(info.value.errors[0])
+    assert "x@example.org" not in by_email(store)
+
+
 def test_buttondown_statuses_times_and_fields(store: Store, fixtures_dir: Path) -> None:
     report = import_subscribers(store, fixtures_dir / "subscribers" / "buttondown_subscribers_export.csv", now=NOW)
     assert (report.rows, report.added, report.newly_suppressed) == (5, 5, 1)
@@ -212,9 +268,26 @@ def test_bad_utf8_after_the_sample_fails_the_whole_import(store: Store, tmp_path
     monkeypatch.setattr(importer, "SAMPLE_BYTES", 64)  # so the bad byte lies past the sample
     rows = "".join(f"user{i}@example.org,User {i}\n" for i in range(20))
     path = write(tmp_path, "late.csv", ("email,name\n" + rows).encode() + "zoe@example.org,Zo\u00eb\n".encode("latin-1"))
-    with pytest.raises(SubscriberError, match="not valid utf-8.*nothing was imported"):
+    with pytest.raises(SubscriberError, match="not valid UTF-8.*nothing was imported"):
         import_subscribers(store, path)
     assert count(store) == 0
+
+
+def test_bad_utf8_deep_in_a_file_names_its_line(store: Store, tmp_path: Path) -> None:
+    """One Latin-1 row at row 59,000 of 60,000: the error says on which line, not where in a
+    block of the decoder."""
+    rows = ['multi@example.org,"Two\nlines"\n'] + [f"user{i}@example.org,User {i}\n" for i in range(2, 60001)]
+    rows[58999] = "zoe@example.org,Zoë\n"  # row 59,000; line 59,002 (the header, and row 1 spans two lines)
+    data = b"email,name\n" + b"".join(r.encode("latin-1" if r.startswith("zoe@") else "utf-8") for r in rows)
+    path = write(tmp_path, "mostly-utf8.csv", data)
+    assert data.split(b"\n")[59002 - 1].startswith(b"zoe@")
+    with pytest.raises(SubscriberError) as info:
+        import_subscribers(store, path)
+    assert str(info.value) == (
+        f"{path}:59002: not valid UTF-8 (invalid continuation byte 0xeb); nothing was imported; "
+        "save the file as UTF-8 or name its encoding with --encoding (cp1252, for example)")
+    assert count(store) == 0
+    assert import_subscribers(store, path, encoding="cp1252").added == 60000
 
 
 def test_unrecognised_header_says_what_it_saw(store: Store, tmp_path: Path) -> None:
@@ -501,3 +574,19 @@ def test_every_row_is_counted_once_when_rows_carry_suppressed_statuses(store: St
     s = by_email(store)
     assert [s[e].status for e in ("gone@example.org", "alan@example.org", "fresh@example.org", "new@example.org")] == [
         "unsubscribed", "unsubscribed", "bounced", "active"]
+
+
+def test_import_on_a_store_that_is_not_sqlite_is_refused_clearly_and_documented(store: Store, tmp_path: Path) -> None:
+    """The bulk import stages rows with SQLite features (temporary tables, ON CONFLICT, json_patch)."""
+    path = write(tmp_path, "list.csv", "email\na@example.org\n")
+    store.engine.dialect.name = "postgresql"  # as a PostgreSQL store would report itself
+    try:
+        with pytest.raises(SubscriberError) as info:
+            import_subscribers(store, path)
+    finally:
+        del store.engine.dialect.name
+    assert str(info.value) == ("subscribers import works on SQLite stores only (the bulk import uses SQLite "
+                               "features), and this store is postgresql; nothing was imported")
+    assert count(store) == 0
+    docs = " ".join((Path(__file__).resolve().parent.parent / "docs" / "subscribers.md").read_text().split())
+    assert "`import` works on **SQLite stores only**" in docs

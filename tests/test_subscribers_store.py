@@ -116,3 +116,22 @@ def test_a_failed_transaction_leaves_nothing(store: Store) -> None:
     with store.atomic() as conn:
         assert list_subscribers(conn) == []
     assert event_rows(store) == []
+
+
+def test_an_address_stored_before_the_local_part_limit_can_still_be_unsubscribed(store: Store) -> None:
+    """A local part over 64 octets is refused now, but one already on file must stay reachable:
+    the unsubscribe link and `unsubscribe`/`remove` look it up."""
+    from sqlalchemy import insert
+
+    from newsletter.store.schema import subscribers
+
+    old = "x" * 80 + "@example.org"
+    with store.atomic() as conn:
+        conn.execute(insert(subscribers).values(
+            email=old, email_key=old, name="", status="active", status_reason="", attributes={},
+            created_at=NOW, updated_at=NOW, confirmed_at=NOW, status_changed_at=NOW))
+        with pytest.raises(SubscriberError, match="too long before the @-sign"):
+            add_subscriber(conn, "y" * 80 + "@example.org")
+        assert get_subscriber(conn, old.upper()).email == old
+        assert unsubscribe(conn, old, "asked", now=NOW).status == "unsubscribed"
+        assert remove_subscriber(conn, old, forget=True).email == old

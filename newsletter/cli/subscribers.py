@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -29,6 +30,9 @@ from newsletter.subscribers.importer import ImportReport, import_subscribers
 
 FORMAT_LABELS = {f.name: f.label for f in FORMATS}
 TABLE_MAX_ROWS = 200
+# Room the table needs beside the email column: borders, padding, and a few characters for each
+# other column (name, status, since, reason) to fold into.
+TABLE_OTHER_COLUMNS = 36
 PROGRESS_MIN_BYTES = 2_000_000
 
 
@@ -116,7 +120,11 @@ def unsubscribe_command(app: AppContext, email: str, reason: str, bounced: bool)
             s = store_subscribers.mark_bounced(conn, email, reason or "bounced (command line)")
         else:
             s = store_subscribers.unsubscribe(conn, email, reason or "unsubscribed by command line")
-    if before is not None and before.status == s.status:
+    if bounced and s.status == "unsubscribed":
+        # mark_bounced keeps an unsubscribe: the owner's own request is the stronger record.
+        console.print(f"{escape(s.email)} is unsubscribed ({escape(s.status_reason)}) and stays so: an unsubscribe "
+                      "is kept over a bounce, so no bounce was recorded; it will not be mailed again", soft_wrap=True)
+    elif before is not None and before.status == s.status:
         console.print(f"{escape(s.email)} was already {s.status} ({escape(s.status_reason)}); nothing changed")
     else:
         console.print(f"{escape(s.email)} is now {s.status}: it will not be mailed again")
@@ -128,6 +136,9 @@ def unsubscribe_command(app: AppContext, email: str, reason: str, bounced: bool)
 @pass_app
 def list_command(app: AppContext, status: str | None, as_json: bool) -> None:
     """List subscribers in the order they were added.
+
+    On a terminal, a table; piped, or beyond 200 subscribers, tab-separated lines (email, status,
+    name). Addresses are never cut short.
 
     \b
     Example:
@@ -144,20 +155,26 @@ def list_command(app: AppContext, status: str | None, as_json: bool) -> None:
             out.write("\n]\n")
             return
         first = [s for _, s in zip(range(TABLE_MAX_ROWS + 1), rows)]
-        if len(first) <= TABLE_MAX_ROWS:
+        widest = max((cell_len(s.email) for s in first), default=0)
+        # A table only on a terminal wide enough for every address whole (the other columns fold);
+        # piped (`list | grep`) or too narrow, plain lines, so no address is ever cut short.
+        if len(first) <= TABLE_MAX_ROWS and console.is_terminal and widest + TABLE_OTHER_COLUMNS <= console.width:
             table = Table("email", "name", "status", "since", "reason")
+            table.columns[0].no_wrap, table.columns[0].min_width = True, widest
+            for column in table.columns[1:]:
+                column.overflow = "fold"
             for s in first:
                 since = s.status_changed_at.strftime("%Y-%m-%d") if s.status_changed_at else ""
                 table.add_row(escape(s.email), escape(s.name), s.status, since, escape(s.status_reason))
             console.print(table)
             console.print(_plural(len(first), "subscriber") + (f" with status {status}" if status else ""))
             return
-        # A long list: plain tab-separated lines, streamed (a table would hold it all in memory).
+        # Plain tab-separated lines, streamed (a long list in a table would be held in memory).
         count = 0
         for s in itertools.chain(first, rows):
             click.echo(f"{s.email}\t{s.status}\t{s.name}")
             count += 1
-        err_console.print(_plural(count, "subscriber"))
+        err_console.print(_plural(count, "subscriber") + (f" with status {status}" if status else ""))
 
 
 def _print_invalid(error: SubscriberError) -> None:

@@ -74,7 +74,8 @@ def _record_event(conn: Connection, subscriber_id: int | None, email: str, kind:
 
 def _key_of(email: str) -> str | None:
     try:
-        return email_key(normalize_address(email))
+        # lookup: an address stored before the local-part length rule can still be found.
+        return email_key(normalize_address(email, lookup=True))
     except SubscriberError:
         return None
 
@@ -334,7 +335,8 @@ class MergeCounts:
 def begin_import(conn: Connection) -> None:
     """Create the (connection-private, temporary) staging tables inside the caller's transaction."""
     if conn.dialect.name != "sqlite":
-        raise SubscriberError(f"bulk import is implemented for SQLite stores only, not {conn.dialect.name}")
+        raise SubscriberError(f"subscribers import works on SQLite stores only (the bulk import uses SQLite "
+                              f"features), and this store is {conn.dialect.name}; nothing was imported")
     # A bigger page cache for this connection only (it is closed after the transaction): the
     # staging table and the merge then touch the disk far less. Bounded, so memory stays flat.
     conn.exec_driver_sql("PRAGMA cache_size=-32768")

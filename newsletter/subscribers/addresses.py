@@ -5,6 +5,12 @@ domains) without DNS look-ups: an import of a million rows must not wait on a re
 domain that is down today is not a bad address. The normalised form keeps the local part's case
 (some servers care) while ``email_key`` lower-cases it, so ``Ada@Example.org`` and
 ``ada@example.org`` are one subscriber.
+
+A local part (before the ``@``) longer than 64 octets (RFC 5321 4.5.3.1.1) is refused: many
+servers reject such an address. email-validator checks it only in its ``strict`` mode, and counts
+characters; an internationalised local part is also held to 64 octets of UTF-8. Looking up an
+address already on file (``lookup=True``) skips this rule, so one stored before it still can be
+unsubscribed or removed.
 """
 
 from __future__ import annotations
@@ -16,11 +22,15 @@ from email_validator import EmailNotValidError, validate_email
 from newsletter.errors import SubscriberError
 
 
-def check_address(text: str) -> str:
+LOCAL_PART_MAX_OCTETS = 64
+
+
+def check_address(text: str, *, lookup: bool = False) -> str:
     """The normalised address, or ``ValueError`` with email-validator's reason.
 
     The fast path for imports: no exception object with a location is built until a caller
-    decides where the row came from.
+    decides where the row came from. ``lookup``: for finding an address already on file, without
+    the local part's length limit.
     """
     # Spaces and tabs around a spreadsheet cell are slips; other white space (line breaks,
     # Unicode spaces) is left for the validator to refuse, since it hides what the address is.
@@ -28,15 +38,23 @@ def check_address(text: str) -> str:
     if not candidate:
         raise ValueError("no address given")
     try:
-        return validate_email(candidate, check_deliverability=False).normalized
+        normalized = validate_email(candidate, check_deliverability=False, strict=not lookup).normalized
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
+    if not lookup:
+        octets = len(normalized.rpartition("@")[0].encode("utf-8"))
+        if octets > LOCAL_PART_MAX_OCTETS:  # only a non-ASCII local part gets here
+            too_many = octets - LOCAL_PART_MAX_OCTETS
+            raise ValueError(f"The email address is too long before the @-sign "
+                             f"({too_many} byte{'s' if too_many != 1 else ''} too many in UTF-8).")
+    return normalized
 
 
-def normalize_address(text: str) -> str:
-    """The normalised form of ``text``; raises ``SubscriberError`` naming the address and why."""
+def normalize_address(text: str, *, lookup: bool = False) -> str:
+    """The normalised form of ``text``; raises ``SubscriberError`` naming the address and why.
+    ``lookup`` as for ``check_address``."""
     try:
-        return check_address(text)
+        return check_address(text, lookup=lookup)
     except ValueError as exc:
         raise SubscriberError(str(exc), where=text.strip(" \t") or repr(text)) from None
 

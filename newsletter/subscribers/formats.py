@@ -9,8 +9,13 @@ Our own format is what ``newsletter subscribers export`` writes::
 
     email,name,status,status_reason,created_at,confirmed_at,status_changed_at,attributes
 
-Only ``email`` is required; ``attributes`` is a JSON object, and any other column becomes an
-attribute of that name.
+Only ``email`` is required (also accepted as ``Email Address``, ``E-mail`` or ``E-mail Address``,
+the spellings of spreadsheets and form tools); ``attributes`` is a JSON object, and any other
+column becomes an attribute of that name.
+
+A service's export is recognised by the columns only that service writes (its *signature*), never
+by the spelling of the email column alone: a spreadsheet headed ``Email Address,Name,Status``
+is not a Mailchimp export, and read as one its ``Status`` column would be ignored.
 """
 
 from __future__ import annotations
@@ -26,6 +31,13 @@ from newsletter.models import SUBSCRIBER_STATUSES
 OUR_COLUMNS: tuple[str, ...] = (
     "email", "name", "status", "status_reason", "created_at", "confirmed_at", "status_changed_at", "attributes",
 )
+# The email column of our format, as spreadsheets and form tools (Google Forms, Excel) spell it;
+# the first present is the address, the others are attributes.
+OUR_EMAIL_COLUMNS: tuple[str, ...] = ("email", "email address", "e-mail", "e-mail address")
+# Columns every Mailchimp audience export (subscribed, unsubscribed, cleaned) writes, whatever the
+# audience's merge fields: "Email Address" alone is what any spreadsheet may call its addresses.
+MAILCHIMP_SIGNATURE: frozenset[str] = frozenset(
+    {"email address", "member_rating", "optin_time", "confirm_time", "last_changed"})
 
 
 class ParsedRow(NamedTuple):
@@ -115,17 +127,32 @@ class Format:
     mapper: Callable[[Sequence[str], dict[str, int]], RowMapper]
     # Checked when the format is forced with --format: the address, and the column that carries
     # the service's status, so a file of another service (whose bounced readers would read as
-    # active) is refused rather than imported wrong.
-    required: tuple[str, ...]
+    # active) is refused rather than imported wrong. An entry that is a tuple is satisfied by any
+    # one of its spellings.
+    required: tuple[str | tuple[str, ...], ...]
+    # Whether the format reads a generic ``status`` column; forced on a file that has one, a
+    # format that does not would silently import its unsubscribed and bounced rows as active.
+    reads_status_column: bool = False
 
 
 # --- ours ---------------------------------------------------------------------------------
 
+def _our_email_column(positions: dict[str, int]) -> str | None:
+    return next((c for c in OUR_EMAIL_COLUMNS if c in positions), None)
+
+
 def _ours(header: Sequence[str], positions: dict[str, int]) -> RowMapper:
-    email, name, status = (_getter(positions, c) for c in ("email", "name", "status"))
+    email_column = _our_email_column(positions) or "email"
+    email, name, status = (_getter(positions, c) for c in (email_column, "name", "status"))
+    mapped = set(OUR_COLUMNS) | {email_column}
+    if "name" not in positions and ("first name" in positions or "last name" in positions):
+        # A spreadsheet's First Name / Last Name (Mailchimp's import template, for one) make the name.
+        first, last = _getter(positions, "first name"), _getter(positions, "last name")
+        name = lambda fields: " ".join(p for p in (first(fields).strip(), last(fields).strip()) if p)  # noqa: E731
+        mapped |= {"first name", "last name"}
     reason, created, confirmed, changed, attributes = (
         _getter(positions, c) for c in ("status_reason", "created_at", "confirmed_at", "status_changed_at", "attributes"))
-    extras = _extras(header, positions, set(OUR_COLUMNS))
+    extras = _extras(header, positions, mapped)
     times = "created_at" in positions or "confirmed_at" in positions or "status_changed_at" in positions
 
     def row(fields: Sequence[str]) -> ParsedRow:
@@ -245,7 +272,8 @@ def _listmonk(header: Sequence[str], positions: dict[str, int]) -> RowMapper:
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("mailchimp", "Mailchimp audience export", lambda p: "email address" in p, _mailchimp, ("email address",)),
+    Format("mailchimp", "Mailchimp audience export", lambda p: MAILCHIMP_SIGNATURE <= p.keys(), _mailchimp,
+           ("email address",)),
     Format("substack", "Substack subscriber export",
            lambda p: {"email", "active_subscription", "email_disabled"} <= p.keys(), _substack,
            ("email", "email_disabled")),
@@ -253,8 +281,8 @@ FORMATS: tuple[Format, ...] = (
            lambda p: {"email", "subscriber_type"} <= p.keys(), _buttondown, ("email", "subscriber_type")),
     Format("listmonk", "listmonk import/export",
            lambda p: "email" in p and "attributes" in p and p.keys() <= _LISTMONK_COLUMNS
-           and ("uuid" in p or set(p) == {"email", "name", "attributes"}), _listmonk, ("email",)),
-    Format("ours", "newsletter format", lambda p: "email" in p, _ours, ("email",)),
+           and ("uuid" in p or set(p) == {"email", "name", "attributes"}), _listmonk, ("email",), True),
+    Format("ours", "newsletter format", lambda p: _our_email_column(p) is not None, _ours, (OUR_EMAIL_COLUMNS,), True),
 )
 FORMAT_NAMES: tuple[str, ...] = tuple(f.name for f in FORMATS)
 
@@ -281,9 +309,14 @@ def format_named(name: str, header: Sequence[str], *, where: str) -> Format:
     if fmt is None:
         raise SubscriberError(f"unknown format {name!r}; one of auto, {', '.join(FORMAT_NAMES)}")
     positions = _index(header)
-    missing = [c for c in fmt.required if c not in positions]
+    missing = [c if isinstance(c, str) else c[0] for c in fmt.required
+               if not any(alt in positions for alt in ((c,) if isinstance(c, str) else c))]
     if missing:
         raise SubscriberError(f"a {fmt.label} needs the column(s) {', '.join(missing)}", where=where, line=1)
+    if "status" in positions and not fmt.reads_status_column:
+        raise SubscriberError(f"this file has a status column, which a {fmt.label} does not have; read as one "
+                              "its unsubscribed and bounced rows would come in as active (use --format auto or ours)",
+                              where=where, line=1)
     recognised = next((f for f in FORMATS[:-1] if f.matches(positions)), None)
     # listmonk's import file (email,name,attributes) has no statuses to lose: ours reads it alike.
     carries_status = recognised is not None and (recognised.name != "listmonk" or "status" in positions)

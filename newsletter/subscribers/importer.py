@@ -170,12 +170,53 @@ def import_subscribers(store: Store, path: str | os.PathLike[str], *, format: st
                            on_invalid=on_invalid or report.invalid.append,
                            progress=(lambda: progress(counter.bytes_read, total)) if progress else None)
         except UnicodeDecodeError as exc:
+            # The decoder saw a block of the file, not a row: read it again, marking what does not
+            # decode, to tell the user the line of the record that holds it.
+            raw.seek(0)
+            line = _undecodable_line(raw, encoding)
+            undecoded = exc.object[exc.start:exc.end][:4] if isinstance(exc.object, bytes) else b""
+            bad = " ".join(f"0x{b:02x}" for b in undecoded)
             raise SubscriberError(
-                f"not valid {encoding} ({exc.reason} at byte {exc.start} of a block); nothing was imported; "
-                "save the file as UTF-8 or name its encoding with --encoding", where=shown) from None
+                f"not valid {_encoding_label(encoding)} ({exc.reason}{f' {bad}' if bad else ''}); "
+                "nothing was imported; save the file as UTF-8 or name its encoding with --encoding "
+                "(cp1252, for example)", where=shown, line=line) from None
         except csv.Error as exc:
             raise SubscriberError(f"not a readable CSV file ({exc}); nothing was imported", where=shown) from None
     return report
+
+
+# Put where a byte sequence does not decode: a lone surrogate, which no correctly decoded text holds.
+_UNDECODABLE = "\udcff"
+codecs.register_error("newsletter-mark-undecodable", lambda exc: (_UNDECODABLE, exc.end))
+
+
+def _encoding_label(encoding: str) -> str:
+    """``UTF-8`` for utf-8 and utf-8-sig (UTF-16, UTF-32 alike); other codec names as given."""
+    return encoding.upper().removesuffix("-SIG") if encoding.startswith("utf") else encoding
+
+
+def _undecodable_line(raw: IO[bytes], encoding: str) -> int | None:
+    """The line where the first record holding bytes that do not decode in ``encoding`` starts
+    (1 for the header), read as the import reads; None if it cannot be told (the file changed,
+    or is not readable CSV before that record)."""
+    text = io.TextIOWrapper(raw, encoding="utf-8-sig" if encoding == "utf-8" else encoding,
+                            errors="newsletter-mark-undecodable", newline="")
+    try:
+        first_line = text.readline()
+        if _UNDECODABLE in first_line:
+            return 1
+        reader = csv.reader(itertools.chain([first_line], text), delimiter=_pick_delimiter(first_line), strict=True)
+        next(reader, None)
+        start = reader.line_num + 1
+        for fields in reader:
+            line, start = start, reader.line_num + 1
+            if any(_UNDECODABLE in f for f in fields):
+                return line
+    except (csv.Error, UnicodeError):
+        return None
+    finally:
+        text.detach()
+    return None
 
 
 def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format: str, skip_invalid: bool,
