@@ -62,6 +62,17 @@ def timezone_problem(name: str) -> str | None:
     return None
 
 
+def schedule_problem(text: str) -> str | None:
+    """What is wrong with a job's schedule string (``monday at 08:00``), or None."""
+    from newsletter.scheduler import parse_job_spec  # here: the scheduler imports this module
+
+    try:
+        parse_job_spec(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 SETTINGS: tuple[Setting, ...] = (
     # [newsletter]
     Setting("newsletter", "name", str, "Trending Papers Weekly", "The newsletter's name: subject, List-Id, footer."),
@@ -97,8 +108,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("delivery", "max_attempts", int, 5, "Tries per message before a temporary failure counts as failed.", minimum=1),
     # [schedule]
     Setting("schedule", "timezone", str, "UTC", "IANA timezone of the schedule times.", check=timezone_problem),
-    Setting("schedule", "ingest", str, "daily at 06:00", "When `newsletter run` ingests."),
-    Setting("schedule", "send", str, "monday at 08:00", "When `newsletter run` sends the weekly issue."),
+    Setting("schedule", "ingest", str, "daily at 06:00", "When `newsletter run` ingests.", check=schedule_problem),
+    Setting("schedule", "send", str, "monday at 08:00", "When `newsletter run` sends the weekly issue.",
+            check=schedule_problem),
     Setting("schedule", "grace_hours", float, 48.0, "A send missed by at most this long is caught up.", minimum=0),
     # [web]
     Setting("web", "host", str, "127.0.0.1", "Address `newsletter serve` listens on."),

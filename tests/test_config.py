@@ -139,3 +139,12 @@ def test_non_finite_numbers_ports_and_unknown_variables(tmp_path: Path, monkeypa
     assert not config.smtp_enabled
     result = CliRunner().invoke(main, ["papers"], env={"NEWSLETTER_SMTP_HOSTNAME": "mail.example.org"})
     assert result.exit_code == 0 and "Warning: environment NEWSLETTER_SMTP_HOSTNAME: not a setting" in result.output
+
+
+def test_a_bad_schedule_is_reported_with_the_other_mistakes(tmp_path: Path) -> None:
+    path = write(tmp_path, '[schedule]\nsend = "mondy at 08:00"\ningest = "daily at 25:00"\n[issue]\ndays = 0\n')
+    with pytest.raises(ConfigErrors) as info:
+        load_config(path, env={"NEWSLETTER_DELIVERY_CONCURRENCY": "many"})
+    places = [line.split(": ", 2)[:2] for line in str(info.value).splitlines()]
+    assert places == [[f"{path}:2", "schedule.send"], [f"{path}:3", "schedule.ingest"], [f"{path}:5", "issue.days"],
+                      ["environment NEWSLETTER_DELIVERY_CONCURRENCY", "delivery.concurrency"]]

@@ -178,9 +178,9 @@ def test_weekly_sends_that_keep_their_utc_day_are_accepted(tmp_path: Path, tz: s
 
 def test_bad_schedule_from_environment_names_the_variable(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    config = load_config(None, env={"NEWSLETTER_SCHEDULE_INGEST": "daily at 24:00"})
+    # Refused as the configuration is read, with the other settings: before any command runs.
     with pytest.raises(ConfigError, match=r"^environment NEWSLETTER_SCHEDULE_INGEST: schedule.ingest: "):
-        load_plan(config)
+        load_config(None, env={"NEWSLETTER_SCHEDULE_INGEST": "daily at 24:00"})
 
 
 def test_defaults_are_a_valid_plan(tmp_path: Path, monkeypatch) -> None:
