@@ -68,7 +68,7 @@ def schedule_problem(text: str) -> str | None:
 
     try:
         parse_job_spec(text)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         return str(exc)
     return None
 

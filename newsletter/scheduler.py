@@ -129,6 +129,8 @@ def parse_job_spec(text: str) -> JobSpec:
                                  "(days take a time: 'daily at 06:00')")
             if count < 1:
                 raise ValueError(f"cannot read {text!r}: the interval must be at least 1")
+            if count > (10_000 if UNITS[unit_words[0]] == "hours" else 600_000):  # more than a year
+                raise ValueError(f"cannot read {text!r}: an interval of more than a year never comes round")
             return JobSpec(text, "interval", interval=timedelta(**{UNITS[unit_words[0]]: count}))
     if len(words) == 3 and words[1] == "at":
         weekday = _parse_day(words[0])

@@ -148,3 +148,14 @@ def test_a_bad_schedule_is_reported_with_the_other_mistakes(tmp_path: Path) -> N
     places = [line.split(": ", 2)[:2] for line in str(info.value).splitlines()]
     assert places == [[f"{path}:2", "schedule.send"], [f"{path}:3", "schedule.ingest"], [f"{path}:5", "issue.days"],
                       ["environment NEWSLETTER_DELIVERY_CONCURRENCY", "delivery.concurrency"]]
+
+
+def test_an_absurd_interval_is_a_configuration_error_not_a_traceback(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+
+    result = CliRunner().invoke(main, ["--config", str(write(tmp_path, '[schedule]\ningest = "every 100000000000 hours"\n')),
+                                       "issues"])
+    assert result.exit_code == 1 and "newsletter.toml:2: schedule.ingest: cannot read" in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

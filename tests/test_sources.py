@@ -273,6 +273,15 @@ def test_less_than_and_greater_than_in_text_are_kept(text: str) -> None:
     assert normalize.clean_text(text) == text
 
 
+@pytest.mark.parametrize(("html", "text"), [
+    ('<a href="x" download>link</a>', "link"), ("<img src=x alt>", ""), ("<div class=foo data-x>t</div>", "t"),
+    ('<a href="x"target="_blank">y</a>', "y"), ("<math><mi>x</mi></math>", "x"), ('<svg><path d="M0"/></svg>', ""),
+    ("<input disabled>", ""), ("one</br />two", "one two"), ("<P CLASS='a'>Up</P>", "Up"),
+])
+def test_real_markup_is_removed_whatever_its_attributes(html: str, text: str) -> None:
+    assert normalize.clean_text(html) == text
+
+
 def test_comparisons_survive_every_plain_text_format() -> None:
     title, abstract = "Bounds for p<q and q>1 regimes", "For $n<m$ and $k>2$ we show Vec<T> is enough."
     atom = ('<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>http://arxiv.org/abs/2401.00001v1</id>'

@@ -442,6 +442,20 @@ def test_a_form_whose_text_is_not_utf8_is_refused(site: Site, value: bytes) -> N
         assert get_subscriber(conn, "ok@example.org").name == "Dörte"
 
 
+@pytest.mark.parametrize("charset", ["", "; charset=latin-1", "; charset=nonsense"])
+def test_a_multipart_form_is_read_as_utf8_whatever_charset_it_names(site: Site, charset: str) -> None:
+    browser, token = site.form()
+    body = (b"--XX\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n" + token.encode()
+            + b"\r\n--XX\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\nmp@example.org"
+            + "\r\n--XX\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nDörte\r\n--XX--\r\n".encode())
+    with closing(browser):
+        response = browser.post("/subscribe", content=body,
+                                headers={"Content-Type": f"multipart/form-data; boundary=XX{charset}"})
+    assert response.status_code == 200, response.text
+    with site.store.atomic() as conn:
+        assert get_subscriber(conn, "mp@example.org").name == "Dörte"
+
+
 def test_the_form_refuses_cross_site_posts(site: Site) -> None:
     no_token = site.client.post("/subscribe", data={"email": "victim@example.org"})
     assert no_token.status_code == 403 and "Subscribe again" in no_token.text

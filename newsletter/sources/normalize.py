@@ -31,24 +31,48 @@ _OAI_RE = re.compile(rf"^oai:arXiv\.org:{_ARXIV_ID}$", re.IGNORECASE)
 _TRACKING_PARAMS = frozenset({"fbclid", "gclid", "mc_cid", "mc_eid", "ref_src"})
 _DOI_RE = re.compile(r"^(?:doi:\s*|https?://(?:dx\.)?doi\.org/)?(?P<doi>10\.\d{4,9}/\S+)$", re.IGNORECASE)
 
-# A tag is only what HTML itself would write: a known element's name right after "<" or "</",
-# then attributes that have values (or are one of the common boolean ones), then ">" or "/>".
-# Text such as "p<q and q>1", "Vec<T>" or "$n<m$ and $k>2$" (plain-text titles, LaTeX in arXiv
-# abstracts) is therefore kept as written; real markup in feed titles and summaries is removed.
-_ELEMENTS = (
+# A tag is only what HTML itself would write: "<" or "</", a known element's name (HTML, MathML,
+# SVG), then nothing, or white space and attributes, then ">" or "/>". Attributes without a value
+# count only beside one that has a value, or when they are the common boolean ones: text such as
+# "p<q and q>1", "Vec<T>" or "$n<m$ and $k>2$" (plain-text titles, LaTeX in arXiv abstracts) is
+# kept as written, while real markup in feed titles and summaries is removed.
+_ELEMENTS = frozenset((
     "a abbr acronym address area article aside audio b base bdi bdo big blockquote body br button canvas caption "
     "center cite code col colgroup data dd del details dfn dialog div dl dt em embed fieldset figcaption figure "
     "font footer form h1 h2 h3 h4 h5 h6 head header hr html i iframe img input ins kbd label legend li link main "
     "map mark math meta meter nav nobr noscript object ol optgroup option output p param picture pre progress q "
     "rp rt ruby s samp section select small source span strike strong sub summary sup svg table tbody td "
-    "template textarea tfoot th thead time title tr track tt u ul var video wbr").split()
-_BOOLEAN_ATTRIBUTES = ("allowfullscreen async autoplay checked controls default defer disabled hidden loop "
-                       "muted nowrap open playsinline readonly required reversed selected").split()
-_ATTRIBUTE = (r"""(?:[a-zA-Z_:][-a-zA-Z0-9_:.]*\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+)"""
-              rf"|(?:{'|'.join(_BOOLEAN_ATTRIBUTES)})(?![-\w]))")
-_TAG_RE = re.compile(
-    rf"<(?:/\s*)?({'|'.join(sorted(_ELEMENTS, key=len, reverse=True))})(?![-\w])(?:\s+{_ATTRIBUTE})*\s*/?\s*>",
-    re.IGNORECASE)
+    "template textarea tfoot th thead time title tr track tt u ul var video wbr "
+    # MathML and SVG, as arXiv and blog feeds embed them
+    "mi mn mo ms mtext mrow msup msub msubsup mfrac msqrt mroot mover munder munderover mtable mtr mtd "
+    "mspace mstyle semantics annotation "
+    "g path circle ellipse line polyline polygon rect text tspan defs use symbol clippath lineargradient "
+    "radialgradient stop foreignobject").split())
+_BOOLEAN_ATTRIBUTES = frozenset((
+    "allowfullscreen async autofocus autoplay checked controls default defer disabled download hidden inert "
+    "ismap loop multiple muted nomodule novalidate nowrap open playsinline readonly required reversed "
+    "selected").split())
+# "<" + a name, then everything up to ">" (quoted values may hold ">"); the callback decides.
+_TAG_CANDIDATE_RE = re.compile(r"""<(/?)([a-zA-Z][a-zA-Z0-9]*)((?:"[^"]*"|'[^']*'|[^'"<>])*)>""")
+_ATTRIBUTE_RE = re.compile(r"""([^\s"'>/=]+)(\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?""")
+_ATTRIBUTES_RE = re.compile(
+    r"""(?:\s+[^\s"'>/=]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?"""
+    r"""|(?<=["'])[^\s"'>/=]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*\s*/?\s*""")
+
+
+def _is_tag(closing: str, name: str, rest: str) -> bool:
+    if name.lower() not in _ELEMENTS:
+        return False
+    if not rest or rest.strip() in ("", "/"):  # "</br />" too: browsers read it as <br>
+        return True
+    if closing:
+        return False
+    if not rest[0].isspace() or not _ATTRIBUTES_RE.fullmatch(rest):
+        return False
+    attributes = _ATTRIBUTE_RE.findall(rest)
+    if any(value for _, value in attributes):
+        return True
+    return all(attribute.lower() in _BOOLEAN_ATTRIBUTES for attribute, _ in attributes)
 # Tags inside a run of text: removed without a space, so "H<sub>2</sub>O" stays "H2O" and
 # "<em>vision</em>-language" stays one word. Any other tag (p, div, br, li, ...) separates words.
 _INLINE_TAGS = frozenset(
@@ -157,8 +181,12 @@ def _is_clean(text: str) -> bool:
 
 
 def _tag_gap(match: re.Match[str]) -> str:
-    name = match.group(1)
-    return "" if name and name.lower() in _INLINE_TAGS else " "
+    """A tag's replacement: nothing inside a run of text, a space between blocks; anything that
+    only looks like a tag stays as it is."""
+    closing, name, rest = match.groups()
+    if not _is_tag(closing, name, rest):
+        return match.group(0)
+    return "" if name.lower() in _INLINE_TAGS else " "
 
 
 def clean_text(text: str | None) -> str:
@@ -174,7 +202,7 @@ def clean_text(text: str | None) -> str:
     if "<" in text:
         text = _COMMENT_RE.sub(" ", text)
         text = _SCRIPT_RE.sub(" ", text)
-        text = _TAG_RE.sub(_tag_gap, text)
+        text = _TAG_CANDIDATE_RE.sub(_tag_gap, text)
     if "&" in text:
         text = html.unescape(text)
     if "\x00" in text:

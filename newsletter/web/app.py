@@ -29,7 +29,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, Headers
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -434,7 +434,9 @@ async def read_form(request: Request, content_type: str) -> FormData:
                 raise NotUtf8Form() from None
         return FormData(items)
     # Multipart: no files are taken, so the whole body is text, and text that is UTF-8 as a
-    # whole is UTF-8 in every part; Starlette's parser then decodes each part as UTF-8.
+    # whole is UTF-8 in every part. Starlette's parser decodes the parts with the charset the
+    # Content-Type names (Latin-1 for one it does not know), so it is given the header without
+    # one: UTF-8, what the app's pages send and say with accept-charset.
     try:
         bytes(body).decode("utf-8")
     except UnicodeDecodeError:
@@ -443,8 +445,10 @@ async def read_form(request: Request, content_type: str) -> FormData:
     async def replay() -> AsyncIterator[bytes]:
         yield bytes(body)
 
-    parser = MultiPartParser(request.headers, replay(), max_files=0, max_fields=MAX_FORM_FIELDS,
-                             max_part_size=MAX_FORM_BYTES)
+    params = [p.strip() for p in request.headers.get("content-type", "").split(";")[1:]]
+    utf8_type = "; ".join(["multipart/form-data", *(p for p in params if not p.lower().startswith("charset="))])
+    parser = MultiPartParser(Headers({"content-type": utf8_type}), replay(), max_files=0,
+                             max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_BYTES)
     return await parser.parse()
 
 
