@@ -398,3 +398,11 @@ def test_control_characters_become_spaces() -> None:
     assert normalize.clean_text("caf\u00e9 \x9b1m") == "caf\u00e9 1m"
     (paper,) = parse_bytes(json.dumps([{"id": "2401.00013", "title": "A \x1b[2J title"}]).encode(), "c.json").papers
     assert paper.title == "A [2J title"
+
+
+def test_author_strings_with_initials_split_after_the_initials() -> None:
+    """bioRxiv writes "Surname, I." lists; some with initials in lower case."""
+    assert normalize.split_authors("Kaur, M., Shukla, A. K., Singh, R.") == ["Kaur, M.", "Shukla, A. K.", "Singh, R."]
+    assert normalize.split_authors("Zhang, a., jiang, x., zhang, x.") == ["Zhang, a.", "jiang, x.", "zhang, x."]
+    assert normalize.split_authors("Ada Lovelace, Alan Turing and Grace Hopper") == [
+        "Ada Lovelace", "Alan Turing", "Grace Hopper"]

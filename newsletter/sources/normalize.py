@@ -235,8 +235,9 @@ def split_authors(text: str) -> list[str]:
         return [n for n in names if n]
     text = clean_text(text)
     text = re.sub(r",?\s*et al\.?(\s*\(.*?\))?\s*$", "", text)
-    if re.search(r"\w,\s*(?:[A-Z]\.\s*)+,", text + ","):
-        # "Kaur, M., Shukla, A. K., ...": surname, initials -- split after the initials only.
+    if re.search(r"\w,\s*(?:[A-Za-z]\.\s*)+,", text + ","):
+        # "Kaur, M., Shukla, A. K., ...": surname, initials -- split after the initials only
+        # (bioRxiv also has "Zhang, a., jiang, x.": initials in lower case).
         parts = re.split(r"(?<=\.),\s*", text)
     else:
         parts = re.split(r",\s*|\s+and\s+", text)
