@@ -590,3 +590,26 @@ def test_import_on_a_store_that_is_not_sqlite_is_refused_clearly_and_documented(
     assert count(store) == 0
     docs = " ".join((Path(__file__).resolve().parent.parent / "docs" / "subscribers.md").read_text().split())
     assert "`import` works on **SQLite stores only**" in docs
+
+
+def test_the_store_can_be_written_while_a_long_import_reads_its_file(store: Store, tmp_path: Path,
+                                                                    db_url: str) -> None:
+    """Only the merge holds the store's write lock: an unsubscribe from the web (another
+    connection, here with a 0.2 s busy timeout) goes through while the import stages its rows."""
+    import sqlite3
+
+    with store.atomic() as conn:
+        add_subscriber(conn, "reader@example.org")
+    path = write(tmp_path, "big.csv", "email,name\n" + "".join(f"r{i}@example.org,R {i}\n" for i in range(12_000)))
+    writes: list[str] = []
+
+    def meanwhile(done: int, total: int) -> None:
+        if writes:
+            return
+        with sqlite3.connect(db_url.removeprefix("sqlite:///"), timeout=0.2, isolation_level=None) as other:
+            other.execute("UPDATE subscribers SET status = 'unsubscribed' WHERE email = 'reader@example.org'")
+        writes.append("done")
+
+    report = import_subscribers(store, path, progress=meanwhile)
+    assert writes == ["done"] and report.added == 12_000
+    assert by_email(store)["reader@example.org"].status == "unsubscribed"

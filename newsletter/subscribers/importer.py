@@ -18,18 +18,20 @@ import io
 import itertools
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 import charset_normalizer
+from sqlalchemy.engine import Connection
 
 from newsletter.errors import ImportRowsError, SubscriberError
 from newsletter.models import SUPPRESSED_STATUSES
 from newsletter.store import Store
 from newsletter.store.db import utcnow
-from newsletter.store.subscribers import begin_import, merge_staged, stage_rows, staged_time
+from newsletter.store.subscribers import begin_import, end_import, merge_staged, stage_rows, staged_time
 from newsletter.subscribers.addresses import check_address, clean_name
 from newsletter.subscribers.formats import detect_format, format_named, row_mapper
 
@@ -129,6 +131,16 @@ def _pick_delimiter(first_line: str) -> str:
         if count > best_count:
             best, best_count = delimiter, count
     return best
+
+
+@contextmanager
+def _staging(conn: Connection) -> Iterator[None]:
+    """The staging tables on ``conn`` for the import's duration, dropped however it ends."""
+    begin_import(conn)
+    try:
+        yield
+    finally:
+        end_import(conn)
 
 
 def import_subscribers(store: Store, path: str | os.PathLike[str], *, format: str = "auto",
@@ -236,8 +248,8 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
     now = now or utcnow()
     reason_default = f"import {Path(shown).name}"
 
-    with store.atomic() as conn:
-        begin_import(conn)
+    # Staged outside a transaction of the store (see begin_import); the merge is the transaction.
+    with store.engine.connect() as conn, _staging(conn):
         batch: list[tuple] = []
         rows = invalid = 0
         start = reader.line_num + 1
@@ -287,7 +299,8 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
                 f"{n} invalid row{'s' if n != 1 else ''} of {report.rows}; nothing was imported "
                 "(fix them, or pass --skip-invalid to import the rest)", report.invalid)
         stage_rows(conn, batch)
-        counts = merge_staged(conn, source=Path(shown).name, now=now)
+        with conn.begin():  # BEGIN IMMEDIATE: the store's write lock, for the merge alone
+            counts = merge_staged(conn, source=Path(shown).name, now=now)
         if progress:
             progress()
     report.added, report.updated, report.unchanged = counts.added, counts.updated, counts.unchanged
