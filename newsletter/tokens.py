@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 
 from newsletter.config import Config
 from newsletter.store import Store
@@ -46,11 +47,7 @@ class Signer:
 
     def verify_unsubscribe(self, token: str) -> str | None:
         """The address the token was made for, or None if forged or altered."""
-        try:
-            value = self._unsubscribe.loads(token)
-        except BadSignature:
-            return None
-        return value if isinstance(value, str) else None
+        return _address(self._unsubscribe, token)
 
     def preferences_token(self, email: str) -> str:
         """For the preferences page: its own salt, so it can never unsubscribe or confirm."""
@@ -58,19 +55,21 @@ class Signer:
 
     def verify_preferences(self, token: str) -> str | None:
         """The address whose preferences the token opens, or None if forged or altered."""
-        try:
-            value = self._preferences.loads(token)
-        except BadSignature:
-            return None
-        return value if isinstance(value, str) else None
+        return _address(self._preferences, token)
 
     def confirm_token(self, email: str) -> str:
         return self._confirm.dumps(email.lower())
 
     def verify_confirm(self, token: str, max_age_s: int = 7 * 24 * 3600) -> str | None:
         """The address to confirm, or None if forged, altered or older than ``max_age_s``."""
-        try:
-            value = self._confirm.loads(token, max_age=max_age_s)
-        except (SignatureExpired, BadSignature):
-            return None
-        return value if isinstance(value, str) else None
+        return _address(self._confirm, token, max_age=max_age_s)
+
+
+def _address(serializer: Any, token: str, **loads: Any) -> str | None:
+    """The address a token holds, or None if it is forged, altered, expired or not an address.
+    (``SignatureExpired`` is a ``BadSignature``.)"""
+    try:
+        value = serializer.loads(token, **loads)
+    except BadSignature:
+        return None
+    return value if isinstance(value, str) else None

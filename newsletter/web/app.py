@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from starlette.applications import Starlette
@@ -278,23 +278,27 @@ class WebApp:
                            f"Nothing more from {self.config['newsletter.name']} will be sent to this address.",
                            show_home=False)
 
-    async def preferences_page(self, request: Request) -> Response:
-        token = request.path_params["token"]
+    async def _preferences_view(self, token: str) -> tuple[Any, Response | None]:
+        """The subscription a preferences token opens, or the page answering a forged token or
+        a removed address (then nothing else of the request is looked at)."""
         view = await run_in_threadpool(preferences_for_token, self.store, self.signer, token)
         if view.outcome is PreferencesOutcome.INVALID:
-            return self._invalid_preferences()
+            return view, self._invalid_preferences()
         if view.outcome is PreferencesOutcome.UNKNOWN:
-            return self._unknown_unsubscribe()
-        return await run_in_threadpool(self.preferences_form, request, token, view)
+            return view, self._unknown_unsubscribe()
+        return view, None
+
+    async def preferences_page(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        view, refused = await self._preferences_view(token)
+        return refused or await run_in_threadpool(self.preferences_form, request, token, view)
 
     async def preferences(self, request: Request) -> Response:
         token = request.path_params["token"]
         # The token first: a forged link learns nothing, whatever else the request holds.
-        view = await run_in_threadpool(preferences_for_token, self.store, self.signer, token)
-        if view.outcome is PreferencesOutcome.INVALID:
-            return self._invalid_preferences()
-        if view.outcome is PreferencesOutcome.UNKNOWN:
-            return self._unknown_unsubscribe()
+        view, refused = await self._preferences_view(token)
+        if refused is not None:
+            return refused
         try:
             form = await read_small_form(request)
         except FormProblem as problem:
