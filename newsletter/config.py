@@ -73,6 +73,30 @@ def schedule_problem(text: str) -> str | None:
     return None
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"90s"``, ``"5m"``, ``"24h"`` or ``"2d"``; ValueError otherwise."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 5m, 24h or 2d")
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+    if not 0 < seconds <= 365 * 86400:
+        raise ValueError(f"{text!r} must be more than 0 and at most a year")
+    return seconds
+
+
+def duration_problem(text: str) -> str | None:
+    """What is wrong with a duration setting, or None."""
+    try:
+        parse_duration(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 SETTINGS: tuple[Setting, ...] = (
     # [newsletter]
     Setting("newsletter", "name", str, "Trending Papers Weekly", "The newsletter's name: subject, List-Id, footer."),
@@ -105,7 +129,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("delivery", "concurrency", int, 4, "Parallel SMTP connections.", minimum=1),
     Setting("delivery", "rate_per_second", float, 10.0, "Messages per second, all workers together; 0: no limit.", minimum=0),
     Setting("delivery", "daily_cap", int, 0, "At most this many messages per 24 hours; 0: none.", minimum=0),
-    Setting("delivery", "max_attempts", int, 5, "Tries per message before a temporary failure counts as failed.", minimum=1),
+    Setting("delivery", "max_attempts", int, 30, "At most this many tries of a message that meets temporary failures.", minimum=1),
+    Setting("delivery", "retry_delay", str, "1m", "First wait before a temporary failure is retried; doubles per try, at most 1h.", check=duration_problem),
+    Setting("delivery", "retry_for", str, "24h", "A message still failing temporarily after retries spanning this long fails for good.", check=duration_problem),
     # [schedule]
     Setting("schedule", "timezone", str, "UTC", "IANA timezone of the schedule times.", check=timezone_problem),
     Setting("schedule", "ingest", str, "daily at 06:00", "When `newsletter run` ingests.", check=schedule_problem),

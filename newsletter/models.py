@@ -108,3 +108,7 @@ class RunReport:
     destination: str = ""
     errors: tuple[str, ...] = ()  # the first ones, to show
     error_count: int = 0          # how many there were in all (at least len(errors))
+    uncertain: int = 0            # sent whole, reply lost: left for ``resend --uncertain``
+    throttled: int = 0            # throttling answers met (each cut the rate; no attempt spent)
+    next_retry_at: datetime | None = None  # when the earliest message left for later is due
+    stopped: str = ""             # why the run stopped early ("" when it ran to the end)

@@ -186,11 +186,13 @@ if TYPE_CHECKING:
 
 
 def _send_options(config: Config, limit: int | None):  # type: ignore[no-untyped-def]
+    from newsletter.config import parse_duration
     from newsletter.deliver.sender import SendOptions
 
     return SendOptions(concurrency=config["delivery.concurrency"], rate_per_second=config["delivery.rate_per_second"],
                        daily_cap=config["delivery.daily_cap"], max_attempts=config["delivery.max_attempts"],
-                       limit=limit)
+                       retry_delay_s=parse_duration(config["delivery.retry_delay"]),
+                       retry_for_s=parse_duration(config["delivery.retry_for"]), limit=limit)
 
 
 def _message_builder(store: Store, config: Config, rendered: RenderedIssue, *,  # type: ignore[no-untyped-def]
@@ -224,15 +226,17 @@ def _message_builder(store: Store, config: Config, rendered: RenderedIssue, *,  
 def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str | None = None,
                limit: int | None = None, rate: float | None = None, concurrency: int | None = None,
                stop: threading.Event | None = None, now: datetime | None = None,
-               progress: ProgressCallback | None = None) -> RunReport:
+               progress: ProgressCallback | None = None, allow_placeholders: bool = False) -> RunReport:
     """Deliver the current issue to every active subscriber not yet sent it.
 
     The issue is frozen (its rendered parts stored) before the first message, so every later
     message, resumed run or resend carries exactly the same content. ``to`` sends one test copy
     outside the ledger; ``dry_run`` builds every message and counts, delivering nothing
     (``deferred`` is then the number a real run would send). Raises ``NothingToSendError``
-    when there are no papers.
+    when there are no papers, and ``GoLiveError`` when a real SMTP send would go out with
+    placeholder settings or without an https unsubscribe page (see ``deliver/golive.py``).
     """
+    from newsletter.deliver.golive import require_go_live
     from newsletter.deliver.sender import deliver_issue
     from newsletter.deliver.transports import PermanentFailure, SmtpSettings, TemporaryFailure, open_transport
     from newsletter.errors import DeliveryError, NewsletterError, NothingToSendError
@@ -296,6 +300,8 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
                          already_sent=already, elapsed_s=time.monotonic() - started,
                          destination="nothing (dry run)", errors=tuple(errors))
 
+    if config.smtp_enabled:
+        require_go_live(config, allow_placeholders=allow_placeholders)
     with store.atomic() as conn:
         if not subscriber_stats(conn)["by_status"]["active"]:
             # Freezing would spend this week's issue on nobody: the papers stay for a later send.
@@ -309,35 +315,41 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
                          stop=stop, progress=progress)
 
 
-def resend_failed(store: Store, config: Config, issue_key: str | None = None, *,
-                  stop: threading.Event | None = None, progress: ProgressCallback | None = None) -> RunReport:
-    """Try again the deliveries of an issue (default: the latest with failures) that failed.
+def resend(store: Store, config: Config, issue_key: str | None = None, *, status: str = "failed",
+           stop: threading.Event | None = None, progress: ProgressCallback | None = None,
+           allow_placeholders: bool = False) -> RunReport:
+    """Send again, on purpose, the deliveries of an issue (default: the latest with such rows)
+    that ended ``failed`` or ``uncertain`` (sent whole, reply lost).
 
-    Failed rows go back to pending with a fresh attempt budget and are sent with the issue's
-    frozen parts; nothing already accepted is sent again, suppressed subscribers are skipped,
+    Those rows go back to pending with a fresh attempt budget and are sent with the issue's
+    frozen parts and the same Message-ID (so a receiver that deduplicates can drop a copy it
+    already has); nothing already accepted is sent again, suppressed subscribers are skipped,
     and no new subscribers are added.
     """
+    from newsletter.deliver.golive import require_go_live
     from newsletter.deliver.sender import deliver_issue
     from newsletter.deliver.transports import open_transport
     from newsletter.errors import NothingToSendError
     from newsletter.store.db import utcnow
     from newsletter.store.deliveries import (UnknownIssueError, issue_key_for_number, issue_number_for_key,
-                                             latest_issue_with_failures, reset_failed)
+                                             latest_issue_with, reset_status)
     from newsletter.store.issues import get_issue
 
+    if config.smtp_enabled:
+        require_go_live(config, allow_placeholders=allow_placeholders)
     with store.atomic() as conn:
         if issue_key is None:
-            number = latest_issue_with_failures(conn)
+            number = latest_issue_with(conn, status)
             if number is None:
-                raise NothingToSendError("no issue has failed deliveries")
+                raise NothingToSendError(f"no issue has {status} deliveries")
             issue_key = issue_key_for_number(conn, number)
         else:
             number = issue_number_for_key(conn, issue_key)
             if number is None:
                 raise UnknownIssueError("no such issue (see `newsletter issues`)", where=issue_key)
         issue = get_issue(conn, issue_key)
-        if reset_failed(conn, number, utcnow()) == 0:
-            raise NothingToSendError("no failed deliveries to retry", where=issue_key)
+        if reset_status(conn, number, status, utcnow()) == 0:
+            raise NothingToSendError(f"no {status} deliveries to send again", where=issue_key)
     assert issue is not None
     rendered = render_issue(store, config, issue)
     build = _message_builder(store, config, rendered)

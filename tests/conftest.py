@@ -19,6 +19,13 @@ SHARED_FIXTURES = Path(os.environ.get("NEWSLETTER_FIXTURES", ROOT.parent / "shar
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+# What a real SMTP send requires before it starts (see deliver/golive.py): a From address and a
+# postal address that are not the shipped examples, and an https (or loopback http) base_url.
+LIVE_NEWSLETTER = ('from = "Trending Papers <digest@papers.tpweekly.org>"\n'
+                   'postal_address = "Trending Papers, 12 Science Road, Cambridge CB1 2AB"\n')
+LIVE_SETTINGS = f'[newsletter]\nbase_url = "https://papers.tpweekly.org"\n{LIVE_NEWSLETTER}'
+
+
 def require_tool(path_or_name: str) -> str:
     """The path of an external tool; skip locally when absent, fail in CI."""
     found = shutil.which(path_or_name) or (path_or_name if Path(path_or_name).exists() else None)

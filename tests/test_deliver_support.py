@@ -8,12 +8,14 @@ import asyncio
 import datetime as dt
 import ipaddress
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import make_msgid
 from pathlib import Path
+from typing import Callable
 
 from aiosmtpd.controller import Controller
 
@@ -35,6 +37,15 @@ class RecordingHandler:
     drop_every: int = 0              # close the connection after every Nth accepted message
     delay_s: float = 0.0             # slow server: wait before answering DATA
     stall_once: dict[str, float] = field(default_factory=dict)  # recipient -> one DATA answer this late
+    withhold_reply: dict[str, float] = field(default_factory=dict)  # recipient -> keep the message, answer this late
+    mail_from_answer: str = ""       # every MAIL FROM gets this answer (a refused sender: "553 5.1.8 ...")
+    data_answer: str = ""            # every DATA gets this answer instead of being accepted ("554 5.7.1 ...")
+    throttle_for_s: float = 0.0      # for this long after the first message, answer throttle_answer
+    throttle_answer: str = "451 4.7.1 Too many messages, slow down"
+    throttle_stage: str = "DATA"     # where the throttle answer is given: "MAIL" or "DATA"
+    max_per_second: float = 0.0      # answer throttle_answer to messages above this rate (sliding 1 s)
+    throttled: int = 0               # throttle answers given
+    on_message: Callable[[int], None] | None = None  # called with the count after each accepted message
     messages: list[tuple[str, tuple[str, ...], bytes]] = field(default_factory=list)
     data_commands: int = 0
     sessions: int = 0
@@ -42,6 +53,36 @@ class RecordingHandler:
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
         self._per_session: Counter[int] = Counter()
+        self._first_at: float | None = None
+        self._accepted_at: list[float] = []
+
+    def _throttle_now(self) -> bool:
+        """True when this message meets the throttle (a window after the first, or a rate)."""
+        now = time.monotonic()
+        with self.lock:
+            if self._first_at is None:
+                self._first_at = now
+            if self.throttle_for_s and now - self._first_at < self.throttle_for_s:
+                self.throttled += 1
+                return True
+            if self.max_per_second:
+                self._accepted_at = [t for t in self._accepted_at if now - t < 1.0]
+                if len(self._accepted_at) >= self.max_per_second:
+                    self.throttled += 1
+                    return True
+                self._accepted_at.append(now)
+        return False
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # type: ignore[no-untyped-def]
+        if self.mail_from_answer:
+            return self.mail_from_answer
+        if self.throttle_stage == "MAIL" and self._throttle_now():
+            if self.throttle_answer.startswith("421"):
+                asyncio.get_running_loop().call_soon(server.transport.close)
+            return self.throttle_answer
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
         with self.lock:
@@ -63,6 +104,19 @@ class RecordingHandler:
             # Longer than the client's timeout: it gives up on this answer; the message is not kept.
             await asyncio.sleep(stall_s)
             return "451 4.4.2 Timed out"
+        if self.data_answer:
+            return self.data_answer
+        if self.throttle_stage == "DATA" and self._throttle_now():
+            if self.throttle_answer.startswith("421"):
+                asyncio.get_running_loop().call_soon(server.transport.close)
+            return self.throttle_answer
+        withhold_s = self.withhold_reply.pop(envelope.rcpt_tos[0], 0.0) if envelope.rcpt_tos else 0.0
+        if withhold_s:
+            # The message is queued, and the reply comes too late for the client: it cannot know.
+            with self.lock:
+                self.messages.append((envelope.mail_from, tuple(envelope.rcpt_tos), envelope.content))
+            await asyncio.sleep(withhold_s)
+            return "250 2.0.0 Message accepted for delivery"
         with self.lock:
             self.data_commands += 1
             n = self.data_commands
@@ -74,8 +128,11 @@ class RecordingHandler:
                 asyncio.get_running_loop().call_soon(server.transport.close)
                 return "421 4.3.2 Service shutting down, closing channel"
             self.messages.append((envelope.mail_from, tuple(envelope.rcpt_tos), envelope.content))
+            accepted = len(self.messages)
             self._per_session[id(session)] += 1
             drop = self.drop_every and self._per_session[id(session)] % self.drop_every == 0
+        if self.on_message is not None:
+            self.on_message(accepted)
         if drop:
             # After the 250 has been written: the server hangs up on an idle client.
             asyncio.get_running_loop().call_soon(server.transport.close)

@@ -420,14 +420,14 @@ def test_store_state_keeps_last_runs_and_reads_the_issue_from_the_ledger(store) 
         create_deliveries(conn, 1, now)
         claimed, _ = claim_deliveries(conn, 1, claimed_by="test", now=now, limit=2)
         for delivery in claimed:
-            mark_sent(conn, delivery.id, message_id="<m@x>", now=now)
+            mark_sent(conn, delivery.id, message_id="<m@x>", now=now, holder="test")
     assert not state.issue_done(slot)  # one subscriber still pending: a catch-up resumes it
     with store.atomic() as conn:
         claimed, _ = claim_deliveries(conn, 1, claimed_by="test", now=now, limit=5)
         assert len(claimed) == 1
     assert not state.issue_done(slot)  # in flight is not done either
     with store.atomic() as conn:
-        mark_sent(conn, claimed[0].id, message_id="<m2@x>", now=now)
+        mark_sent(conn, claimed[0].id, message_id="<m2@x>", now=now, holder="test")
     assert state.issue_done(slot)
     assert state.issue_done(berlin(2026, 11, 8, 23))  # same ISO week
     assert not state.issue_done(berlin(2026, 11, 9, 8))  # next week
@@ -451,7 +451,7 @@ def test_a_send_just_after_local_midnight_on_monday_is_this_weeks_issue(tmp_path
         freeze_issue(conn, issue, RenderedIssue(issue, "Subject", "<p>x</p>", "x"), now=last_week)
         create_deliveries(conn, 1, last_week)
         (claimed,), _ = claim_deliveries(conn, 1, claimed_by="test", now=last_week, limit=1)
-        mark_sent(conn, claimed.id, message_id="<m@x>", now=last_week)
+        mark_sent(conn, claimed.id, message_id="<m@x>", now=last_week, holder="test")
     state = StoreState(store)
     state.record_run("ingest", berlin(2026, 11, 29, 6).astimezone(UTC))
     sends: list[datetime] = []

@@ -25,7 +25,7 @@ from newsletter.store.locks import lock_holder
 from newsletter.store.schema import deliveries
 from newsletter.store.subscribers import add_subscriber
 
-from conftest import free_port
+from conftest import LIVE_SETTINGS, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +39,7 @@ def just_missed_slot() -> str:
 def write_config(tmp_path: Path, db_url: str, extra: str = "") -> Path:
     path = tmp_path / "newsletter.toml"
     path.write_text(
-        '[newsletter]\nbase_url = "https://papers.example.org"\n\n'
+        f'{LIVE_SETTINGS}\n'
         f'[store]\nurl = "{db_url}"\n\n'
         f'[delivery]\noutbox = "{tmp_path / "outbox"}"\nrate_per_second = 0\n\n'
         f'[schedule]\ntimezone = "UTC"\ningest = "daily at 00:00"\nsend = "{just_missed_slot()}"\n\n'

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from conftest import free_port
+from conftest import LIVE_SETTINGS, free_port
 from newsletter import pipeline
 from newsletter.cli import main
 from newsletter.config import load_config
@@ -29,6 +29,7 @@ def setup_store(tmp_path: Path, smtp_port: int | None = None, extra: str = "", c
     text = f'[store]\nurl = "sqlite:///{tmp_path / "nl.db"}"\n[delivery]\noutbox = "{tmp_path / "outbox"}"\n' \
            f'rate_per_second = 0\nconcurrency = {concurrency}\n{extra}'
     if smtp_port is not None:
+        text = LIVE_SETTINGS + text
         text += f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\nsecurity = "none"\ntimeout_s = 5\n'
     path = tmp_path / "newsletter.toml"
     path.write_text(text, encoding="utf-8")

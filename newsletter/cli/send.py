@@ -1,5 +1,5 @@
-"""``newsletter send``, ``resend`` and ``issues``: thin commands over ``pipeline.send_issue``,
-``pipeline.resend_failed`` and the delivery ledger."""
+"""``newsletter send``, ``resend``, ``issues`` and ``check``: thin commands over
+``pipeline.send_issue``, ``pipeline.resend``, the delivery ledger and the go-live checklist."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from rich.table import Table
 from newsletter import pipeline
 from newsletter.cli import AppContext, console, err_console, pass_app
 from newsletter.cli.signals import exit_aborted, stop_on_signals
-from newsletter.deliver.sender import CAP_REACHED, progress_bar
+from newsletter.deliver.golive import dns_advice, settings_checks, smtp_checks
+from newsletter.deliver.journal import Journal, journal_path
+from newsletter.deliver.sender import progress_bar
 from newsletter.errors import NothingToSendError
 from newsletter.models import RunReport
 from newsletter.store.deliveries import issues_with_counts
@@ -32,11 +34,18 @@ def _print_report(report: RunReport, *, outbox: bool, dry_run: bool = False) -> 
     else:
         verb = "written" if outbox else "sent"
         rate = (report.sent / report.elapsed_s) if report.elapsed_s > 0 else 0.0
+        uncertain = f"{report.uncertain} uncertain, " if report.uncertain else ""
         console.print(
-            f"Issue {report.issue_key}: {report.sent} {verb}, {report.failed} failed, {report.deferred} left for later, "
-            f"{report.suppressed} skipped as suppressed, {report.already_sent} done before; "
+            f"Issue {report.issue_key}: {report.sent} {verb}, {report.failed} failed, {uncertain}{report.deferred} left "
+            f"for later, {report.suppressed} skipped as suppressed, {report.already_sent} done before; "
             f"{report.elapsed_s:.1f} s ({rate:,.0f} msg/s).", markup=False, soft_wrap=True)
         console.print(f"Destination: {report.destination}", markup=False, soft_wrap=True)
+        if report.throttled:
+            console.print(f"The server throttled us {report.throttled} time(s); the run slowed down each time "
+                          f"(no message spent an attempt on it).", markup=False, soft_wrap=True)
+        if report.next_retry_at is not None and report.deferred:
+            console.print(f"{report.deferred} message(s) wait for a retry; the next is due at "
+                          f"{report.next_retry_at:%Y-%m-%d %H:%M:%S} UTC.", markup=False, soft_wrap=True)
     for error in report.errors[:20]:
         err_console.print(f"  {error}", markup=False, style="red", soft_wrap=True)
     total = max(report.error_count, len(report.errors))
@@ -45,9 +54,9 @@ def _print_report(report: RunReport, *, outbox: bool, dry_run: bool = False) -> 
 
 
 def _stopped_by_error(report: RunReport) -> bool:
-    """The run ended early on an error (unreachable server, refused certificate or login);
-    reaching the daily cap is not one."""
-    return bool(report.deferred and any(not e.startswith(CAP_REACHED) for e in report.errors[:1]))
+    """The run ended early on an error (unreachable server, a refused sender, certificate or
+    login, a store that cannot record); reaching the daily cap is not one."""
+    return bool(report.stopped)
 
 
 def _hints(report: RunReport, *, outbox: bool) -> None:
@@ -57,8 +66,12 @@ def _hints(report: RunReport, *, outbox: bool) -> None:
                       "NEWSLETTER_SMTP_PASSWORD, and run `newsletter send` again: each subscriber gets it once.",
                       markup=False, soft_wrap=True)
     if report.deferred:
-        console.print("Run `newsletter send` again later to deliver what is left; nothing already accepted is sent "
-                      "twice.", markup=False, soft_wrap=True)
+        console.print("Run `newsletter send` again later (or let `newsletter run` do it) to deliver what is left; "
+                      "nothing already accepted is sent twice.", markup=False, soft_wrap=True)
+    if report.uncertain:
+        console.print(f"Uncertain messages went out whole but their reply was lost: the server may have them. "
+                      f"They are not retried on their own; `newsletter resend --uncertain {report.issue_key}` "
+                      f"sends them again (same Message-ID).", markup=False, soft_wrap=True)
     if report.failed:
         console.print(f"Failures are kept in the ledger; retry them with `newsletter resend --failed "
                       f"{report.issue_key}`.", markup=False, soft_wrap=True)
@@ -74,15 +87,21 @@ def _hints(report: RunReport, *, outbox: bool) -> None:
               help="At most N messages per second, all workers together (0: no limit).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None, metavar="N",
               help="Parallel SMTP connections.")
+@click.option("--allow-placeholders", is_flag=True,
+              help="Send for real even with the example From address or postal address (never without an "
+                   "https base_url).")
 @pass_app
 def send_command(app: AppContext, dry_run: bool, to: str | None, limit: int | None, rate: float | None,
-                 concurrency: int | None) -> None:
+                 concurrency: int | None, allow_placeholders: bool) -> None:
     """Deliver the current issue to every active subscriber not sent it yet.
 
     Without [smtp] in the configuration each message is written as a .eml file to the outbox
     folder (delivery.outbox); with it, messages go to the SMTP server. Every message is
     recorded in the store as the server accepts it, so running `send` again after a crash, a
     stop or --limit continues where it was and never sends anyone a second copy.
+
+    A real send over SMTP first checks the go-live list (https base_url, a real From address
+    and postal address; see `newsletter check`) and refuses to start while any item fails.
 
     \b
     Example:
@@ -105,7 +124,7 @@ def send_command(app: AppContext, dry_run: bool, to: str | None, limit: int | No
                 with progress_bar(err_console, "writing" if outbox else "sending",
                                   disable=not err_console.is_terminal) as progress:
                     report = pipeline.send_issue(store, config, limit=limit, rate=rate, concurrency=concurrency,
-                                                 stop=stop, progress=progress)
+                                                 stop=stop, progress=progress, allow_placeholders=allow_placeholders)
         except NothingToSendError as exc:
             console.print(f"Nothing to send: {exc}", markup=False, soft_wrap=True)
             return
@@ -122,32 +141,41 @@ def send_command(app: AppContext, dry_run: bool, to: str | None, limit: int | No
         _print_report(report, outbox=outbox, dry_run=dry_run)
         if not dry_run:
             _hints(report, outbox=outbox)
-    if report.failed or _stopped_by_error(report):
+    if report.failed or report.uncertain or _stopped_by_error(report):
         sys.exit(1)
 
 
 @click.command("resend")
-@click.option("--failed", "failed", is_flag=True, required=True,
-              help="Retry the deliveries that failed (required: the only kind of resend).")
+@click.option("--failed", "which", flag_value="failed", help="Send again the deliveries that failed.")
+@click.option("--uncertain", "which", flag_value="uncertain",
+              help="Send again the deliveries whose reply was lost after the whole message went out.")
+@click.option("--allow-placeholders", is_flag=True, help="As for `send`.")
 @click.argument("issue", required=False, metavar="[ISSUE]")
 @pass_app
-def resend_command(app: AppContext, failed: bool, issue: str | None) -> None:
-    """Retry the failed deliveries of ISSUE (default: the latest issue with failures).
+def resend_command(app: AppContext, which: str | None, allow_placeholders: bool, issue: str | None) -> None:
+    """Send again, on purpose, the failed or uncertain deliveries of ISSUE (default: the latest
+    issue with such deliveries).
 
-    Only failures are retried, with the issue exactly as it was first sent; whatever the
-    server accepted is never sent again, and unsubscribed or bounced addresses are skipped.
+    Only those are sent, with the issue exactly as it was first sent and the same Message-ID;
+    whatever the server accepted is never sent again, and unsubscribed or bounced addresses are
+    skipped. An uncertain delivery may already be in the reader's mailbox: resending it is a
+    choice (a receiver that deduplicates by Message-ID drops the copy).
 
     \b
     Example:
       newsletter resend --failed
       newsletter resend --failed 2026-W48
+      newsletter resend --uncertain
     """
+    if which is None:
+        raise click.UsageError("say which deliveries to send again: --failed or --uncertain")
     config = app.config
     outbox = not config.smtp_enabled
     with stop_on_signals(_announce_stop) as stop:
         try:
             with progress_bar(err_console, "resending", disable=not err_console.is_terminal) as progress:
-                report = pipeline.resend_failed(app.store, config, issue, stop=stop, progress=progress)
+                report = pipeline.resend(app.store, config, issue, status=which, stop=stop, progress=progress,
+                                         allow_placeholders=allow_placeholders)
         except NothingToSendError as exc:
             console.print(f"Nothing to resend: {exc}", markup=False, soft_wrap=True)
             return
@@ -155,7 +183,7 @@ def resend_command(app: AppContext, failed: bool, issue: str | None) -> None:
             exit_aborted(lambda text: err_console.print(text, markup=False, soft_wrap=True))
     _print_report(report, outbox=outbox)
     _hints(report, outbox=outbox)
-    if report.failed or _stopped_by_error(report):
+    if report.failed or report.uncertain or _stopped_by_error(report):
         sys.exit(1)
 
 
@@ -166,7 +194,9 @@ def issues_command(app: AppContext, as_json: bool) -> None:
     """List past issues, newest first, with how many deliveries are in each state.
 
     Columns: sent (accepted by the SMTP server), written (to the outbox folder), failed,
-    pending (left for later, or in flight), skipped (unsubscribed or bounced before their turn).
+    uncertain (sent whole, reply lost: see `resend --uncertain`), pending (left for later, or in
+    flight), skipped (unsubscribed or bounced before their turn). A delivery journal left by a
+    run whose store refused to record is applied first.
     The JSON output also has the title and every state separately.
 
     \b
@@ -174,6 +204,7 @@ def issues_command(app: AppContext, as_json: bool) -> None:
       newsletter issues
       newsletter issues --json
     """
+    Journal(journal_path(app.store)).apply(app.store)
     with app.store.atomic() as conn:
         found = issues_with_counts(conn)
     if as_json:
@@ -189,16 +220,50 @@ def issues_command(app: AppContext, as_json: bool) -> None:
     table = Table(box=None, pad_edge=False, header_style="bold")  # 80 columns hold every field
     for name in ("#", "key", "status"):
         table.add_column(name, no_wrap=True)
-    for name in ("sent", "written", "failed", "pending", "skipped"):
+    for name in ("sent", "written", "failed", "uncertain", "pending", "skipped"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("last delivery (UTC)")  # the one column that may wrap in a narrow terminal
     for row in found:
         d = row["deliveries"]
         table.add_row(str(row["number"]), row["key"], row["status"], str(d["sent"]), str(d["written"]),
-                      str(d["failed"]), str(d["pending"] + d["sending"]), str(d["skipped"]),
+                      str(d["failed"]), str(d["uncertain"]), str(d["pending"] + d["sending"]), str(d["skipped"]),
                       row["last_sent_at"].strftime("%Y-%m-%d %H:%M") if row["last_sent_at"] else "")
     console.print(table, markup=False)
     console.print(f"{len(found)} issue(s) in {app.store.url}", markup=False)
 
 
-COMMANDS: list[click.Command] = [send_command, resend_command, issues_command]
+@click.command("check")
+@click.option("--no-smtp", is_flag=True, help="Check the settings only; do not contact the SMTP server.")
+@pass_app
+def check_command(app: AppContext, no_smtp: bool) -> None:
+    """Print the go-live checklist without sending anything.
+
+    The settings a real send refuses to start without (an https base_url, a From address and
+    postal address that are not the examples), then what the SMTP server says to us: does it
+    answer, offer STARTTLS, accept our login and our MAIL FROM (no message is sent), and the
+    DNS records (SPF, DKIM, DMARC) the From domain needs. Exit status 1 while anything fails.
+
+    \b
+    Example:
+      newsletter check
+      newsletter check --no-smtp
+    """
+    config = app.config
+    checks = settings_checks(config)
+    if not no_smtp:
+        checks += smtp_checks(config)
+    for check in checks:
+        mark, style = ("OK  ", "green") if check.ok else ("FIX ", "red")
+        fix = f"  [{check.key}]" if check.key and not check.ok else ""
+        console.print(f"{mark} {check.name}: {check.detail}{fix}", markup=False, soft_wrap=True, style=style)
+    console.print("DNS records the From domain needs (not looked up here):", markup=False)
+    for line in dns_advice(config):
+        console.print(f"  - {line}", markup=False, soft_wrap=True)
+    failing = sum(not c.ok for c in checks)
+    console.print(f"{len(checks) - failing} of {len(checks)} checks pass." +
+                  (" Nothing was sent." if not no_smtp and config.smtp_enabled else ""), markup=False)
+    if failing:
+        sys.exit(1)
+
+
+COMMANDS: list[click.Command] = [send_command, resend_command, issues_command, check_command]

@@ -26,6 +26,10 @@ so the crash promise above holds either way.
 Rows are claimed several at a time (one transaction per batch), and the subscriber's status is
 checked again right before each message: in the claim for the first of a batch, then in the
 same store visit that records the previous message.
+
+Every change to a claimed row names this worker as its holder; a row whose lease another run
+took over is left to that run (see ``store/deliveries.py``). An acceptance the store cannot
+record goes to the journal (``journal.py``), which ``prepare`` applies before anything is claimed.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from typing import Callable, Iterator
 
 from sqlalchemy.engine import Connection
 
+from newsletter.deliver.journal import Journal, journal_path
 from newsletter.deliver.ratelimit import DailyCap
 from newsletter.errors import SubscriberError
 from newsletter.store import Store, utcnow
@@ -50,11 +55,13 @@ from newsletter.store.locks import pid_is_running
 from newsletter.store.subscribers import mark_bounced
 
 _HOST = socket.gethostname()
+_LIVE_RUNS: set[str] = set()  # run tags of this process's ledgers that are still open
 
 
 def claim_holder_is_dead(claimed_by: str) -> bool:
     """True when ``claimed_by`` (``host:pid:run:worker``) names a process of this host that is
-    no longer running. Unknown hosts and this very process are never declared dead."""
+    no longer running, or an earlier run of this very process that has ended (its release
+    failed: a store that refused the write). Unknown hosts are never declared dead."""
     parts = claimed_by.split(":")
     if len(parts) < 2 or parts[0] != _HOST:
         return False
@@ -62,7 +69,9 @@ def claim_holder_is_dead(claimed_by: str) -> bool:
         pid = int(parts[1])
     except ValueError:
         return False
-    return pid != os.getpid() and not pid_is_running(pid)
+    if pid == os.getpid():
+        return len(parts) >= 3 and ":".join(parts[:3]) not in _LIVE_RUNS
+    return not pid_is_running(pid)
 
 
 class _GroupCommit:
@@ -129,6 +138,7 @@ class Ledger:
         self.renew_every_s = max(0.2, min(60.0, stale_after_s / 5))
         self.clock = clock
         self.run_tag = f"{_HOST}:{os.getpid()}:{secrets.token_hex(3)}"
+        _LIVE_RUNS.add(self.run_tag)
         self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._dbapi_conn = None  # type: ignore[var-annotated]
@@ -137,6 +147,7 @@ class Ledger:
         use_group = (not store.is_sqlite) if group_commit is None else group_commit
         self._direct = store.is_sqlite and not use_group
         self._group = _GroupCommit(self) if use_group else None
+        self.journal = Journal(journal_path(store))
 
     def close(self) -> None:
         """Stop the group-commit thread (if any) and close the connection; call once every
@@ -144,6 +155,7 @@ class Ledger:
         if self._group is not None:
             self._group.close()
             self._group = None
+        _LIVE_RUNS.discard(self.run_tag)
         with self._lock:
             conn, self._conn, self._dbapi_conn = self._conn, None, None
         if conn is not None:
@@ -178,8 +190,9 @@ class Ledger:
         return f"{self.run_tag}:w{number}"
 
     def prepare(self, add_subscribers: bool = True) -> int:
-        """Create rows for active subscribers who have none; release dead claims. Returns the
-        number of rows created."""
+        """Apply the delivery journal, create rows for active subscribers who have none, release
+        dead claims. Returns the number of rows created."""
+        self.journal.apply(self.store)
         now = self.clock()
         with self._transaction() as conn:
             created = rows.create_deliveries(conn, self.issue_number, now) if add_subscribers else 0
@@ -234,21 +247,31 @@ class Ledger:
             return 0.0
         return max(0.0, (due - now).total_seconds())
 
-    def sent(self, delivery: ClaimedDelivery, message_id: str, upcoming: list[ClaimedDelivery] | None = None) -> int:
+    def next_due(self) -> datetime | None:
+        """When the earliest message left for a later try is due (None: none is deferred)."""
+        with self._transaction() as conn:
+            return rows.next_attempt_due(conn, self.issue_number, self.claimable)
+
+    def sent(self, delivery: ClaimedDelivery, message_id: str,
+             upcoming: list[ClaimedDelivery] | None = None) -> tuple[int, bool]:
         """Record an accepted message; returns once the record is committed.
 
         Then drops from the front of ``upcoming`` (the rows this worker holds, next first) those
-        whose subscriber stopped being active, marked ``skipped``; returns how many."""
+        whose subscriber stopped being active, marked ``skipped``. Returns (how many were
+        dropped, whether this worker still held the row: False means another run had taken
+        it over, and may send the message again)."""
         now = self.clock()
+        held = [True]
         if self._direct:
             with self._lock:
                 self._connection()
-                rows.sqlite_mark_sent(self._dbapi_conn, delivery.id, message_id=message_id, now=now,
-                                      status=self.done_status)
-                return rows.sqlite_drop_inactive(self._dbapi_conn, upcoming, now) if upcoming else 0
+                held[0] = rows.sqlite_mark_sent(self._dbapi_conn, delivery.id, message_id=message_id, now=now,
+                                                holder=delivery.claimed_by, status=self.done_status)
+                return (rows.sqlite_drop_inactive(self._dbapi_conn, upcoming, now) if upcoming else 0), held[0]
 
         def change(conn: Connection) -> None:
-            rows.mark_sent(conn, delivery.id, message_id=message_id, now=now, status=self.done_status)
+            held[0] = rows.mark_sent(conn, delivery.id, message_id=message_id, now=now,
+                                     holder=delivery.claimed_by, status=self.done_status)
 
         if self._group is not None:
             self._group.apply(change)
@@ -256,17 +279,30 @@ class Ledger:
             with self._transaction() as conn:
                 change(conn)
         if not upcoming:
-            return 0
+            return 0, held[0]
         with self._transaction() as conn:
-            return rows.drop_inactive(conn, upcoming, now)
+            return rows.drop_inactive(conn, upcoming, now), held[0]
+
+    def journal_outcome(self, delivery: ClaimedDelivery, status: str, message_id: str, error: str = "") -> None:
+        """The store refused to record what the server did with a message: keep it in the
+        journal (fsynced) for the next run to apply. Raises OSError if even that fails."""
+        self.journal.append(issue_number=self.issue_number, delivery_id=delivery.id,
+                            email=delivery.subscriber.email, status=status, message_id=message_id,
+                            error=error, at=self.clock())
+
+    def uncertain(self, delivery: ClaimedDelivery, error: str, message_id: str) -> None:
+        """Sent whole, reply lost: set aside for ``resend --uncertain``, never retried on its own."""
+        with self._transaction() as conn:
+            rows.mark_uncertain(conn, delivery.id, error=error, message_id=message_id, now=self.clock(),
+                                holder=delivery.claimed_by)
 
     def failed(self, delivery: ClaimedDelivery, error: str, *, bounced: bool = False,
                upcoming: list[ClaimedDelivery] | None = None) -> int:
         """Record a failure for good (and the bounce); then as ``sent`` for ``upcoming``."""
         now = self.clock()
         with self._transaction() as conn:
-            rows.mark_failed(conn, delivery.id, error=error, now=now)
-            if bounced:
+            held = rows.mark_failed(conn, delivery.id, error=error, now=now, holder=delivery.claimed_by)
+            if bounced and held:
                 try:
                     mark_bounced(conn, delivery.subscriber.email, error, now=now)
                 except SubscriberError:
@@ -278,7 +314,7 @@ class Ledger:
         """Back to pending, not before ``delay_s``; then as ``sent`` for ``upcoming``."""
         now = self.clock()
         with self._transaction() as conn:
-            rows.mark_retry(conn, delivery.id, error=error, now=now,
+            rows.mark_retry(conn, delivery.id, error=error, now=now, holder=delivery.claimed_by,
                             next_attempt_at=now + timedelta(seconds=delay_s))
             return rows.drop_inactive(conn, upcoming, now) if upcoming else 0
 
@@ -286,7 +322,7 @@ class Ledger:
         """Give rows back untried (the run stops, or the server could not be reached)."""
         if claimed:
             with self._transaction() as conn:
-                rows.release_claim(conn, *(d.id for d in claimed), now=self.clock())
+                rows.release_claim(conn, *claimed, now=self.clock())
 
     def failures(self, limit: int = 20) -> list[tuple[str, str]]:
         with self._transaction() as conn:

@@ -5,17 +5,28 @@ Both have ``send(sender, recipients, data) -> str`` (what the destination answer
 one per worker thread, each reused for many messages: a new connection per message costs a
 TCP + TLS + login round trip, which is most of the time a message takes.
 
-Failures are sorted so the sender knows what to do with the message:
+Failures are sorted by the SMTP step they happened at and the enhanced status code (RFC 3463),
+not by the first digit alone, so the sender knows what to do with the message:
 
-* ``TemporaryFailure``: a 4xx answer, a timeout, a connection lost mid-message: try again later;
+* ``SenderRefused``: the server refuses *us* (a 5xx at connect, EHLO, AUTH or MAIL FROM, a
+  5.7.x policy refusal of the message at DATA, a 5.1.7/5.1.8 sender-address refusal or a
+  "relay access denied" at RCPT): every message would meet it, so the run stops, every message
+  stays pending and no subscriber changes state;
+* ``Throttled``: the server asks us to slow down (421, any 4.7.x, 450/451 at connect or MAIL
+  FROM, "too many messages", a connection dropped in the middle of a message): the whole run
+  slows down and the message goes back to the queue without spending an attempt;
+* ``TemporaryFailure``: any other 4xx for this message: retried later, with a backoff of
+  minutes to hours;
 * ``ConnectionFailure`` (a ``TemporaryFailure``): the server could not be reached, nothing was
   sent, so the message is not charged an attempt;
-* ``PermanentFailure``: a 5xx answer; ``bounced`` when the enhanced code is 5.1.x (no such
-  mailbox, bad address), which suppresses the subscriber. Also a message to an internationalised
-  address (``dörte@münchen.de``) when the server does not offer SMTPUTF8: nothing is sent, the
-  connection stays in use for the other messages, and retrying cannot help;
-* any other ``DeliveryError``: the transport cannot work at all (wrong certificate, login
-  refused, no STARTTLS): the run stops and leaves the rest for later.
+* ``UncertainDelivery``: the whole message was sent and the reply to it was lost (timeout,
+  connection reset): the server may have queued it, so it is never retried on its own;
+* ``PermanentFailure``: any other 5xx; ``bounced`` only for a "no such mailbox" answer to RCPT
+  (5.1.1, 5.1.2, 5.1.3, 5.1.6, 5.1.10, 5.2.1), which suppresses that subscriber. Also a message
+  to an internationalised address (``dörte@münchen.de``) when the server does not offer
+  SMTPUTF8: nothing is sent, the connection stays in use for the other messages;
+* any other ``DeliveryError``: the transport cannot work at all (wrong certificate, no
+  STARTTLS): the run stops and leaves the rest for later.
 """
 
 from __future__ import annotations
@@ -41,7 +52,7 @@ _ENHANCED_CODE = re.compile(rb"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
 class TemporaryFailure(DeliveryError):
-    """Try this message again later (4xx, timeout, connection lost)."""
+    """Try this message again later (a 4xx for this message)."""
 
     def __init__(self, message: str, *, code: int | None = None) -> None:
         self.code = code
@@ -52,13 +63,42 @@ class ConnectionFailure(TemporaryFailure):
     """The server could not be reached or greeted: nothing was sent for this message."""
 
 
+class Throttled(TemporaryFailure):
+    """The server asks us to slow down: the run's rate is cut and the message goes back to the
+    queue without spending an attempt. ``closed`` when the server dropped the connection (a
+    421, a hang-up mid-message): then the worker also waits before reconnecting."""
+
+    def __init__(self, message: str, *, code: int | None = None, closed: bool = False) -> None:
+        self.closed = closed
+        super().__init__(message, code=code)
+
+
+class UncertainDelivery(DeliveryError):
+    """The whole message went out and the server's reply to it was lost: it may be queued
+    there. Never retried on its own (that could deliver it twice); ``resend --uncertain`` does
+    it on purpose."""
+
+
 class PermanentFailure(DeliveryError):
-    """The server refused this message for good (5xx); ``bounced`` for a 5.1.x answer."""
+    """The server refused this message for good (5xx); ``bounced`` for "no such mailbox"."""
 
     def __init__(self, message: str, *, code: int | None = None, bounced: bool = False) -> None:
         self.code = code
         self.bounced = bounced
         super().__init__(message)
+
+
+SENDER_HINT = ("the server refuses this sender, so every message would fail: check newsletter.from (a "
+               "From address the relay lets you use), the domain's SPF and DKIM records, and the relay's "
+               "sender rules; every message stays pending")
+
+
+class SenderRefused(DeliveryError):
+    """The server refuses us, not one recipient: the run stops and nobody changes state."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(f"{message} ({SENDER_HINT})")
 
 
 class Transport(Protocol):
@@ -184,15 +224,45 @@ def _reply_text(reply: bytes | str) -> str:
     return " ".join(text.split())
 
 
+# Steps where a refusal is about the sending side, whatever the recipient.
+SENDER_STAGES = ("connect", "EHLO", "HELO", "AUTH", "MAIL FROM")
+# "No such mailbox" and the like, to RCPT: the address is dead (RFC 3463).
+_DEAD_ADDRESS = {(1, 1), (1, 2), (1, 3), (1, 6), (1, 10), (2, 1)}
+# Refusals of the sender's address, which Postfix and others give at RCPT (smtpd_delay_reject).
+_SENDER_ADDRESS = {(1, 7), (1, 8)}
+_THROTTLE_WORDS = re.compile(r"too many|rate.?limit|throttl|slow down|try again later|exceeded", re.IGNORECASE)
+_RELAY_DENIED = re.compile(r"relay(ing)? (access )?(denied|not permitted|prohibited)", re.IGNORECASE)
+_NO_MAILBOX_WORDS = re.compile(r"user unknown|no such (user|mailbox|recipient)|mailbox (unavailable|not found)|"
+                               r"does not exist|unknown (user|recipient)", re.IGNORECASE)
+
+
+def enhanced_code(reply: bytes | str) -> tuple[int, int, int] | None:
+    """The RFC 3463 enhanced status code at the start of a reply's text (``5.1.1``), if any."""
+    raw = reply if isinstance(reply, bytes) else str(reply).encode("utf-8", "replace")
+    match = _ENHANCED_CODE.match(raw)
+    return (int(match.group(1)), int(match.group(2)), int(match.group(3))) if match else None
+
+
 def classify_reply(code: int, reply: bytes | str, stage: str) -> DeliveryError:
-    """The failure an SMTP answer means: 4xx temporary, 5xx permanent, 5.1.x a bounce."""
+    """What an SMTP answer at ``stage`` ("connect", "EHLO", "AUTH", "MAIL FROM", "RCPT TO x",
+    "DATA") means for the run: see the module's docstring."""
     text = f"{code} {_reply_text(reply)}".strip()
     message = f"{stage}: {text}"
+    step = "RCPT" if stage.startswith("RCPT") else stage
+    enhanced = enhanced_code(reply)
+    detail = enhanced[1:] if enhanced else None
     if 400 <= code < 500 or code == -1:
+        throttled = (code == 421 or (detail is not None and detail[0] == 7)
+                     or (code in (450, 451) and step in SENDER_STAGES) or bool(_THROTTLE_WORDS.search(text)))
+        if throttled:
+            return Throttled(message, code=code, closed=code == 421)
         return TemporaryFailure(message, code=code)
-    raw = reply if isinstance(reply, bytes) else str(reply).encode()
-    enhanced = _ENHANCED_CODE.match(raw)
-    bounced = bool(enhanced and enhanced.group(1) == b"5" and enhanced.group(2) == b"1")
+    if (step in SENDER_STAGES or detail in _SENDER_ADDRESS
+            or (step == "DATA" and detail is not None and detail[0] == 7)
+            or (step == "RCPT" and _RELAY_DENIED.search(text))):
+        return SenderRefused(message, code=code)
+    bounced = step == "RCPT" and (detail in _DEAD_ADDRESS if detail is not None
+                                  else code in (550, 551, 553) and bool(_NO_MAILBOX_WORDS.search(text)))
     return PermanentFailure(message, code=code, bounced=bounced)
 
 
@@ -209,14 +279,23 @@ def dot_stuff(data: bytes) -> bytes:
     return data + b".\r\n"
 
 
+class _ReplyLost(Exception):
+    """The whole message was sent and no reply to it came back."""
+
+
 def _send_data(conn: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
-    """``conn.data(data)`` for bytes, with ``dot_stuff``; raises ``SMTPDataError`` like it."""
+    """``conn.data(data)`` for bytes, with ``dot_stuff``; raises ``SMTPDataError`` like it, and
+    ``_ReplyLost`` when the message (with its final dot) went out but its reply did not come:
+    only then may the server hold a message we do not know about."""
     conn.putcmd("data")
     code, reply = conn.getreply()
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)
     conn.send(dot_stuff(data))
-    return conn.getreply()
+    try:
+        return conn.getreply()
+    except (OSError, smtplib.SMTPServerDisconnected) as exc:
+        raise _ReplyLost(str(exc) or type(exc).__name__) from None
 
 
 class _NothingSent(Exception):
@@ -275,16 +354,20 @@ class SmtpPool:
             raise DeliveryError(f"TLS failed: {exc}", where=where) from None
         except smtplib.SMTPAuthenticationError as exc:
             self._quietly_close(conn)
-            raise DeliveryError(f"login refused: {exc.smtp_code} {_reply_text(exc.smtp_error)}", where=where) from None
+            raise SenderRefused(f"{where}: AUTH: login refused: {exc.smtp_code} {_reply_text(exc.smtp_error)}",
+                                code=exc.smtp_code) from None
         except smtplib.SMTPNotSupportedError as exc:
             self._quietly_close(conn)
             raise DeliveryError(f"the server does not support {exc}", where=where) from None
         except smtplib.SMTPResponseException as exc:
             self._quietly_close(conn)
             failure = classify_reply(exc.smtp_code, exc.smtp_error, "connect")
+            if isinstance(failure, Throttled):
+                raise Throttled(f"{where}: {failure.message}", code=exc.smtp_code, closed=True) from None
             if isinstance(failure, TemporaryFailure):
                 raise ConnectionFailure(f"{where}: {failure.message}", code=exc.smtp_code) from None
-            raise DeliveryError(failure.message, where=where) from None
+            raise SenderRefused(f"{where}: {failure.message.split(' (the server refuses')[0]}",
+                                code=exc.smtp_code) from None
         except DeliveryError:
             self._quietly_close(conn)
             raise
@@ -333,7 +416,8 @@ class SmtpPool:
         try:
             return self._send_on(self._local.conn, sender, recipients, data)
         except _NothingSent as exc:
-            raise TemporaryFailure(f"connection lost before MAIL FROM: {exc}") from None
+            # A fresh connection dropped before it took anything: a server shedding load.
+            raise Throttled(f"connection lost before MAIL FROM: {exc}", closed=True) from None
 
     def _send_on(self, conn: smtplib.SMTP, sender: str, recipients: Sequence[str], data: bytes) -> str:
         options: list[str] = []
@@ -356,13 +440,15 @@ class SmtpPool:
                 if code not in (250, 251):
                     refused.append(classify_reply(code, reply, f"RCPT TO {rcpt}"))
             if len(refused) == len(recipients):
-                if any(f.code == 421 for f in refused if isinstance(f, TemporaryFailure)):
+                if any(getattr(f, "code", None) == 421 for f in refused):
                     self._discard()
                 else:
                     self._reset(conn)
                 raise refused[0]
             stage = "DATA"
             code, reply = _send_data(conn, data)
+            if code == -1:  # a garbled reply to a message that went out whole
+                raise _ReplyLost(f"unreadable reply {_reply_text(reply)!r}")
             if code != 250:
                 raise self._answered(conn, code, reply, stage)
             return f"{code} {_reply_text(reply)}"
@@ -370,11 +456,17 @@ class SmtpPool:
             raise self._answered(conn, exc.smtp_code, exc.smtp_error, stage) from None
         except smtplib.SMTPNotSupportedError:  # raised by mail() before a byte is sent
             raise self._no_smtputf8(international[0] if international else sender) from None
+        except _ReplyLost as exc:
+            self._discard()
+            raise UncertainDelivery(f"DATA: the message was sent and the server's reply was lost ({exc}); it may "
+                                    f"have been accepted") from None
         except (OSError, smtplib.SMTPException) as exc:
             self._discard()
             if stage == "MAIL FROM":
                 raise _NothingSent(str(exc) or type(exc).__name__) from None
-            raise TemporaryFailure(f"connection lost during {stage}: {exc or type(exc).__name__}") from None
+            # Before the message's final dot the server cannot have taken it: nothing is lost,
+            # and a server hanging up mid-message is shedding load.
+            raise Throttled(f"connection lost during {stage}: {exc or type(exc).__name__}", closed=True) from None
 
     @staticmethod
     def _no_smtputf8(address: str) -> PermanentFailure:

@@ -1,10 +1,14 @@
 """Queries of the delivery ledger: one row per issue x subscriber.
 
-A row moves ``pending -> sending -> sent | failed`` (or ``skipped`` when the subscriber stopped
-being active before their turn). A message written to the outbox folder ends ``written``: done
+A row moves ``pending -> sending -> sent | failed | uncertain`` (or ``skipped`` when the
+subscriber stopped being active before their turn). ``uncertain`` is a message sent whole whose
+reply was lost: the server may have it, so only ``resend --uncertain`` sends it again. A message written to the outbox folder ends ``written``: done
 for the outbox, still to send when the same issue is later sent by SMTP. Every move is its own
 short transaction, so what the ledger says is always what the server last answered. Claiming
-runs inside ``BEGIN IMMEDIATE`` on SQLite: two processes can never claim the same row.
+runs inside ``BEGIN IMMEDIATE`` on SQLite: two processes can never claim the same row. Every
+change to a claimed row names its holder (``claimed_by``) and touches the row only while that
+holder still has it, so a sender whose lease was taken over never overwrites the new holder's
+outcome.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ SENT = "sent"
 WRITTEN = "written"
 FAILED = "failed"
 SKIPPED = "skipped"
-DELIVERY_STATUSES: tuple[str, ...] = (PENDING, SENDING, SENT, WRITTEN, FAILED, SKIPPED)
+UNCERTAIN = "uncertain"
+DELIVERY_STATUSES: tuple[str, ...] = (PENDING, SENDING, SENT, WRITTEN, FAILED, SKIPPED, UNCERTAIN)
 
 
 class UnknownIssueError(NewsletterError):
@@ -40,6 +45,7 @@ class ClaimedDelivery:
     id: int
     subscriber: Subscriber
     attempts: int
+    claimed_by: str = ""
 
 
 def create_deliveries(conn: Connection, issue_number: int, now: datetime) -> int:
@@ -82,14 +88,23 @@ _SKIP_UPDATE = update(deliveries).where(deliveries.c.id.in_(bindparam("ids", exp
     status=SKIPPED, claimed_by=None, claimed_at=None, updated_at=bindparam("now"),
     last_error=case((func.coalesce(deliveries.c.last_error, "") == "", literal(_NO_LONGER_ACTIVE)),
                     else_=literal(f"{_NO_LONGER_ACTIVE}; before: ") + deliveries.c.last_error))
-_MARK_SENT = update(deliveries).where(deliveries.c.id == bindparam("delivery_id")).values(
+_MARK_SENT = update(deliveries).where(deliveries.c.id == bindparam("delivery_id"),
+                                      deliveries.c.claimed_by == bindparam("holder")).values(
+    status=bindparam("status"), attempts=deliveries.c.attempts + 1, message_id=bindparam("message_id"),
+    last_error="", sent_at=bindparam("now"), claimed_by=None, claimed_at=None, next_attempt_at=None,
+    updated_at=bindparam("now"))
+# The server accepted a message whose row this sender no longer holds (its lease was taken
+# over): the acceptance happened all the same and is recorded, unless the row is settled.
+_MARK_SENT_ANYWAY = update(deliveries).where(
+    deliveries.c.id == bindparam("delivery_id"), deliveries.c.status.not_in((SENT, UNCERTAIN))).values(
     status=bindparam("status"), attempts=deliveries.c.attempts + 1, message_id=bindparam("message_id"),
     last_error="", sent_at=bindparam("now"), claimed_by=None, claimed_at=None, next_attempt_at=None,
     updated_at=bindparam("now"))
 
 _MARK_SENT_SQLITE = (
     "UPDATE deliveries SET status = ?, attempts = attempts + 1, message_id = ?, last_error = '', sent_at = ?, "
-    "claimed_by = NULL, claimed_at = NULL, next_attempt_at = NULL, updated_at = ? WHERE id = ?")
+    "claimed_by = NULL, claimed_at = NULL, next_attempt_at = NULL, updated_at = ? WHERE id = ? AND claimed_by = ?")
+_MARK_SENT_ANYWAY_SQLITE = _MARK_SENT_SQLITE.replace("AND claimed_by = ?", "AND status NOT IN ('sent', 'uncertain')")
 
 
 def sqlite_stamp(now: datetime) -> str:
@@ -109,11 +124,14 @@ _MARK_SKIPPED_SQLITE = (
 
 
 def sqlite_mark_sent(dbapi_conn: Any, delivery_id: int, *, message_id: str, now: datetime,
-                     status: str = SENT) -> None:
+                     holder: str, status: str = SENT) -> bool:
     """``mark_sent`` on a SQLite DBAPI connection in autocommit mode: one statement, its own
-    transaction, durable (WAL) when this returns."""
+    transaction, durable (WAL) when this returns. False when ``holder`` had lost the row."""
     stamp = sqlite_stamp(now)
-    dbapi_conn.execute(_MARK_SENT_SQLITE, (status, message_id, stamp, stamp, delivery_id))
+    if dbapi_conn.execute(_MARK_SENT_SQLITE, (status, message_id, stamp, stamp, delivery_id, holder)).rowcount:
+        return True
+    dbapi_conn.execute(_MARK_SENT_ANYWAY_SQLITE, (status, message_id, stamp, stamp, delivery_id))
+    return False
 
 
 def sqlite_drop_inactive(dbapi_conn: Any, upcoming: list[ClaimedDelivery], now: datetime) -> int:
@@ -170,7 +188,7 @@ def claim_deliveries(conn: Connection, issue_number: int, *, claimed_by: str, no
         if active:
             conn.execute(_CLAIM_UPDATE, {"ids": [r.id for r in active], "claimed_by": claimed_by, "now": now})
             claimed.extend(ClaimedDelivery(
-                id=r.id, attempts=r.attempts,
+                id=r.id, attempts=r.attempts, claimed_by=claimed_by,
                 subscriber=Subscriber(email=r.email, name=r.name, status="active", id=r.sid,
                                       attributes=dict(r.attributes or {})),
             ) for r in active)
@@ -204,35 +222,65 @@ def renew_claims(conn: Connection, issue_number: int, *, run_tag: str, now: date
     return done.rowcount
 
 
-def mark_sent(conn: Connection, delivery_id: int, *, message_id: str, now: datetime,
-              status: str = SENT) -> None:
-    """Accepted by the server (``sent``) or written to the outbox (``written``)."""
-    if conn.dialect.name == "sqlite":
-        # Straight to the driver, in the format SQLAlchemy's SQLite DateTime stores: ~3x cheaper.
-        stamp = sqlite_stamp(now)
-        conn.exec_driver_sql(_MARK_SENT_SQLITE, (status, message_id, stamp, stamp, delivery_id))
-        return
-    conn.execute(_MARK_SENT, {"delivery_id": delivery_id, "status": status, "message_id": message_id, "now": now})
+def mark_sent(conn: Connection, delivery_id: int, *, message_id: str, now: datetime, holder: str,
+              status: str = SENT) -> bool:
+    """Accepted by the server (``sent``) or written to the outbox (``written``). False when
+    ``holder`` no longer held the row (the acceptance is recorded all the same)."""
+    params = {"delivery_id": delivery_id, "status": status, "message_id": message_id, "now": now}
+    if conn.execute(_MARK_SENT, {**params, "holder": holder}).rowcount:
+        return True
+    conn.execute(_MARK_SENT_ANYWAY, params)
+    return False
 
 
-def mark_failed(conn: Connection, delivery_id: int, *, error: str, now: datetime) -> None:
-    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id, deliveries.c.status != SENT).values(
+def _held(delivery_id: int, holder: str):  # type: ignore[no-untyped-def]
+    """The row, only while ``holder`` still has it claimed."""
+    return update(deliveries).where(deliveries.c.id == delivery_id, deliveries.c.status == SENDING,
+                                    deliveries.c.claimed_by == holder)
+
+
+def mark_failed(conn: Connection, delivery_id: int, *, error: str, now: datetime, holder: str) -> bool:
+    """Refused for good. False (and nothing changed) when ``holder`` no longer held the row."""
+    return bool(conn.execute(_held(delivery_id, holder).values(
         status=FAILED, attempts=deliveries.c.attempts + 1, last_error=error, claimed_by=None,
-        claimed_at=None, next_attempt_at=None, updated_at=now))
+        claimed_at=None, next_attempt_at=None, updated_at=now)).rowcount)
+
+
+def mark_uncertain(conn: Connection, delivery_id: int, *, error: str, message_id: str, now: datetime,
+                   holder: str) -> bool:
+    """Sent whole, reply lost: never retried on its own. ``sent_at`` is when it went out (the
+    daily cap counts it: it may have been delivered)."""
+    return bool(conn.execute(_held(delivery_id, holder).values(
+        status=UNCERTAIN, attempts=deliveries.c.attempts + 1, last_error=error, message_id=message_id,
+        sent_at=now, claimed_by=None, claimed_at=None, next_attempt_at=None, updated_at=now)).rowcount)
 
 
 def mark_retry(conn: Connection, delivery_id: int, *, error: str, next_attempt_at: datetime,
-               now: datetime) -> None:
+               now: datetime, holder: str) -> bool:
     """A temporary failure: back to pending, not to be claimed before ``next_attempt_at``."""
-    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id, deliveries.c.status != SENT).values(
+    return bool(conn.execute(_held(delivery_id, holder).values(
         status=PENDING, attempts=deliveries.c.attempts + 1, last_error=error, claimed_by=None,
-        claimed_at=None, next_attempt_at=next_attempt_at, updated_at=now))
+        claimed_at=None, next_attempt_at=next_attempt_at, updated_at=now)).rowcount)
 
 
-def release_claim(conn: Connection, *delivery_ids: int, now: datetime) -> None:
-    """Give claimed rows back untried (the run stopped before sending them)."""
-    conn.execute(update(deliveries).where(deliveries.c.id.in_(delivery_ids), deliveries.c.status == SENDING).values(
-        status=PENDING, claimed_by=None, claimed_at=None, updated_at=now))
+def release_claim(conn: Connection, *claimed: ClaimedDelivery, now: datetime) -> None:
+    """Give claimed rows back untried (the run stopped before sending them), each only while its
+    holder still has it."""
+    for holder in {d.claimed_by for d in claimed}:
+        ids = [d.id for d in claimed if d.claimed_by == holder]
+        conn.execute(update(deliveries).where(
+            deliveries.c.id.in_(ids), deliveries.c.status == SENDING, deliveries.c.claimed_by == holder).values(
+            status=PENDING, claimed_by=None, claimed_at=None, updated_at=now))
+
+
+def record_journaled(conn: Connection, *, delivery_id: int, status: str, message_id: str, error: str,
+                     at: datetime) -> None:
+    """Apply one outcome from the delivery journal (see ``deliver/journal.py``): the server
+    accepted the message (``sent``) or may have (``uncertain``), whoever holds the row now."""
+    conn.execute(update(deliveries).where(
+        deliveries.c.id == delivery_id, deliveries.c.status.not_in((SENT, UNCERTAIN))).values(
+        status=status, attempts=deliveries.c.attempts + 1, message_id=message_id, last_error=error,
+        sent_at=at, claimed_by=None, claimed_at=None, next_attempt_at=None, updated_at=at))
 
 
 def next_attempt_due(conn: Connection, issue_number: int,
@@ -255,14 +303,15 @@ def sent_or_sending_since(conn: Connection, since: datetime) -> int:
     """Messages accepted since ``since`` plus those in flight, across issues and processes:
     what the daily cap is measured against."""
     return int(conn.execute(select(func.count()).where(or_(
-        and_(deliveries.c.sent_at >= since, deliveries.c.status == SENT),
+        and_(deliveries.c.sent_at >= since, deliveries.c.status.in_((SENT, UNCERTAIN))),
         deliveries.c.status == SENDING))).scalar() or 0)
 
 
-def reset_failed(conn: Connection, issue_number: int, now: datetime) -> int:
-    """Failed rows of the issue back to pending with a fresh attempt budget."""
+def reset_status(conn: Connection, issue_number: int, status: str, now: datetime) -> int:
+    """Rows of the issue in ``status`` (failed, uncertain) back to pending with a fresh attempt
+    budget: what ``resend`` asks for on purpose."""
     result = conn.execute(update(deliveries).where(
-        deliveries.c.issue_number == issue_number, deliveries.c.status == FAILED).values(
+        deliveries.c.issue_number == issue_number, deliveries.c.status == status).values(
         status=PENDING, attempts=0, next_attempt_at=None, updated_at=now))
     return int(result.rowcount or 0)
 
@@ -284,9 +333,10 @@ def settled_subscriber_ids(conn: Connection, issue_number: int, claimable: tuple
         deliveries.c.issue_number == issue_number, deliveries.c.status.not_in(open_statuses))).scalars())
 
 
-def latest_issue_with_failures(conn: Connection) -> int | None:
+def latest_issue_with(conn: Connection, status: str) -> int | None:
+    """The newest issue with a row in ``status`` (failed, uncertain), for ``resend``."""
     return conn.execute(select(func.max(deliveries.c.issue_number)).where(
-        deliveries.c.status == FAILED)).scalar()
+        deliveries.c.status == status)).scalar()
 
 
 def issue_number_for_key(conn: Connection, key: str) -> int | None:
