@@ -193,9 +193,9 @@ def resend_command(app: AppContext, which: str | None, allow_placeholders: bool,
 def issues_command(app: AppContext, as_json: bool) -> None:
     """List past issues, newest first, with how many deliveries are in each state.
 
-    Columns: sent (accepted by the SMTP server), written (to the outbox folder), failed,
-    uncertain (sent whole, reply lost: see `resend --uncertain`), pending (left for later, or in
-    flight), skipped (unsubscribed or bounced before their turn). A delivery journal left by a
+    Columns: sent (accepted by the SMTP server), written (to the outbox folder, shown when any),
+    failed, uncertain (sent whole, reply lost: see `resend --uncertain`; shown when any), pending
+    (left for later, or in flight), skipped (unsubscribed or bounced before their turn). A delivery journal left by a
     run whose store refused to record is applied first.
     The JSON output also has the title and every state separately.
 
@@ -217,16 +217,19 @@ def issues_command(app: AppContext, as_json: bool) -> None:
     if not found:
         console.print("No issues yet: run `newsletter send` (or `newsletter preview`) first.", markup=False)
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")  # 80 columns hold every field
+    # 80 columns hold every field; "written" (outbox) and "uncertain" are shown only where some
+    # issue has such rows, which is rarely both at once.
+    counts = ("sent", "written", "failed", "uncertain", "pending", "skipped")
+    shown = [c for c in counts if c not in ("written", "uncertain") or any(r["deliveries"][c] for r in found)]
+    table = Table(box=None, pad_edge=False, header_style="bold")
     for name in ("#", "key", "status"):
         table.add_column(name, no_wrap=True)
-    for name in ("sent", "written", "failed", "uncertain", "pending", "skipped"):
+    for name in shown:
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("last delivery (UTC)")  # the one column that may wrap in a narrow terminal
     for row in found:
-        d = row["deliveries"]
-        table.add_row(str(row["number"]), row["key"], row["status"], str(d["sent"]), str(d["written"]),
-                      str(d["failed"]), str(d["uncertain"]), str(d["pending"] + d["sending"]), str(d["skipped"]),
+        d = {**row["deliveries"], "pending": row["deliveries"]["pending"] + row["deliveries"]["sending"]}
+        table.add_row(str(row["number"]), row["key"], row["status"], *(str(d[c]) for c in shown),
                       row["last_sent_at"].strftime("%Y-%m-%d %H:%M") if row["last_sent_at"] else "")
     console.print(table, markup=False)
     console.print(f"{len(found)} issue(s) in {app.store.url}", markup=False)
