@@ -25,6 +25,7 @@ import difflib
 import logging
 import re
 import threading
+from time import monotonic
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime, time, timedelta, timezone
 from typing import Any, Callable, Protocol
@@ -247,6 +248,8 @@ class SchedulerState(Protocol):
 
     def issue_done(self, slot: datetime) -> bool: ...
 
+    def retries_due(self, slot: datetime, now: datetime) -> bool: ...
+
 
 JobFunc = Callable[[datetime], Any]
 """A job: called with its slot (the due time, UTC); returns a report for the log."""
@@ -466,13 +469,36 @@ class Scheduler:
             spec = self.plan.jobs[name]
             log.info("%s: %s, next run %s", name, spec.describe(), _fmt(self.next_run(name), self.zone))
 
+    def retry_deferred(self, now: datetime | None = None) -> JobOutcome | None:
+        """Resume the latest send when messages it left for a later try (temporary failures,
+        backing off over hours) are due now: they go out without waiting a week. None when
+        nothing is due."""
+        now = now or datetime.now(timezone.utc)
+        slot = latest_slot(self.plan.jobs["send"], self.zone, now, None)
+        if slot is None:
+            return None
+        try:
+            due = self.state.retries_due(slot.astimezone(self.zone), now)
+        except Exception as exc:  # noqa: BLE001 - e.g. the store is busy: the loop goes on
+            log.error("send: cannot tell whether retries are due: %s", exc)
+            return None
+        if not due:
+            return None
+        log.info("send: retrying the messages of %s that are due", _fmt(slot, self.zone))
+        return self._execute("send", slot)
+
     def run(self, stop: threading.Event, *, poll_s: float = POLL_S,
             should_continue: Callable[[], bool] = lambda: True) -> None:
-        """Catch up, then run jobs as they fall due until ``stop`` is set."""
+        """Catch up, then run jobs as they fall due until ``stop`` is set; every ``poll_s``,
+        resume the send for retries that have fallen due."""
         self.log_plan()
         self.catch_up(stop=stop)
+        retried = monotonic()
         while not stop.is_set() and should_continue():
             self.run_pending(stop)
+            if monotonic() - retried >= poll_s and not stop.is_set():
+                self.retry_deferred()
+                retried = monotonic()
             wakeup = self.next_wakeup()
             if wakeup is None:
                 wait_s = poll_s
@@ -531,6 +557,15 @@ class StoreState:
             number = issue_number_for_key(conn, key)
             counts = status_counts(conn, number) if number is not None else {}
         return sum(counts.values()) > 0 and counts.get(PENDING, 0) == 0 and counts.get(SENDING, 0) == 0
+
+    def retries_due(self, slot: datetime, now: datetime) -> bool:
+        """True when the issue of ``slot``'s week has messages deferred for a retry that is due."""
+        from newsletter.compose.issue import issue_key
+        from newsletter.store.deliveries import due_retries, issue_number_for_key
+
+        with self.store.atomic() as conn:
+            number = issue_number_for_key(conn, issue_key(slot, slot.tzinfo))
+            return number is not None and due_retries(conn, number, now) > 0
 
 
 def pipeline_jobs(store: Any, config: Config, stop: threading.Event) -> dict[str, JobFunc]:

@@ -58,6 +58,9 @@ class MemoryState:
     def issue_done(self, slot: datetime) -> bool:
         return issue_key(slot, slot.tzinfo) in self.sent_keys  # as StoreState: the slot's own zone
 
+    def retries_due(self, slot: datetime, now: datetime) -> bool:
+        return False
+
 
 class Recorder:
     """Jobs that note when (real local time) they ran; ``send`` marks its issue key sent,
@@ -479,3 +482,32 @@ def test_a_broken_state_is_logged_and_never_ends_the_loop(tmp_path: Path, caplog
         # Read while the clock (and its local zone) is still the travelled one.
         assert scheduler.next_run("send") == berlin(2026, 11, 16, 8).astimezone(UTC)
     assert any("send: failed: OSError: database is locked" in r.getMessage() for r in caplog.records)
+
+
+def test_the_scheduler_resumes_the_send_when_deferred_retries_fall_due(tmp_path: Path, store) -> None:
+    """A temporary failure backs off for minutes to hours; the running scheduler resumes the
+    week's send when such a retry is due, and not before."""
+    from datetime import timedelta
+
+    from newsletter.models import Issue, RenderedIssue
+    from newsletter.scheduler import StoreState
+    from newsletter.store.deliveries import claim_deliveries, create_deliveries, mark_retry
+    from newsletter.store.issues import freeze_issue
+    from newsletter.store.subscribers import add_subscriber
+
+    plan = plan_for(tmp_path, send="monday at 08:00")
+    slot = berlin(2026, 11, 30, 8).astimezone(UTC)  # 2026-W49
+    issue = Issue(key="2026-W49", number=1, title="Issue 1", papers=(), created_at=slot)
+    with store.atomic() as conn:
+        add_subscriber(conn, "r@example.org")
+        freeze_issue(conn, issue, RenderedIssue(issue, "Subject", "<p>x</p>", "x"), now=slot)
+        create_deliveries(conn, 1, slot)
+        (claimed,), _ = claim_deliveries(conn, 1, claimed_by="test", now=slot, limit=1)
+        mark_retry(conn, claimed.id, error="452 4.2.2 mailbox full", now=slot, holder="test",
+                   next_attempt_at=slot + timedelta(minutes=8))
+    sends: list[datetime] = []
+    jobs = {"ingest": lambda s: "ok", "send": lambda s: sends.append(s) or "sent"}
+    scheduler = Scheduler(plan, jobs, StoreState(store))
+    assert scheduler.retry_deferred(now=slot + timedelta(minutes=5)) is None and sends == []
+    outcome = scheduler.retry_deferred(now=slot + timedelta(minutes=9))
+    assert outcome is not None and outcome.ok and sends == [berlin(2026, 11, 30, 8)]

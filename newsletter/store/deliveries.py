@@ -290,6 +290,13 @@ def next_attempt_due(conn: Connection, issue_number: int,
         deliveries.c.issue_number == issue_number, deliveries.c.status.in_(claimable))).scalar()
 
 
+def due_retries(conn: Connection, issue_number: int, now: datetime) -> int:
+    """Rows of the issue deferred after a temporary failure whose next try is due by ``now``."""
+    return int(conn.execute(select(func.count()).where(
+        deliveries.c.issue_number == issue_number, deliveries.c.status.in_((PENDING, WRITTEN)),
+        deliveries.c.next_attempt_at.is_not(None), deliveries.c.next_attempt_at <= now)).scalar() or 0)
+
+
 def status_counts(conn: Connection, issue_number: int) -> dict[str, int]:
     """How many rows of the issue are in each status (every status present, zero if none)."""
     counts = {status: 0 for status in DELIVERY_STATUSES}
