@@ -377,6 +377,44 @@ def test_rate_zero_means_no_limit_and_stop_interrupts_a_wait() -> None:
     assert not limiter.acquire(stop)   # the next one is 1000 s away: stop wins
 
 
+def test_a_throttle_halves_the_rate_and_accepted_messages_grow_it_back() -> None:
+    """Additive increase, multiplicative decrease: one cut per round of messages in flight,
+    back to the configured rate step by step, never past it; the progress line says why."""
+    clock = [0.0]
+    limiter = RateLimiter(40, clock=lambda: clock[0], sleep=lambda s: None)
+    limiter.slow_down("451 4.7.1 slow down")
+    assert limiter.rate == 20 and "slowed: 451 4.7.1 slow down" in limiter.describe()
+    limiter.slow_down("451 4.7.1 slow down")  # an answer to a message sent before the cut
+    assert limiter.rate == 20 and limiter.throttles == 2
+    clock[0] += 0.2
+    limiter.slow_down("451 4.7.1 slow down")
+    assert limiter.rate == 10
+    for _ in range(19):
+        limiter.speed_up()
+    assert 10 < limiter.rate < 20
+    for _ in range(200):
+        limiter.speed_up()
+    assert limiter.rate == 40 and limiter.describe() == "limit 40.0/s"
+
+
+def test_a_dropped_connection_pauses_every_worker_longer_each_time_in_a_row() -> None:
+    clock = [0.0]
+    waits: list[float] = []
+    limiter = RateLimiter(0, clock=lambda: clock[0], sleep=waits.append)
+    limiter.slow_down("421 4.7.0 try again later", closed=True)
+    limiter.acquire()
+    clock[0] += 5
+    limiter.slow_down("421 4.7.0 try again later", closed=True)
+    limiter.acquire()
+    assert waits == [pytest.approx(1.0), pytest.approx(2.0)]
+    assert 0 < limiter.rate  # an unlimited run now has a limit, cut from what it was sending
+    limiter.speed_up()       # accepted again: the next drop pauses 1 s, not 4
+    clock[0] += 5
+    limiter.slow_down("421", closed=True)
+    limiter.acquire()
+    assert waits[-1] == pytest.approx(1.0)
+
+
 def test_bounced_subscriber_is_recorded_through_the_subscribers_store(store, smtp) -> None:
     emails = seed(store, 6)
     smtp.handler.refuse[emails[1]] = "550 5.1.1 <%s>: Recipient address rejected: User unknown" % emails[1]
