@@ -678,6 +678,13 @@ def test_newsletter_serve_runs_the_app(tmp_path: Path, db_url: str) -> None:
                 time.sleep(0.05)
         assert page.status_code == 200 and "Papers &lt;Weekly&gt;" in page.text
 
+        # The access log shows which kind of link was opened, never its token.
+        httpx.get(url + "/unsubscribe/S3CRETtoken")
+        while '"GET /unsubscribe/… HTTP/1.1" 400' not in log_path.read_text(encoding="utf-8"):
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        assert "S3CRETtoken" not in log_path.read_text(encoding="utf-8")
+
         # The same port again, while it is taken: one line saying so, exit 1, no "Serving".
         port = url.rsplit(":", 1)[1]
         taken = subprocess.run(
