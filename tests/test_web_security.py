@@ -437,3 +437,8 @@ def test_a_slash_redirect_never_uses_the_host_header(tmp_path: Path, db_url: str
         assert "evil" not in location
         assert location == (site.url if base_url else "") + "/archive?page=2"
         assert site.client.get("/no-such-page/", headers={"Host": "evil.example.com"}).status_code == 404
+        # The operator's preview (its own router, under a mount) too.
+        for path, target in (("/preview", "/preview/"), ("/preview/issues/2026-W48", "/preview/issues/2026-W48/")):
+            response = site.client.get(path, headers={"Host": "evil.example.com"})
+            assert response.status_code == 308, path
+            assert response.headers["location"] == (site.url if base_url else "") + target

@@ -126,6 +126,7 @@ class WebApp:
         in_all = config["web.confirmations_per_hour"]
         self.total_limit = TokenBucket(in_all, in_all / 3600)
         self.confirm_max_age_s = confirm_max_age_s
+        self.routes: list[BaseRoute] = []  # the app's own, set by create_app (for slash redirects)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -469,15 +470,15 @@ class WebApp:
         other = path.rstrip("/") if path.endswith("/") else path + "/"
         if not other or other == path:
             return None
-        scope = {**request.scope, "path": other}
+        # A mount on the way updated the scope in place (root_path): match from the app's root.
+        root = request.scope.get("app_root_path", "")
+        scope = {**request.scope, "path": other, "root_path": root}
         if not any(route.matches(scope)[0] is not Match.NONE for route in self.routes):
             return None
         location = self.config["newsletter.base_url"].rstrip("/") + other
         if request.url.query:
             location += "?" + request.url.query
         return RedirectResponse(location, status_code=308)
-
-    routes: list[BaseRoute] = []
 
 
 def _printable(text: str) -> str:
@@ -692,7 +693,7 @@ def create_app(config: Config, store: Store, *, subscribe_burst: float | None = 
         refuse = functools.partial(web.notice, "Preview not available",
                                    "The preview answers only on this machine or with the preview token.", 403,
                                    is_error=True)
-        preview_app = SecurityHeadersMiddleware(Router(preview), PREVIEW_SECURITY_HEADERS)
+        preview_app = SecurityHeadersMiddleware(Router(preview, redirect_slashes=False), PREVIEW_SECURITY_HEADERS)
         routes.append(Mount("/preview", app=PreviewGate(preview_app, token, refuse)))
     web.routes = routes
     app = Starlette(
