@@ -17,7 +17,6 @@ import base64
 import email
 import email.policy
 import logging
-import re
 import sqlite3
 import threading
 import time
@@ -34,7 +33,7 @@ from itsdangerous import URLSafeSerializer
 
 from conftest import free_port
 from newsletter.store import Store
-from newsletter.store.subscribers import add_subscriber, get_subscriber, set_status
+from newsletter.store.subscribers import add_subscriber, set_status
 from newsletter.tokens import Signer, secret_key
 from newsletter.web.app import create_app
 from newsletter.web.server import BackgroundServer
@@ -98,10 +97,6 @@ def subscribe_from(site: Site, address: str, client_ip: str) -> httpx.Response:
     with closing(browser):
         return browser.post("/subscribe", data={"email": address, "csrf_token": token},
                             headers={"X-Forwarded-For": client_ip})
-
-
-def events_of(site: Site, address: str) -> list[tuple[str, str]]:
-    return site.events(address)
 
 
 # -- 1. limits -------------------------------------------------------------------------------

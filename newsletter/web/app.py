@@ -51,7 +51,6 @@ from newsletter.store import Store
 from newsletter.tokens import Signer, secret_key
 from newsletter.web import archive
 from newsletter.web.pages import Pages
-from newsletter.web.stores import QuickWriteStore, ReadOnlyStore
 from newsletter.web.preferences import PreferencesOutcome, PreferencesView, preferences_for_token, rename_by_token
 from newsletter.web.security import (
     PREVIEW_SECURITY_HEADERS,
@@ -62,6 +61,7 @@ from newsletter.web.security import (
     is_loopback,
     token_matches,
 )
+from newsletter.web.stores import QuickWriteStore, ReadOnlyStore
 from newsletter.web.subscriptions import (
     CONFIRM_MAX_AGE_S,
     ConfirmOutcome,
@@ -155,7 +155,7 @@ class WebApp:
                   status_code: int = 200) -> HTMLResponse:
         """The subscribe page, with a fresh CSRF pair (cookie + hidden field)."""
         nonce, form_token = self.csrf.issue(request.cookies.get(CsrfTokens.COOKIE))
-        latest = archive.latest_sent_issue(self.reads)  # type: ignore[arg-type]
+        latest = archive.latest_sent_issue(self.reads)
         response = self.pages.render("index.html", status_code, headers=NO_STORE, error=_printable(error),
                                      email=_printable(email), name=_printable(name), csrf_token=form_token,
                                      latest=latest)

@@ -15,14 +15,21 @@ writers, and there is no file to spool beside.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Iterator, Protocol
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 
 from newsletter.store import Store
 from newsletter.store.spool import spool_path_for
+
+class Transactions(Protocol):
+    """What the web's library functions need of a store: ``atomic()``. A ``Store``,
+    ``ReadOnlyStore`` and ``QuickWriteStore`` all are."""
+
+    def atomic(self) -> AbstractContextManager[Connection]: ...
+
 
 READ_BUSY_TIMEOUT_MS = 5000  # only WAL recovery can make a reader wait; never the write lock
 

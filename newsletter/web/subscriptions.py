@@ -39,6 +39,7 @@ from newsletter.store.subscribers import (
 from newsletter.store.spool import UnsubscribeSpool
 from newsletter.subscribers.addresses import normalize_address
 from newsletter.tokens import Signer
+from newsletter.web.stores import Transactions
 
 CONFIRM_MAX_AGE_S = 7 * 24 * 3600  # the same as Signer.verify_confirm's default
 MAX_NAME_CHARS = 100
@@ -252,7 +253,7 @@ def confirm_subscription(store: Store, signer: Signer, token: str, *,
         return ConfirmOutcome.CONFIRMED
 
 
-def confirm_page(store: Store, signer: Signer, token: str, *,
+def confirm_page(store: Transactions, signer: Signer, token: str, *,
                  max_age_s: int = CONFIRM_MAX_AGE_S) -> tuple[ConfirmOutcome, str | None]:
     """What pressing the confirm button would do (``CONFIRMED``: it would activate), and the
     address, for the page the link opens. Reads only."""
@@ -290,8 +291,8 @@ def _confirm_outcome(signer: Signer, token: str, subscriber: Subscriber | None) 
     return ConfirmOutcome.CONFIRMED
 
 
-def unsubscribe_by_token(store: Store, signer: Signer, token: str, *, how: str,
-                         now: datetime | None = None, reads: Store | None = None) -> UnsubscribeOutcome:
+def unsubscribe_by_token(store: Transactions, signer: Signer, token: str, *, how: str,
+                         now: datetime | None = None, reads: Transactions | None = None) -> UnsubscribeOutcome:
     """Unsubscribe the address an unsubscribe token names; ``how`` goes into the event.
 
     Whatever the address's state (active, pending, bounced, complained), the reader's own
@@ -334,7 +335,7 @@ def _is_busy(exc: OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def address_for_unsubscribe(store: Store, signer: Signer, token: str, *,
+def address_for_unsubscribe(store: Transactions, signer: Signer, token: str, *,
                             spool: UnsubscribeSpool | None = None) -> tuple[UnsubscribeOutcome, str | None]:
     """What a GET of the unsubscribe page may show: the address and whether it is still on the
     list (an unsubscribe waiting in ``spool`` counts as done). Reads only."""
