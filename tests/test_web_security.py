@@ -404,20 +404,48 @@ def test_an_unsubscribe_while_the_store_is_locked_is_spooled_and_never_mailed(
 
 
 def test_a_spooled_unsubscribe_is_applied_when_the_app_starts(tmp_path: Path, db_url: str, store: Store) -> None:
+    """A spool left by a server that stopped before the store was free again."""
+    from newsletter.store.spool import UnsubscribeSpool
+
     with store.atomic() as conn:
         add_subscriber(conn, "late@example.org", status="active")
-    for site in serve(tmp_path, db_url, store, "\n[web]\nunsubscribe_wait_s = 0.1\n"):
-        with WriteLock(tmp_path / "newsletter.db"):
-            token = site.signer.unsubscribe_token("late@example.org")
-            assert site.client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 202
+    UnsubscribeSpool(tmp_path / "newsletter.db.unsubscribes").append("late@example.org", "one-click")
+    query = "SELECT status FROM subscribers WHERE email = 'late@example.org'"
+    with closing(sqlite3.connect(tmp_path / "newsletter.db")) as raw:  # outside the store: applies nothing
+        assert raw.execute(query).fetchone() == ("active",)
     fresh = Store(db_url)
     try:
         create_app(make_config(tmp_path, db_url), fresh)
-        with fresh.engine.connect() as conn:
-            status = conn.exec_driver_sql("SELECT status FROM subscribers WHERE email = 'late@example.org'").scalar()
-        assert status == "unsubscribed"
     finally:
         fresh.dispose()
+    with closing(sqlite3.connect(tmp_path / "newsletter.db")) as raw:
+        assert raw.execute(query).fetchone() == ("unsubscribed",)
+
+
+def test_a_transaction_that_rolls_back_leaves_the_spool_for_the_next(tmp_path: Path, store: Store) -> None:
+    from newsletter.store.spool import UnsubscribeSpool
+
+    with store.atomic() as conn:
+        add_subscriber(conn, "r@example.org", status="active")
+        add_subscriber(conn, "s@example.org", status="active")
+    spool = UnsubscribeSpool(tmp_path / "newsletter.db.unsubscribes")
+    spool.append("r@example.org", "one-click")
+    with pytest.raises(RuntimeError):
+        with store.atomic():
+            raise RuntimeError("the writer's own work failed")
+    with closing(sqlite3.connect(tmp_path / "newsletter.db")) as raw:
+        assert raw.execute("SELECT status FROM subscribers WHERE email = 'r@example.org'").fetchone() == ("active",)
+    spool.append("s@example.org", "unsubscribe page")
+    with store.atomic() as conn:
+        statuses = dict(conn.exec_driver_sql("SELECT email, status FROM subscribers").all())
+    assert statuses == {"r@example.org": "unsubscribed", "s@example.org": "unsubscribed"}
+    for _ in range(3):
+        with store.atomic():
+            pass
+    with store.atomic() as conn:
+        kinds = conn.exec_driver_sql("SELECT email, kind, detail FROM events WHERE kind = 'unsubscribed'").all()
+    assert sorted(kinds) == [("r@example.org", "unsubscribed", "one-click"),
+                             ("s@example.org", "unsubscribed", "unsubscribe page")]
 
 
 # -- 8. redirects --------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
+import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -44,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
+from sqlalchemy.exc import OperationalError
 
 from newsletter.config import Config
 from newsletter.errors import ConfigError, DeliveryError, NewsletterError, SubscriberError
@@ -127,6 +130,8 @@ class WebApp:
         self.total_limit = TokenBucket(in_all, in_all / 3600)
         self.confirm_max_age_s = confirm_max_age_s
         self.routes: list[BaseRoute] = []  # the app's own, set by create_app (for slash redirects)
+        self._spool_lock = threading.Lock()
+        self._spool_thread: threading.Thread | None = None
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -358,10 +363,32 @@ class WebApp:
             return self._invalid_unsubscribe()
         if outcome is UnsubscribeOutcome.UNKNOWN:
             return self._unknown_unsubscribe()
+        if outcome is UnsubscribeOutcome.SPOOLED:
+            self.apply_spool_soon()
         # 202 when spooled: recorded for good, applied to the store before anything is sent again.
         return self.notice("You are unsubscribed",
                            f"Nothing more from {self.config['newsletter.name']} will be sent to this address.",
                            202 if outcome is UnsubscribeOutcome.SPOOLED else 200, show_home=False)
+
+    def apply_spool_soon(self) -> None:
+        """Apply spooled unsubscribes as soon as the store's lock is free, rather than waiting for
+        the next writer: one background thread at a time, retrying while the store stays busy."""
+        with self._spool_lock:
+            if self._spool_thread is not None and self._spool_thread.is_alive():
+                return
+            self._spool_thread = threading.Thread(target=self._apply_spool, name="unsubscribe-spool", daemon=True)
+            self._spool_thread.start()
+
+    def _apply_spool(self, retry_s: float = 1.0) -> None:
+        while True:
+            try:
+                with self.store.atomic():
+                    return  # every transaction applies the spool first (newsletter.store.spool)
+            except OperationalError:
+                time.sleep(retry_s)  # still busy after the store's own busy timeout
+            except Exception:  # noqa: BLE001 - a thread with nobody to report to: log it
+                log.exception("spooled unsubscribes not applied; the next writer will apply them")
+                return
 
     async def _preferences_view(self, token: str) -> tuple[Any, Response | None]:
         """The subscription a preferences token opens, or the page answering a forged token or
