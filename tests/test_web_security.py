@@ -387,6 +387,9 @@ def test_an_unsubscribe_while_the_store_is_locked_is_spooled_and_never_mailed(
             page = site.client.get(f"/unsubscribe/{token}")
             assert page.status_code == 200 and 'id="unsubscribe"' not in page.text
             assert site.client.get("/").status_code == 200
+            assert site.client.get("/feed.xml").status_code == 200
+            preferences = site.client.get(f"/preferences/{site.signer.preferences_token('stays@example.org')}")
+            assert preferences.status_code == 200 and "stays@example.org" in preferences.text
             assert time.monotonic() - started < 3
             spool = tmp_path / "newsletter.db.unsubscribes"
             assert b"reader@example.org" in spool.read_bytes()

@@ -167,7 +167,7 @@ def build_confirmation(config: Config, address: str, name: str, link: str) -> Em
         message["Reply-To"] = config["newsletter.reply_to"]
     message.set_content(
         f"Someone, hopefully you, asked to receive {newsletter} at this address.\n\n"
-        f"To confirm, open this link within {CONFIRM_MAX_AGE_S // 86400} days:\n\n"
+        f"To confirm, open this link within {CONFIRM_MAX_AGE_S // 86400} days and press the button there:\n\n"
         f"{link}\n\n"
         "If you did not ask, ignore this message: nothing will be sent to you.\n\n"
         f"-- \n{newsletter}\n{config['newsletter.postal_address']}\n"
