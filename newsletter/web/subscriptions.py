@@ -188,13 +188,21 @@ def _to(address: str, name: str) -> Address | str:
 
 def confirmation_bytes(config: Config, address: str, name: str, link: str) -> bytes:
     """The confirmation as it goes on the wire: CRLF, no line over 998 octets (RFC 5322 2.1.1).
+    Raises SubscriberError (the request's fault, said in words) when the email package cannot
+    write the address or name into a message at all.
 
     A name that cannot be folded (one long run of characters without spaces, in a raw UTF-8
     header) could still make the To line too long next to a long address: then the message is
     built without the name, which is only a courtesy."""
-    data = build_confirmation(config, address, name, link).as_bytes()
-    if name and not _fits_the_wire(data):
-        data = build_confirmation(config, address, "", link).as_bytes()
+    try:
+        data = build_confirmation(config, address, name, link).as_bytes()
+        if name and not _fits_the_wire(data):
+            data = build_confirmation(config, address, "", link).as_bytes()
+    except NewsletterError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the email package's many ways of saying no: a 400, not a 500
+        raise SubscriberError(f"this address and name cannot be written into a message ({exc})",
+                              where=address) from None
     if not _fits_the_wire(data):
         raise DeliveryError("the confirmation message has a line over 998 octets", where=address)
     return data
