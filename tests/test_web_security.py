@@ -29,13 +29,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from itsdangerous import URLSafeSerializer
+from itsdangerous import URLSafeSerializer, URLSafeTimedSerializer
 
 from conftest import free_port
 from newsletter.store import Store
 from newsletter.store.subscribers import add_subscriber, set_status
 from newsletter.tokens import Signer, secret_key
 from newsletter.web.app import create_app
+from newsletter.web.security import client_key
 from newsletter.web.server import BackgroundServer
 from test_web import Site, confirm_link, make_config, one_click_multipart, site  # noqa: F401 - fixture used by name
 
@@ -113,6 +114,17 @@ def test_one_ipv6_host_is_counted_by_its_64(tmp_path: Path, db_url: str, store: 
         assert subscribe_from(site, "v4@example.org", "2001:db8:1:3::1").status_code == 200
         assert subscribe_from(site, "v5@example.org", "198.51.100.7").status_code == 200
         assert len(site.messages()) == 4
+
+
+@pytest.mark.parametrize("host, key", [
+    ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+    ("::ffff:198.51.100.7", "198.51.100.7"),
+    ("198.51.100.7", "198.51.100.7"),
+    (None, "unknown"),
+    ("not an address", "not an address"),
+])
+def test_a_client_is_counted_by_its_address_or_its_64(host: str | None, key: str) -> None:
+    assert client_key(host) == key
 
 
 def test_the_client_limit_is_a_setting(tmp_path: Path, db_url: str, store: Store) -> None:
@@ -249,6 +261,15 @@ def test_old_tokens_in_mail_already_sent_keep_working(site: Site) -> None:
     body, content_type = one_click_multipart()
     done = site.client.post(f"/unsubscribe/{unsubscribe}", content=body, headers={"Content-Type": content_type})
     assert done.status_code == 200 and site.status("old@example.org") == "unsubscribed"
+
+
+def test_an_old_confirmation_link_still_confirms(site: Site) -> None:
+    site.subscribe("early@example.org")
+    old = URLSafeTimedSerializer(secret_key(site.config, site.store), salt="confirm").dumps("early@example.org")
+    assert site.client.get(f"/confirm/{old}").status_code == 200
+    assert site.status("early@example.org") == "pending"
+    assert site.confirm(f"/confirm/{old}").status_code == 200
+    assert site.status("early@example.org") == "active"
 
 
 class _Records(logging.Handler):
