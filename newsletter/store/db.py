@@ -106,7 +106,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         # Unsubscribes the web app spooled while the store was busy: applied first thing in every
-        # transaction (after BEGIN IMMEDIATE has the lock), so no claim can miss one.
+        # transaction (after BEGIN IMMEDIATE has the lock), so the next claim of a send sees them.
         spool_path = spool_path_for(url)
         self.unsubscribe_spool = UnsubscribeSpool(spool_path) if spool_path is not None else None
         if self.unsubscribe_spool is not None:
