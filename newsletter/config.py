@@ -142,6 +142,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web", "host", str, "127.0.0.1", "Address `newsletter serve` listens on."),
     Setting("web", "port", int, 8000, "Port `newsletter serve` listens on.", minimum=0, maximum=65535),
     Setting("web", "preview_token_env", str, "NEWSLETTER_PREVIEW_TOKEN", "Environment variable with the token that opens the preview beyond loopback."),
+    Setting("web", "subscribe_per_client_per_hour", int, 10, "Subscribe requests per hour from one client: an IPv4 address, or an IPv6 /64 network (one host usually holds a whole /64).", minimum=1),
+    Setting("web", "confirmations_per_address_per_hour", int, 3, "Confirmation messages per hour to one address; more requests get the same answer and send nothing.", minimum=1),
+    Setting("web", "confirmations_per_domain_per_hour", int, 30, "Confirmation messages per hour to the addresses of one domain.", minimum=1),
+    Setting("web", "confirmations_per_hour", int, 200, "Confirmation messages per hour in all: the ceiling on what the subscribe form can make the server send.", minimum=1),
+    Setting("web", "unsubscribe_wait_s", float, 5.0, "How long an unsubscribe waits for the store's write lock before it is spooled to a file beside the store (applied by the next writer).", minimum=0.001),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

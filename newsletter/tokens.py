@@ -1,5 +1,23 @@
-"""Signed tokens for the links in every message: unsubscribe and preferences (never expire, so a
-year-old email still works) and confirm (expires). Forged or altered tokens fail verification.
+"""Tokens for the links in every message: unsubscribe and preferences (never expire, so a year-old
+email still works) and confirm (expires). Forged or altered tokens fail verification.
+
+A token must not give the address away: links end up in proxy and server access logs, browser
+histories and link scanners' reports. So a token is the address *encrypted* (and authenticated),
+not merely signed: ``base64url(iv || ciphertext)`` with a deterministic, misuse-resistant scheme
+in the SIV style (Rogaway and Shrimpton), built from HMAC-SHA256 alone so no extra dependency is
+needed:
+
+* ``iv = HMAC(mac_key, plaintext)[:16]`` (the synthetic IV doubles as the authentication tag),
+* ``ciphertext = plaintext XOR HMAC(enc_key, iv || counter)...`` (HMAC as a PRF in counter mode),
+* opening recomputes the IV from the decrypted text and compares in constant time.
+
+Each kind of token has its own pair of keys (derived from the secret key and the kind), so an
+unsubscribe token can never confirm, and the other way round. A confirm token's plaintext starts
+with the time it was made (8 bytes, seconds), which is how it expires.
+
+Tokens made before this scheme (itsdangerous ``payload.signature``, the address in clear base64)
+are still accepted, so links in messages already sent keep working; they are told apart by the
+``.`` that the new form (base64url without padding) never contains.
 
 The key comes from the environment variable named by ``newsletter.secret_key_env``; when it is not
 set, a random key is generated once and kept in the store, so links stay valid across runs.
@@ -7,8 +25,14 @@ set, a random key is generated once and kept in the store, so links stay valid a
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import os
 import secrets
+import struct
+import time
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
@@ -18,6 +42,9 @@ from newsletter.store import Store
 from newsletter.store.meta import get_value, set_value
 
 _SECRET_META_KEY = "secret_key"
+_IV_BYTES = 16
+_MAX_TOKEN_CHARS = 2048  # an address is at most 254 characters; anything longer is not ours
+_TIME = struct.Struct(">Q")
 
 
 def secret_key(config: Config, store: Store) -> str:
@@ -34,40 +61,134 @@ def secret_key(config: Config, store: Store) -> str:
         return key
 
 
+class Sealer:
+    """Deterministic authenticated encryption of short byte strings into URL-safe text, for one
+    purpose (the purpose is mixed into both keys)."""
+
+    def __init__(self, key: str, purpose: str) -> None:
+        master = key.encode("utf-8")
+        self._mac_key = hmac.new(master, f"newsletter token mac:{purpose}".encode(), hashlib.sha256).digest()
+        self._enc_key = hmac.new(master, f"newsletter token enc:{purpose}".encode(), hashlib.sha256).digest()
+
+    def seal(self, plaintext: bytes) -> str:
+        iv = hmac.new(self._mac_key, plaintext, hashlib.sha256).digest()[:_IV_BYTES]
+        sealed = iv + _xor(plaintext, self._keystream(iv, len(plaintext)))
+        return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+
+    def open(self, token: str) -> bytes | None:
+        """The plaintext, or None when the token was not made by ``seal`` with this key and purpose."""
+        if not token or len(token) > _MAX_TOKEN_CHARS or not token.isascii():
+            return None
+        try:
+            sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError):
+            return None
+        if len(sealed) < _IV_BYTES:
+            return None
+        iv, ciphertext = sealed[:_IV_BYTES], sealed[_IV_BYTES:]
+        plaintext = _xor(ciphertext, self._keystream(iv, len(ciphertext)))
+        expected = hmac.new(self._mac_key, plaintext, hashlib.sha256).digest()[:_IV_BYTES]
+        return plaintext if hmac.compare_digest(iv, expected) else None
+
+    def _keystream(self, iv: bytes, length: int) -> bytes:
+        blocks = (hmac.new(self._enc_key, iv + _TIME.pack(i), hashlib.sha256).digest()
+                  for i in range((length + 31) // 32))
+        return b"".join(blocks)[:length]
+
+
+def _xor(data: bytes, stream: bytes) -> bytes:
+    return bytes(a ^ b for a, b in zip(data, stream))
+
+
 class Signer:
-    """Makes and checks the tokens. Salts keep an unsubscribe token from working as a confirm one."""
+    """Makes and checks the tokens. Each kind has its own keys, so an unsubscribe token cannot
+    work as a confirm one. The method names and signatures are what the render and deliver code
+    call: they take and give addresses; only the token's form changed."""
 
     def __init__(self, key: str) -> None:
-        self._unsubscribe = URLSafeSerializer(key, salt="unsubscribe")
-        self._confirm = URLSafeTimedSerializer(key, salt="confirm")
-        self._preferences = URLSafeSerializer(key, salt="preferences")
+        self._sealers = {kind: Sealer(key, kind) for kind in ("unsubscribe", "confirm", "preferences")}
+        # The earlier, signed-only form: still read, never made.
+        self._legacy_unsubscribe = URLSafeSerializer(key, salt="unsubscribe")
+        self._legacy_confirm = URLSafeTimedSerializer(key, salt="confirm")
+        self._legacy_preferences = URLSafeSerializer(key, salt="preferences")
 
     def unsubscribe_token(self, email: str) -> str:
-        return self._unsubscribe.dumps(email.lower())
+        return self._sealers["unsubscribe"].seal(email.lower().encode("utf-8"))
 
     def verify_unsubscribe(self, token: str) -> str | None:
         """The address the token was made for, or None if forged or altered."""
-        return _address(self._unsubscribe, token)
+        if _is_legacy(token):
+            return _address(self._legacy_unsubscribe, token)
+        return _text(self._sealers["unsubscribe"].open(token))
 
     def preferences_token(self, email: str) -> str:
-        """For the preferences page: its own salt, so it can never unsubscribe or confirm."""
-        return self._preferences.dumps(email.lower())
+        """For the preferences page: its own keys, so it can never unsubscribe or confirm."""
+        return self._sealers["preferences"].seal(email.lower().encode("utf-8"))
 
     def verify_preferences(self, token: str) -> str | None:
         """The address whose preferences the token opens, or None if forged or altered."""
-        return _address(self._preferences, token)
+        if _is_legacy(token):
+            return _address(self._legacy_preferences, token)
+        return _text(self._sealers["preferences"].open(token))
 
     def confirm_token(self, email: str) -> str:
-        return self._confirm.dumps(email.lower())
+        """Expires: the time it was made (whole seconds, like itsdangerous) travels inside."""
+        made = _TIME.pack(int(time.time()))
+        return self._sealers["confirm"].seal(made + email.lower().encode("utf-8"))
 
     def verify_confirm(self, token: str, max_age_s: int = 7 * 24 * 3600) -> str | None:
         """The address to confirm, or None if forged, altered or older than ``max_age_s``."""
-        return _address(self._confirm, token, max_age=max_age_s)
+        if _is_legacy(token):
+            return _address(self._legacy_confirm, token, max_age=max_age_s)
+        opened = self._open_confirm(token)
+        if opened is None:
+            return None
+        made, address = opened
+        return address if time.time() - made <= max_age_s else None
+
+    def confirm_issued_at(self, token: str) -> float | None:
+        """When a genuine confirm token was made (seconds since the epoch); None for a forged one."""
+        if _is_legacy(token):
+            if _address(self._legacy_confirm, token, max_age=100 * 365 * 24 * 3600) is None:
+                return None
+            return _legacy_issued_at(token)
+        opened = self._open_confirm(token)
+        return None if opened is None else float(opened[0])
+
+    def _open_confirm(self, token: str) -> tuple[int, str] | None:
+        plaintext = self._sealers["confirm"].open(token)
+        if plaintext is None or len(plaintext) <= _TIME.size:
+            return None
+        address = _text(plaintext[_TIME.size:])
+        return None if address is None else (_TIME.unpack(plaintext[:_TIME.size])[0], address)
+
+
+def _is_legacy(token: str) -> bool:
+    return "." in token
+
+
+def _text(plaintext: bytes | None) -> str | None:
+    if plaintext is None:
+        return None
+    try:
+        return plaintext.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _legacy_issued_at(token: str) -> float | None:
+    """When an old (itsdangerous) timed token was made: the time sits before the signature."""
+    from itsdangerous.encoding import base64_decode, bytes_to_int
+
+    try:
+        return float(bytes_to_int(base64_decode(token.rsplit(".", 2)[-2])))
+    except (IndexError, ValueError, TypeError):
+        return None
 
 
 def _address(serializer: Any, token: str, **loads: Any) -> str | None:
-    """The address a token holds, or None if it is forged, altered, expired or not an address.
-    (``SignatureExpired`` is a ``BadSignature``.)"""
+    """The address an old token holds, or None if it is forged, altered, expired or not an
+    address. (``SignatureExpired`` is a ``BadSignature``.)"""
     try:
         value = serializer.loads(token, **loads)
     except BadSignature:

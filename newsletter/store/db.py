@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.errors import StoreError
 from newsletter.store.schema import MIGRATIONS
+from newsletter.store.spool import UnsubscribeSpool, spool_path_for
 
 _migrations_meta = MetaData()
 schema_migrations = Table(
@@ -104,6 +105,12 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
+        # Unsubscribes the web app spooled while the store was busy: applied first thing in every
+        # transaction (after BEGIN IMMEDIATE has the lock), so the next claim of a send sees them.
+        spool_path = spool_path_for(url)
+        self.unsubscribe_spool = UnsubscribeSpool(spool_path) if spool_path is not None else None
+        if self.unsubscribe_spool is not None:
+            event.listen(self.engine, "begin", self.unsubscribe_spool.apply)
         # A forked child must not reuse the parent's pooled connections (SQLAlchemy's recipe:
         # drop them in the child without closing them under the parent). Weak, so a Store that
         # is gone is not kept alive by the hook.

@@ -5,15 +5,22 @@ headers of ``newsletter.web.security``):
 
     GET  /                     subscribe form and the latest sent issue
     POST /subscribe            double opt-in request: same answer whatever the address's state
-    GET  /confirm/TOKEN        the link in the confirmation message: activates
+    GET  /confirm/TOKEN        the link in the confirmation message: a page with one button; changes nothing
+    POST /confirm/TOKEN        that button (CSRF-protected like the subscribe form): activates
     GET  /unsubscribe/TOKEN    what will happen, and a button; changes nothing
-    POST /unsubscribe/TOKEN    the button or RFC 8058 one-click: unsubscribes, 200, no cookie
+    POST /unsubscribe/TOKEN    the button or RFC 8058 one-click: unsubscribes, 200 (202 when the
+                               store was busy and the request was spooled), no cookie
     GET  /preferences/TOKEN    the reader's page: address, name, status, rename form, unsubscribe
     POST /preferences/TOKEN    the rename form (CSRF-protected like the subscribe form)
     GET  /archive              sent issues
     GET  /archive/KEY          one sent issue, without personal data
     GET  /feed.xml             Atom feed of the newsletter
          /preview/...          the operator's preview: loopback, or the preview token
+
+No GET or HEAD changes anything (mail providers' link scanners open every link), and GET pages
+read through ``newsletter.web.stores.ReadOnlyStore``, so they never wait for the store's write
+lock. Redirects (a path with or without its trailing slash) point at ``newsletter.base_url``
+(or are relative), never at the request's Host header.
 
 The handlers only translate HTTP to calls of ``newsletter.web.subscriptions`` and
 ``newsletter.web.archive`` and ``newsletter.web.preferences`` and back; the rules live there.
@@ -24,6 +31,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
+import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -34,9 +43,10 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
+from sqlalchemy.exc import OperationalError
 
 from newsletter.config import Config
 from newsletter.errors import ConfigError, DeliveryError, NewsletterError, SubscriberError
@@ -50,9 +60,11 @@ from newsletter.web.security import (
     CsrfTokens,
     SecurityHeadersMiddleware,
     TokenBucket,
+    client_key,
     is_loopback,
     token_matches,
 )
+from newsletter.web.stores import QuickWriteStore, ReadOnlyStore
 from newsletter.web.subscriptions import (
     CONFIRM_MAX_AGE_S,
     ConfirmOutcome,
@@ -60,6 +72,7 @@ from newsletter.web.subscriptions import (
     address_for_unsubscribe,
     check_address,
     clean_name,
+    confirm_page,
     confirm_subscription,
     request_subscription,
     unsubscribe_by_token,
@@ -95,18 +108,30 @@ class NotUtf8Form(Exception):
 class WebApp:
     """The state the routes share: config, store, signer, templates, CSRF and rate limits."""
 
-    def __init__(self, config: Config, store: Store, *, subscribe_burst: int, subscribe_refill_per_s: float,
-                 address_burst: int, address_refill_per_s: float, confirm_max_age_s: int) -> None:
+    def __init__(self, config: Config, store: Store, *, subscribe_burst: float, subscribe_refill_per_s: float,
+                 address_burst: float, address_refill_per_s: float, confirm_max_age_s: int) -> None:
         self.config = config
         self.store = store
         key = secret_key(config, store)
         self.signer = Signer(key)
         self.csrf = CsrfTokens(key)
         self.pages = Pages(config)
+        # GET pages read without waiting for the write lock; an unsubscribe waits only a little.
+        self.reads = ReadOnlyStore(store)
+        self.unsubscribe_writes = QuickWriteStore(store, config["web.unsubscribe_wait_s"])
+        # Per client (IPv4 address or IPv6 /64).
         self.ip_limit = TokenBucket(subscribe_burst, subscribe_refill_per_s)
-        # A second limit per address, so nobody can make us mail-bomb one mailbox from many IPs.
+        # Per target address, per domain and in all, so nobody can make us mail-bomb one mailbox,
+        # one organisation or the world from many networks.
         self.address_limit = TokenBucket(address_burst, address_refill_per_s)
+        per_domain = config["web.confirmations_per_domain_per_hour"]
+        self.domain_limit = TokenBucket(per_domain, per_domain / 3600)
+        in_all = config["web.confirmations_per_hour"]
+        self.total_limit = TokenBucket(in_all, in_all / 3600)
         self.confirm_max_age_s = confirm_max_age_s
+        self.routes: list[BaseRoute] = []  # the app's own, set by create_app (for slash redirects)
+        self._spool_lock = threading.Lock()
+        self._spool_thread: threading.Thread | None = None
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -135,7 +160,7 @@ class WebApp:
                   status_code: int = 200) -> HTMLResponse:
         """The subscribe page, with a fresh CSRF pair (cookie + hidden field)."""
         nonce, form_token = self.csrf.issue(request.cookies.get(CsrfTokens.COOKIE))
-        latest = archive.latest_sent_issue(self.store)
+        latest = archive.latest_sent_issue(self.reads)
         response = self.pages.render("index.html", status_code, headers=NO_STORE, error=_printable(error),
                                      email=_printable(email), name=_printable(name), csrf_token=form_token,
                                      latest=latest)
@@ -196,7 +221,7 @@ class WebApp:
             return await run_in_threadpool(
                 self.form_page, request, status_code=403, **echo,
                 error="This form has expired or was sent from another site. Please press Subscribe again.")
-        client = request.client.host if request.client else "unknown"
+        client = client_key(request.client.host if request.client else None)
         if not self.ip_limit.take(client):
             response = await run_in_threadpool(
                 self.form_page, request, status_code=429, **echo,
@@ -213,27 +238,89 @@ class WebApp:
         except SubscriberError as exc:
             return await run_in_threadpool(self.form_page, request, status_code=400, **echo,
                                            error=f"Please check the name: {exc}.")
-        if self.address_limit.take(address.lower()):
+        limits = self.confirmation_limits(address)
+        if limits and not all(bucket.available(key) for bucket, key in limits[1:]):
+            response = await run_in_threadpool(
+                self.form_page, request, status_code=429, **echo,
+                error="We are sending too many confirmation messages just now. Please try again in an hour.")
+            response.headers["Retry-After"] = "3600"
+            return response
+        if limits and all(bucket.take(key) for bucket, key in limits):
             try:
                 await run_in_threadpool(request_subscription, self.store, self.config, self.signer,
                                         address, name, base_url=self.mail_base_url(request))
             except SubscriberError as exc:
+                self.give_back(limits)
                 return await run_in_threadpool(self.form_page, request, status_code=400, **echo,
                                                error=f"Please check the address: {exc}")
             except (DeliveryError, ConfigError) as exc:
+                self.give_back(limits)
                 log.error("confirmation not sent: %s", exc)
                 return self.notice("Please try again later",
-                                   "We could not send the confirmation message just now. Nothing was lost: "
+                                   "We could not send the confirmation message just now. Nothing was kept: "
                                    "please try again in a few minutes.", 503, is_error=True)
         # The same words whatever the address's state, and whether or not a message went out.
         return self.notice("Check your inbox",
                            f"If {address} can receive {self.config['newsletter.name']}, a message with a "
                            "confirmation link is on its way. Open the link to start your subscription.")
 
+    def confirmation_limits(self, address: str) -> list[tuple[TokenBucket, str]]:
+        """The buckets a confirmation to ``address`` spends from: the address's own first (when it
+        is empty the request is answered as usual and nothing is sent, so the page tells nobody
+        anything), then its domain's and the global one (when one of those is empty, 429).
+        Empty only when the address's own bucket is."""
+        key = address.lower()
+        if not self.address_limit.available(key):
+            return []
+        return [(self.address_limit, key), (self.domain_limit, key.rpartition("@")[2]), (self.total_limit, "")]
+
+    @staticmethod
+    def give_back(limits: list[tuple[TokenBucket, str]]) -> None:
+        """A confirmation that was not sent costs nobody their allowance."""
+        for bucket, key in limits:
+            bucket.give_back(key)
+
+    async def confirm_page(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        outcome, email = await run_in_threadpool(confirm_page, self.reads, self.signer, token,
+                                                 max_age_s=self.confirm_max_age_s)
+        if outcome is not ConfirmOutcome.CONFIRMED:
+            return self.confirm_outcome(outcome)
+        return await run_in_threadpool(self.confirm_form, request, token, email or "")
+
+    def confirm_form(self, request: Request, token: str, email: str, *, error: str = "",
+                     status_code: int = 200) -> HTMLResponse:
+        """The page a confirmation link opens: one button, with a fresh CSRF pair."""
+        nonce, form_token = self.csrf.issue(request.cookies.get(CsrfTokens.COOKIE))
+        response = self.pages.render("confirm.html", status_code, headers=NO_STORE, token=token, email=email,
+                                     csrf_token=form_token, error=error)
+        self.set_csrf_cookie(request, response, nonce)
+        return response
+
     async def confirm(self, request: Request) -> Response:
         token = request.path_params["token"]
+        # The token first: a forged link learns nothing, whatever else the request holds.
+        outcome, email = await run_in_threadpool(confirm_page, self.reads, self.signer, token,
+                                                 max_age_s=self.confirm_max_age_s)
+        if outcome is not ConfirmOutcome.CONFIRMED:
+            return self.confirm_outcome(outcome)
+        try:
+            form = await read_small_form(request)
+        except FormProblem as problem:
+            return await run_in_threadpool(self.confirm_form, request, token, email or "", error=problem.message,
+                                           status_code=problem.status_code)
+        csrf_token = _text_field(form, CsrfTokens.FIELD)
+        if not self.origin_allowed(request) or not self.csrf.is_valid(request.cookies.get(CsrfTokens.COOKIE),
+                                                                      csrf_token):
+            return await run_in_threadpool(
+                self.confirm_form, request, token, email or "", status_code=403,
+                error="This form has expired or was sent from another site. Nothing was changed; "
+                      "please press the button again.")
         outcome = await run_in_threadpool(confirm_subscription, self.store, self.signer, token,
                                           max_age_s=self.confirm_max_age_s)
+        return self.confirm_outcome(outcome)
+
+    def confirm_outcome(self, outcome: ConfirmOutcome) -> HTMLResponse:
         name = self.config["newsletter.name"]
         if outcome is ConfirmOutcome.CONFIRMED:
             return self.notice("You are subscribed", f"Thank you: {name} will arrive with its next issue.")
@@ -253,7 +340,8 @@ class WebApp:
 
     async def unsubscribe_page(self, request: Request) -> Response:
         token = request.path_params["token"]
-        outcome, email = await run_in_threadpool(address_for_unsubscribe, self.store, self.signer, token)
+        outcome, email = await run_in_threadpool(address_for_unsubscribe, self.reads, self.signer, token,
+                                                 spool=self.unsubscribe_writes.unsubscribe_spool)
         if outcome is UnsubscribeOutcome.INVALID:
             return self._invalid_unsubscribe()
         if outcome is UnsubscribeOutcome.UNKNOWN:
@@ -269,19 +357,43 @@ class WebApp:
             return self.notice("The form could not be read",
                                "The request's text was not UTF-8, so nothing was changed.", 400, is_error=True,
                                show_home=False)
-        outcome = await run_in_threadpool(unsubscribe_by_token, self.store, self.signer, token, how=how)
+        outcome = await run_in_threadpool(unsubscribe_by_token, self.unsubscribe_writes, self.signer, token,
+                                          how=how, reads=self.reads)
         if outcome is UnsubscribeOutcome.INVALID:
             return self._invalid_unsubscribe()
         if outcome is UnsubscribeOutcome.UNKNOWN:
             return self._unknown_unsubscribe()
+        if outcome is UnsubscribeOutcome.SPOOLED:
+            self.apply_spool_soon()
+        # 202 when spooled: recorded for good, applied to the store before anything is sent again.
         return self.notice("You are unsubscribed",
                            f"Nothing more from {self.config['newsletter.name']} will be sent to this address.",
-                           show_home=False)
+                           202 if outcome is UnsubscribeOutcome.SPOOLED else 200, show_home=False)
+
+    def apply_spool_soon(self) -> None:
+        """Apply spooled unsubscribes as soon as the store's lock is free, rather than waiting for
+        the next writer: one background thread at a time, retrying while the store stays busy."""
+        with self._spool_lock:
+            if self._spool_thread is not None and self._spool_thread.is_alive():
+                return
+            self._spool_thread = threading.Thread(target=self._apply_spool, name="unsubscribe-spool", daemon=True)
+            self._spool_thread.start()
+
+    def _apply_spool(self, retry_s: float = 1.0) -> None:
+        while True:
+            try:
+                with self.store.atomic():
+                    return  # every transaction applies the spool first (newsletter.store.spool)
+            except OperationalError:
+                time.sleep(retry_s)  # still busy after the store's own busy timeout
+            except Exception:  # noqa: BLE001 - a thread with nobody to report to: log it
+                log.exception("spooled unsubscribes not applied; the next writer will apply them")
+                return
 
     async def _preferences_view(self, token: str) -> tuple[Any, Response | None]:
         """The subscription a preferences token opens, or the page answering a forged token or
         a removed address (then nothing else of the request is looked at)."""
-        view = await run_in_threadpool(preferences_for_token, self.store, self.signer, token)
+        view = await run_in_threadpool(preferences_for_token, self.reads, self.signer, token)
         if view.outcome is PreferencesOutcome.INVALID:
             return view, self._invalid_preferences()
         if view.outcome is PreferencesOutcome.UNKNOWN:
@@ -341,19 +453,19 @@ class WebApp:
                            show_home=False)
 
     async def archive_index(self, request: Request) -> Response:
-        issues = await run_in_threadpool(archive.sent_issues, self.store)
+        issues = await run_in_threadpool(archive.sent_issues, self.reads)
         return self.pages.render("archive.html", issues=issues)
 
     async def archive_issue(self, request: Request) -> Response:
         key = request.path_params["key"]
-        html = await run_in_threadpool(archive.public_issue_html, self.store, key,
+        html = await run_in_threadpool(archive.public_issue_html, self.reads, key,
                                        home_url=self.base_url(request) + "/")
         if html is None:
             return self.notice("No such issue", "There is no sent issue with this name.", 404, is_error=True)
         return HTMLResponse(html)
 
     async def feed(self, request: Request) -> Response:
-        issues = await run_in_threadpool(archive.sent_issues, self.store)
+        issues = await run_in_threadpool(archive.sent_issues, self.reads)
         body = archive.atom_feed(issues, name=self.config["newsletter.name"], base_url=self.base_url(request))
         return Response(body, media_type="application/atom+xml; charset=utf-8")
 
@@ -370,7 +482,30 @@ class WebApp:
             return response
         if status == 413:
             return self.notice("Too large", "The request was larger than this site accepts.", 413, is_error=True)
+        if status == 404 and request.method in ("GET", "HEAD"):
+            redirect = self.slash_redirect(request)
+            if redirect is not None:
+                return redirect
         return self.notice("Not found", "There is no page at this address.", status, is_error=True)
+
+
+    def slash_redirect(self, request: Request) -> Response | None:
+        """A GET of a path that exists only with (or without) a trailing slash: a redirect there,
+        built from ``newsletter.base_url``, or relative without it. Never from the Host header,
+        which is whatever the sender wrote (Starlette's own slash redirect copies it)."""
+        path = request.url.path
+        other = path.rstrip("/") if path.endswith("/") else path + "/"
+        if not other or other == path:
+            return None
+        # A mount on the way updated the scope in place (root_path): match from the app's root.
+        root = request.scope.get("app_root_path", "")
+        scope = {**request.scope, "path": other, "root_path": root}
+        if not any(route.matches(scope)[0] is not Match.NONE for route in self.routes):
+            return None
+        location = self.config["newsletter.base_url"].rstrip("/") + other
+        if request.url.query:
+            location += "?" + request.url.query
+        return RedirectResponse(location, status_code=308)
 
 
 def _printable(text: str) -> str:
@@ -540,24 +675,36 @@ def _preview_routes(config: Config, store: Store) -> list[BaseRoute] | None:
     return list(preview_routes(config, store))
 
 
-def create_app(config: Config, store: Store, *, subscribe_burst: int = 5, subscribe_refill_per_s: float = 1 / 60,
-               address_burst: int = 3, address_refill_per_s: float = 3 / 3600,
+def create_app(config: Config, store: Store, *, subscribe_burst: float | None = None,
+               subscribe_refill_per_s: float | None = None, address_burst: float | None = None,
+               address_refill_per_s: float | None = None,
                confirm_max_age_s: int = CONFIRM_MAX_AGE_S, preview_token: str | None = None) -> Starlette:
     """Build the web app for ``config`` and ``store``.
 
-    The keyword arguments tune the per-client (``subscribe_*``) and per-address (``address_*``)
-    token buckets and the confirmation link's lifetime; ``preview_token`` defaults to the
-    environment variable named by ``web.preview_token_env`` (empty: the preview answers only on
-    loopback).
+    The per-client and per-address token buckets hold ``web.subscribe_per_client_per_hour`` and
+    ``web.confirmations_per_address_per_hour`` and refill over the hour; the keyword arguments
+    (``subscribe_*``, ``address_*``) override them, as does ``confirm_max_age_s`` the confirmation
+    link's lifetime; ``preview_token`` defaults to the environment variable named by
+    ``web.preview_token_env`` (empty: the preview answers only on loopback).
+
+    Unsubscribes spooled while the store was busy are applied now, before anything is served.
     """
-    web = WebApp(config, store, subscribe_burst=subscribe_burst, subscribe_refill_per_s=subscribe_refill_per_s,
-                 address_burst=address_burst, address_refill_per_s=address_refill_per_s,
+    per_client = config["web.subscribe_per_client_per_hour"]
+    per_address = config["web.confirmations_per_address_per_hour"]
+    web = WebApp(config, store,
+                 subscribe_burst=per_client if subscribe_burst is None else subscribe_burst,
+                 subscribe_refill_per_s=per_client / 3600 if subscribe_refill_per_s is None else subscribe_refill_per_s,
+                 address_burst=per_address if address_burst is None else address_burst,
+                 address_refill_per_s=per_address / 3600 if address_refill_per_s is None else address_refill_per_s,
                  confirm_max_age_s=confirm_max_age_s)
+    with store.atomic():
+        pass  # every transaction applies the spool first (newsletter.store.spool)
     g = functools.partial(guarded, web)
     routes: list[BaseRoute] = [
         Route("/", g(web.index), methods=["GET", "HEAD"]),
         Route("/subscribe", g(web.subscribe), methods=["POST"]),
-        Route("/confirm/{token}", g(web.confirm), methods=["GET", "HEAD"]),
+        Route("/confirm/{token}", g(by_method(web.confirm_page, post=web.confirm)),
+              methods=["GET", "HEAD", "POST"]),
         # One route per path, so a 405's Allow lists every method the path takes.
         Route("/unsubscribe/{token}", g(by_method(web.unsubscribe_page, post=web.unsubscribe)),
               methods=["GET", "HEAD", "POST"]),
@@ -573,11 +720,14 @@ def create_app(config: Config, store: Store, *, subscribe_burst: int = 5, subscr
         refuse = functools.partial(web.notice, "Preview not available",
                                    "The preview answers only on this machine or with the preview token.", 403,
                                    is_error=True)
-        preview_app = SecurityHeadersMiddleware(Router(preview), PREVIEW_SECURITY_HEADERS)
+        preview_app = SecurityHeadersMiddleware(Router(preview, redirect_slashes=False), PREVIEW_SECURITY_HEADERS)
         routes.append(Mount("/preview", app=PreviewGate(preview_app, token, refuse)))
-    return Starlette(
+    web.routes = routes
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeadersMiddleware)],
         exception_handlers={404: web.not_found, 405: web.not_found, 413: web.not_found},
     )
+    app.router.redirect_slashes = False  # WebApp.slash_redirect does it, without the Host header
+    return app
 

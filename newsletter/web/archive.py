@@ -14,7 +14,7 @@ from xml.etree import ElementTree as ET
 
 from newsletter.models import Issue
 from newsletter.render import placeholders
-from newsletter.store import Store
+from newsletter.web.stores import Transactions
 from newsletter.store.issues import get_frozen_rendering, list_issues
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -31,19 +31,19 @@ class ArchivedIssue:
     papers: tuple[tuple[str, str], ...]  # (title, url) in the issue's order
 
 
-def sent_issues(store: Store) -> list[ArchivedIssue]:
+def sent_issues(store: Transactions) -> list[ArchivedIssue]:
     """Every frozen issue, newest first."""
     with store.atomic() as conn:
         issues = [issue for issue in list_issues(conn) if issue.status != "draft"]
     return [_archived(issue) for issue in issues]
 
 
-def latest_sent_issue(store: Store) -> ArchivedIssue | None:
+def latest_sent_issue(store: Transactions) -> ArchivedIssue | None:
     issues = sent_issues(store)
     return issues[0] if issues else None
 
 
-def public_issue_html(store: Store, key: str, *, home_url: str) -> str | None:
+def public_issue_html(store: Transactions, key: str, *, home_url: str) -> str | None:
     """The frozen HTML of a sent issue with personal values made neutral, or None (unknown key,
     or a draft)."""
     if not ISSUE_KEY_PATTERN.match(key):

@@ -16,6 +16,7 @@ from newsletter.models import Subscriber
 from newsletter.store import Store
 from newsletter.store.subscribers import get_subscriber, rename_subscriber
 from newsletter.tokens import Signer
+from newsletter.web.stores import Transactions
 from newsletter.web.subscriptions import clean_name
 
 # What each status means to the person reading the page.
@@ -57,7 +58,7 @@ def _view(signer: Signer, subscriber: Subscriber | None, outcome: PreferencesOut
     return PreferencesView(outcome, subscriber, signer.unsubscribe_token(subscriber.email))
 
 
-def preferences_for_token(store: Store, signer: Signer, token: str) -> PreferencesView:
+def preferences_for_token(store: Transactions, signer: Signer, token: str) -> PreferencesView:
     """The subscriber a preferences link was made for. Reads only."""
     address = signer.verify_preferences(token)
     if address is None:

@@ -150,6 +150,22 @@ class TokenBucket:
             bucket.tokens -= 1
             return True
 
+    def available(self, key: str) -> bool:
+        """True when ``take(key)`` would succeed now; spends nothing."""
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                return self.capacity >= 1
+            return min(self.capacity, bucket.tokens + (now - bucket.updated) * self.refill_per_s) >= 1
+
+    def give_back(self, key: str) -> None:
+        """Return a token spent on a request that did nothing (a message that could not be sent)."""
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is not None:
+                bucket.tokens = min(self.capacity, bucket.tokens + 1)
+
     def _prune(self, now: float) -> None:
         full = [k for k, b in self._buckets.items()
                 if b.tokens + (now - b.updated) * self.refill_per_s >= self.capacity]
@@ -158,6 +174,25 @@ class TokenBucket:
         if len(self._buckets) >= self.max_keys:
             for key, _ in sorted(self._buckets.items(), key=lambda kv: kv[1].updated)[: len(self._buckets) // 2]:
                 del self._buckets[key]
+
+
+def client_key(host: str | None) -> str:
+    """What a client is counted by: its IPv4 address, or the /64 network of its IPv6 address.
+
+    One IPv6 host is normally given a whole /64 (18 quintillion addresses) and may pick a new one
+    for every request, so counting single IPv6 addresses limits nothing. An IPv4-mapped IPv6
+    address counts as the IPv4 address it holds."""
+    if not host:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(address), 64), strict=False))
+    return str(address)
 
 
 def is_loopback(host: str | None) -> bool:

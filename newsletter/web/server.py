@@ -1,19 +1,57 @@
 """Running the web app under uvicorn, on a socket bound before the server starts: port 0 lets
 the OS pick a free one (tests and tools never race for a fixed port), and a port already in use
-is a one-line error before anything says it is serving."""
+is a one-line error before anything says it is serving.
+
+uvicorn's access log would write every link's token (``/unsubscribe/TOKEN``) to the log: both
+ways of serving here configure its logger with ``RedactTokens``, so it writes ``/unsubscribe/…``.
+"""
 
 from __future__ import annotations
 
+import copy
+import logging
+import re
 import socket
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from newsletter.errors import NewsletterError
+
+
+# Path segments that are credentials (the token of a confirm, unsubscribe or preferences link),
+# and the preview token when given in the query.
+_TOKEN_PATH = re.compile(r"^(/(?:confirm|unsubscribe|preferences)/)[^/?#]+")
+_TOKEN_QUERY = re.compile(r"([?&]token=)[^&#]*")
+REDACTED = "…"
+
+
+def redact_tokens(path: str) -> str:
+    """``/unsubscribe/TOKEN?x`` -> ``/unsubscribe/…?x``; ``?token=SECRET`` -> ``?token=…``."""
+    return _TOKEN_QUERY.sub(lambda m: m.group(1) + REDACTED, _TOKEN_PATH.sub(lambda m: m.group(1) + REDACTED, path))
+
+
+class RedactTokens(logging.Filter):
+    """For the ``uvicorn.access`` logger: the path in each record (its third argument, as uvicorn
+    logs ``client - "METHOD PATH HTTP/x" status``) with tokens redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_tokens(args[2]), *args[3:])
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's own logging configuration, with ``RedactTokens`` on its access logger."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_tokens"] = {"()": f"{__name__}.RedactTokens"}
+    config["loggers"]["uvicorn.access"]["filters"] = ["redact_tokens"]
+    return config
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -29,7 +67,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def serve_in_foreground(app: ASGIApp, sock: socket.socket, **options: object) -> None:
-    """uvicorn on the bound ``sock`` until Ctrl+C; ``options`` go to ``uvicorn.Config``."""
+    """uvicorn on the bound ``sock`` until Ctrl+C; ``options`` go to ``uvicorn.Config`` (the
+    access log redacts tokens unless ``log_config`` is given)."""
+    options.setdefault("log_config", log_config())
     uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])  # type: ignore[arg-type]
 
 
@@ -37,11 +77,12 @@ class BackgroundServer:
     """A real uvicorn server on ``host``, in a daemon thread; ``url`` is where it answers."""
 
     def __init__(self, app: ASGIApp | None = None, host: str = "127.0.0.1", port: int = 0, *,
-                 proxy_headers: bool = False) -> None:
+                 proxy_headers: bool = False, log_level: str = "warning") -> None:
         # The socket is bound now, so ``url`` is known before the app exists (its config may
         # need it as newsletter.base_url); ``start(app)`` then serves it.
         self.app = app
         self.proxy_headers = proxy_headers
+        self.log_level = log_level
         self._socket = bind_socket(host, port)
         self.host = host
         self.port = self._socket.getsockname()[1]
@@ -57,8 +98,9 @@ class BackgroundServer:
         self.app = app or self.app
         if self.app is None:
             raise ValueError("no app to serve")
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", server_header=False,
-                                proxy_headers=self.proxy_headers, forwarded_allow_ips="127.0.0.1")
+        config = uvicorn.Config(self.app, log_level=self.log_level, lifespan="off", server_header=False,
+                                proxy_headers=self.proxy_headers, forwarded_allow_ips="127.0.0.1",
+                                log_config=log_config())
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
                                         name=f"uvicorn:{self.port}", daemon=True)

@@ -21,19 +21,30 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, make_msgid
 
-from itsdangerous.encoding import base64_decode, bytes_to_int
+from sqlalchemy.exc import OperationalError
 
 from newsletter.config import Config
 from newsletter.errors import DeliveryError, NewsletterError, SubscriberError
+from newsletter.models import Subscriber
 from newsletter.render.placeholders import header_text
 from newsletter.store import Store
-from newsletter.store.subscribers import AlreadySubscribedError, add_subscriber, get_subscriber, set_status
+from newsletter.store.subscribers import (
+    AlreadySubscribedError,
+    add_subscriber,
+    get_subscriber,
+    get_subscriber_by_id,
+    remove_subscriber,
+    set_status,
+)
+from newsletter.store.spool import UnsubscribeSpool
 from newsletter.subscribers.addresses import normalize_address
 from newsletter.tokens import Signer
+from newsletter.web.stores import Transactions
 
 CONFIRM_MAX_AGE_S = 7 * 24 * 3600  # the same as Signer.verify_confirm's default
 MAX_NAME_CHARS = 100
 MAX_ADDRESS_CHARS = 254  # RFC 5321's limit on a forward path
+MAX_LINE_OCTETS = 998  # RFC 5322 2.1.1, without the CRLF
 
 
 class ConfirmOutcome(enum.Enum):
@@ -46,7 +57,8 @@ class ConfirmOutcome(enum.Enum):
 
 class UnsubscribeOutcome(enum.Enum):
     UNSUBSCRIBED = "unsubscribed"
-    ALREADY = "already"            # replayed token, or a bounced address: nothing to change
+    ALREADY = "already"            # replayed token: already unsubscribed, nothing to change
+    SPOOLED = "spooled"            # the store was busy: recorded in the spool, applied by the next writer
     INVALID = "invalid"            # forged or altered token
     UNKNOWN = "unknown"            # genuine token, but the address was removed from the list
 
@@ -62,13 +74,35 @@ def clean_name(raw: str) -> str:
 
 
 def check_address(raw: str) -> str:
-    """The normalised address, or a SubscriberError that says in words what is wrong."""
+    """The normalised address, or a SubscriberError that says in words what is wrong.
+
+    Beyond what email-validator checks, the address must survive a To header unchanged: a local
+    part such as ``=?utf-8?b?YWRh?=`` is valid, but a mail client decodes it as an encoded word
+    and shows (and replies to) another address, so it is refused here, before anything is stored.
+    """
     text = raw.strip()
     if not text:
         raise SubscriberError("an email address is required")
     if len(text) > MAX_ADDRESS_CHARS:
         raise SubscriberError(f"the email address is longer than {MAX_ADDRESS_CHARS} characters")
-    return normalize_address(text)
+    address = normalize_address(text)
+    if not _survives_a_header(address):
+        raise SubscriberError("this address cannot be written into a message header as it is "
+                              "(it looks like an encoded word); please use another address", where=address)
+    return address
+
+
+def _survives_a_header(address: str) -> bool:
+    """True when ``To: address`` reads back as exactly ``address``."""
+    if "=?" in address or "?=" in address:
+        return False
+    try:
+        message = EmailMessage(policy=email_policy.SMTPUTF8 if not address.isascii() else email_policy.SMTP)
+        message["To"] = _to(address, "")
+        parsed = message["To"].addresses
+    except Exception:  # noqa: BLE001 - whatever the email package objects to, the answer is no
+        return False
+    return len(parsed) == 1 and parsed[0].addr_spec == address
 
 
 def request_subscription(store: Store, config: Config, signer: Signer, email: str, name: str,
@@ -76,23 +110,39 @@ def request_subscription(store: Store, config: Config, signer: Signer, email: st
     """Record the request (a new address becomes ``pending``) and mail a confirmation link.
 
     Returns the normalised address. The database write commits before the message is sent so
-    the write lock is never held across an SMTP conversation; a failed send leaves a harmless
-    pending row that the next request reuses. Raises SubscriberError for a bad address and
+    the write lock is never held across an SMTP conversation; when the send then fails, the
+    pending row this request added is taken back out, so nothing is left on file for a message
+    that never went (and a retry starts clean). Raises SubscriberError for a bad address and
     DeliveryError when the confirmation cannot be sent.
     """
     address = check_address(email)
     display_name = clean_name(name)
+    token = signer.confirm_token(address)
+    link = f"{base_url.rstrip('/')}/confirm/{token}"
+    data = confirmation_bytes(config, address, display_name, link)  # a message that cannot be built stores nothing
+    added_id: int | None = None
     try:
         with store.atomic() as conn:
             if get_subscriber(conn, address) is None:
-                add_subscriber(conn, address, name=display_name, status="pending", now=now,
-                               detail="asked on the web form")
+                added_id = add_subscriber(conn, address, name=display_name, status="pending", now=now,
+                                          detail="asked on the web form").id
     except AlreadySubscribedError:
         pass  # a concurrent request for the same address added it first: same outcome
-    token = signer.confirm_token(address)
-    link = f"{base_url.rstrip('/')}/confirm/{token}"
-    send_confirmation(config, address, display_name, link)
+    try:
+        send_message(config, address, data)
+    except BaseException:
+        if added_id is not None:
+            _take_back(store, added_id)
+        raise
     return address
+
+
+def _take_back(store: Store, subscriber_id: int) -> None:
+    """Remove the pending row a failed request added, unless something happened to it since."""
+    with store.atomic() as conn:
+        subscriber = get_subscriber_by_id(conn, subscriber_id)
+        if subscriber is not None and subscriber.status == "pending":
+            remove_subscriber(conn, subscriber.email)
 
 
 def build_confirmation(config: Config, address: str, name: str, link: str) -> EmailMessage:
@@ -104,7 +154,9 @@ def build_confirmation(config: Config, address: str, name: str, link: str) -> Em
     """
     newsletter = config["newsletter.name"]
     international = not address.isascii()
-    message = EmailMessage(policy=email_policy.SMTPUTF8) if international else EmailMessage()
+    # The SMTP policies: CRLF line ends (what goes on the wire; a server reads a message with
+    # bare LFs as one endless line) and headers folded at 78 characters.
+    message = EmailMessage(policy=email_policy.SMTPUTF8 if international else email_policy.SMTP)
     message["From"] = config["newsletter.from"]
     message["To"] = _to(address, header_text(name))
     message["Subject"] = f"Confirm your subscription to {newsletter}"
@@ -115,7 +167,7 @@ def build_confirmation(config: Config, address: str, name: str, link: str) -> Em
         message["Reply-To"] = config["newsletter.reply_to"]
     message.set_content(
         f"Someone, hopefully you, asked to receive {newsletter} at this address.\n\n"
-        f"To confirm, open this link within {CONFIRM_MAX_AGE_S // 86400} days:\n\n"
+        f"To confirm, open this link within {CONFIRM_MAX_AGE_S // 86400} days and press the button there:\n\n"
         f"{link}\n\n"
         "If you did not ask, ignore this message: nothing will be sent to you.\n\n"
         f"-- \n{newsletter}\n{config['newsletter.postal_address']}\n"
@@ -134,11 +186,42 @@ def _to(address: str, name: str) -> Address | str:
     return Address(display_name=name, username=username, domain=domain)
 
 
+def confirmation_bytes(config: Config, address: str, name: str, link: str) -> bytes:
+    """The confirmation as it goes on the wire: CRLF, no line over 998 octets (RFC 5322 2.1.1).
+    Raises SubscriberError (the request's fault, said in words) when the email package cannot
+    write the address or name into a message at all.
+
+    A name that cannot be folded (one long run of characters without spaces, in a raw UTF-8
+    header) could still make the To line too long next to a long address: then the message is
+    built without the name, which is only a courtesy."""
+    try:
+        data = build_confirmation(config, address, name, link).as_bytes()
+        if name and not _fits_the_wire(data):
+            data = build_confirmation(config, address, "", link).as_bytes()
+    except NewsletterError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the email package's many ways of saying no: a 400, not a 500
+        raise SubscriberError(f"this address and name cannot be written into a message ({exc})",
+                              where=address) from None
+    if not _fits_the_wire(data):
+        raise DeliveryError("the confirmation message has a line over 998 octets", where=address)
+    return data
+
+
+def _fits_the_wire(data: bytes) -> bool:
+    lines = data.split(b"\r\n")
+    return all(len(line) <= MAX_LINE_OCTETS and b"\n" not in line and b"\r" not in line for line in lines)
+
+
 def send_confirmation(config: Config, address: str, name: str, link: str) -> None:
     """Send one confirmation through the configured transport (outbox, or SMTP with [smtp])."""
+    send_message(config, address, confirmation_bytes(config, address, name, link))
+
+
+def send_message(config: Config, address: str, data: bytes) -> None:
+    """Send a message the web app built (bytes ready for the wire) to ``address``."""
     from newsletter.deliver.transports import open_transport
 
-    data = build_confirmation(config, address, name, link).as_bytes()
     try:
         transport = open_transport(config)
         try:
@@ -156,62 +239,114 @@ def _sender_address(config: Config) -> str:
     return parsed[0][1] if parsed and parsed[0][1] else config["newsletter.from"]
 
 
-def token_issued_at(token: str) -> float | None:
-    """When a (verified) timed token was made: itsdangerous puts the time before the signature."""
-    try:
-        return float(bytes_to_int(base64_decode(token.rsplit(".", 2)[-2])))
-    except (IndexError, ValueError, TypeError):
-        return None
-
-
 def confirm_subscription(store: Store, signer: Signer, token: str, *,
                          max_age_s: int = CONFIRM_MAX_AGE_S, now: datetime | None = None) -> ConfirmOutcome:
-    """Activate the address a confirmation link was made for, if the link still may."""
-    address = signer.verify_confirm(token, max_age_s=max_age_s)
+    """Activate the address a confirmation link was made for, if the link still may. Only the
+    confirm page's button (a POST) calls this: opening the link (a GET, which mail providers'
+    link scanners do by themselves) only shows the button."""
+    address, outcome = _checked_confirm_token(signer, token, max_age_s)
     if address is None:
-        # A genuine signature with any age means the link only expired: say so, kindly.
-        if signer.verify_confirm(token, max_age_s=100 * 365 * 24 * 3600) is not None:
-            return ConfirmOutcome.EXPIRED
-        return ConfirmOutcome.INVALID
+        return outcome
     with store.atomic() as conn:
         subscriber = get_subscriber(conn, address)
-        if subscriber is None:
-            return ConfirmOutcome.INVALID
-        if subscriber.status == "active":
-            return ConfirmOutcome.ALREADY_ACTIVE
+        outcome = _confirm_outcome(signer, token, subscriber)
+        if outcome is not ConfirmOutcome.CONFIRMED:
+            return outcome
+        assert subscriber is not None
         if subscriber.is_suppressed:
-            issued_at = token_issued_at(token)
-            changed = subscriber.status_changed_at or subscriber.updated_at
-            # Strictly after: a link from before the unsubscribe (or the same second) must not
-            # undo it; a fresh request a second later gets a link that does.
-            if issued_at is None or changed is None or issued_at <= changed.timestamp():
-                return ConfirmOutcome.STALE
             set_status(conn, address, "active", "confirmed by link after a new request",
                        now=now, allow_reactivate=True)
-            return ConfirmOutcome.CONFIRMED
-        set_status(conn, address, "active", "confirmed by link", now=now)
+        else:
+            set_status(conn, address, "active", "confirmed by link", now=now)
         return ConfirmOutcome.CONFIRMED
 
 
-def unsubscribe_by_token(store: Store, signer: Signer, token: str, *, how: str,
-                         now: datetime | None = None) -> UnsubscribeOutcome:
-    """Unsubscribe the address an unsubscribe token names; ``how`` goes into the event."""
+def confirm_page(store: Transactions, signer: Signer, token: str, *,
+                 max_age_s: int = CONFIRM_MAX_AGE_S) -> tuple[ConfirmOutcome, str | None]:
+    """What pressing the confirm button would do (``CONFIRMED``: it would activate), and the
+    address, for the page the link opens. Reads only."""
+    address, outcome = _checked_confirm_token(signer, token, max_age_s)
+    if address is None:
+        return outcome, None
+    with store.atomic() as conn:
+        subscriber = get_subscriber(conn, address)
+    return _confirm_outcome(signer, token, subscriber), subscriber.email if subscriber else None
+
+
+def _checked_confirm_token(signer: Signer, token: str, max_age_s: int) -> tuple[str | None, ConfirmOutcome]:
+    """(the address, CONFIRMED) for a genuine link in time; (None, EXPIRED or INVALID) else."""
+    address = signer.verify_confirm(token, max_age_s=max_age_s)
+    if address is not None:
+        return address, ConfirmOutcome.CONFIRMED
+    # A genuine signature with any age means the link only expired: say so, kindly.
+    if signer.verify_confirm(token, max_age_s=100 * 365 * 24 * 3600) is not None:
+        return None, ConfirmOutcome.EXPIRED
+    return None, ConfirmOutcome.INVALID
+
+
+def _confirm_outcome(signer: Signer, token: str, subscriber: Subscriber | None) -> ConfirmOutcome:
+    if subscriber is None:
+        return ConfirmOutcome.INVALID
+    if subscriber.status == "active":
+        return ConfirmOutcome.ALREADY_ACTIVE
+    if subscriber.is_suppressed:
+        issued_at = signer.confirm_issued_at(token)
+        changed = subscriber.status_changed_at or subscriber.updated_at
+        # Strictly after: a link from before the unsubscribe (or the same second) must not
+        # undo it; a fresh request a second later gets a link that does.
+        if issued_at is None or changed is None or issued_at <= changed.timestamp():
+            return ConfirmOutcome.STALE
+    return ConfirmOutcome.CONFIRMED
+
+
+def unsubscribe_by_token(store: Transactions, signer: Signer, token: str, *, how: str,
+                         now: datetime | None = None, reads: Transactions | None = None) -> UnsubscribeOutcome:
+    """Unsubscribe the address an unsubscribe token names; ``how`` goes into the event.
+
+    Whatever the address's state (active, pending, bounced, complained), the reader's own
+    request is recorded: the status becomes ``unsubscribed`` (what ``newsletter subscribers
+    unsubscribe`` sets) with an event. When ``store`` cannot get the write lock in time and has
+    an unsubscribe spool, the request is appended there (durably) and ``SPOOLED`` is returned:
+    the next transaction on the store applies it. ``reads`` (default ``store``) is used to tell
+    a removed address before spooling, without waiting for the lock.
+    """
     address = signer.verify_unsubscribe(token)
     if address is None:
         return UnsubscribeOutcome.INVALID
-    with store.atomic() as conn:
+    now = now or datetime.now(timezone.utc)
+    try:
+        with store.atomic() as conn:
+            subscriber = get_subscriber(conn, address)
+            if subscriber is None:
+                return UnsubscribeOutcome.UNKNOWN
+            if subscriber.status == "unsubscribed":
+                return UnsubscribeOutcome.ALREADY
+            set_status(conn, subscriber.email, "unsubscribed", how, now=now)
+            return UnsubscribeOutcome.UNSUBSCRIBED
+    except OperationalError as exc:
+        spool = getattr(store, "unsubscribe_spool", None)
+        if spool is None or not _is_busy(exc):
+            raise
+    with (reads or store).atomic() as conn:
         subscriber = get_subscriber(conn, address)
-        if subscriber is None:
-            return UnsubscribeOutcome.UNKNOWN
-        if subscriber.is_suppressed:
-            return UnsubscribeOutcome.ALREADY
-        set_status(conn, address, "unsubscribed", how, now=now)
-        return UnsubscribeOutcome.UNSUBSCRIBED
+    if subscriber is None:
+        return UnsubscribeOutcome.UNKNOWN
+    if subscriber.status == "unsubscribed":
+        return UnsubscribeOutcome.ALREADY
+    spool.append(subscriber.email, how, now)
+    return UnsubscribeOutcome.SPOOLED
 
 
-def address_for_unsubscribe(store: Store, signer: Signer, token: str) -> tuple[UnsubscribeOutcome, str | None]:
+def _is_busy(exc: OperationalError) -> bool:
+    """SQLite's "database is locked" / "database is busy": the write lock was not to be had."""
+    text = str(exc.orig).lower()
+    return "locked" in text or "busy" in text
+
+
+def address_for_unsubscribe(store: Transactions, signer: Signer, token: str, *,
+                            spool: UnsubscribeSpool | None = None) -> tuple[UnsubscribeOutcome, str | None]:
     """What a GET of the unsubscribe page may show: the address and whether it is still on the
-    list. Reads only."""
+    list (an unsubscribe waiting in ``spool`` counts as done). Reads only."""
     address = signer.verify_unsubscribe(token)
     if address is None:
         return UnsubscribeOutcome.INVALID, None
@@ -219,6 +354,6 @@ def address_for_unsubscribe(store: Store, signer: Signer, token: str) -> tuple[U
         subscriber = get_subscriber(conn, address)
     if subscriber is None:
         return UnsubscribeOutcome.UNKNOWN, address
-    if subscriber.is_suppressed:
+    if subscriber.status == "unsubscribed" or (spool is not None and spool.holds(subscriber.email)):
         return UnsubscribeOutcome.ALREADY, subscriber.email
     return UnsubscribeOutcome.UNSUBSCRIBED, subscriber.email
