@@ -380,3 +380,16 @@ def test_a_claim_taken_over_is_never_overwritten_by_its_old_holder(store) -> Non
         assert mark_failed(conn, new.id, error="x", now=now, holder=new.claimed_by) is False
         row = conn.execute(select(deliveries).where(deliveries.c.id == old.id)).one()
     assert (row.status, row.last_error, row.message_id) == ("sent", "", "<m@x>")
+
+
+def test_an_unsubscribe_spooled_mid_send_skips_a_row_already_claimed(store, server) -> None:
+    """The web app spools an unsubscribe while the store is busy; rows this run claimed in a
+    batch before that are re-checked before each message, and the spool is read then too."""
+    emails = seed(store, 20)
+    server.handler.on_message = lambda count: count == 3 and store.unsubscribe_spool.append(emails[12], "one-click")
+    report = run(store, server, concurrency=1)
+    assert emails[12] not in server.handler.recipients()
+    assert report.sent == 19 and report.suppressed == 1
+    assert ledger(store)[emails[12]]["status"] == "skipped"
+    with store.atomic() as conn:
+        assert get_subscriber(conn, emails[12]).status == "unsubscribed"

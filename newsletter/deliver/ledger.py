@@ -263,11 +263,19 @@ class Ledger:
         now = self.clock()
         held = [True]
         if self._direct:
+            spool = self.store.unsubscribe_spool
             with self._lock:
                 self._connection()
                 held[0] = rows.sqlite_mark_sent(self._dbapi_conn, delivery.id, message_id=message_id, now=now,
                                                 holder=delivery.claimed_by, status=self.done_status)
-                return (rows.sqlite_drop_inactive(self._dbapi_conn, upcoming, now) if upcoming else 0), held[0]
+                if not upcoming:
+                    return 0, held[0]
+                if spool is None or not spool.has_unapplied():
+                    return rows.sqlite_drop_inactive(self._dbapi_conn, upcoming, now), held[0]
+            # Unsubscribes spooled by the web app while the store was busy: a transaction applies
+            # them first (see store/spool.py), so the next row's check sees them.
+            with self._transaction() as conn:
+                return rows.drop_inactive(conn, upcoming, now), held[0]
 
         def change(conn: Connection) -> None:
             held[0] = rows.mark_sent(conn, delivery.id, message_id=message_id, now=now,

@@ -86,6 +86,14 @@ class UnsubscribeSpool:
 
     # -- every writer's side -------------------------------------------------------------------
 
+    def has_unapplied(self) -> bool:
+        """True when the file may hold entries not yet applied (one stat(), no query): for a
+        writer that bypasses transactions, to know when it must take one."""
+        try:
+            return self.path.stat().st_size != self._settled_size
+        except FileNotFoundError:
+            return False
+
     def apply(self, conn: Connection) -> int:
         """Apply the entries not yet applied, in ``conn``'s transaction; returns how many.
 
