@@ -122,3 +122,38 @@ def test_a_damaged_store_is_one_line_naming_it_not_a_traceback(tmp_path, monkeyp
     junk.write_bytes(b"this is not a database" * 100)
     result = CliRunner().invoke(main, ["--db", f"sqlite:///{junk}", "papers"])
     assert result.exit_code == 1 and "Traceback" not in result.output and str(junk) in result.output
+
+
+def _schema(engine) -> dict[str, tuple]:  # type: ignore[no-untyped-def]
+    """Every table's columns (name, type, nullable), indexes and unique constraints."""
+    inspector = inspect(engine)
+    found = {}
+    for name in inspector.get_table_names():
+        columns = tuple((c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(name))
+        indexes = tuple(sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                               for i in inspector.get_indexes(name)))
+        uniques = tuple(sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)))
+        found[name] = (columns, indexes, uniques)
+    return found
+
+
+def test_a_store_of_the_first_release_is_upgraded_with_its_data(tmp_path, store: Store) -> None:
+    """tests/data/store-v1.sql is a store made by the first release's schema (with its unused
+    ``sends`` table), holding a paper, an issue, two subscribers and their deliveries."""
+    import sqlite3
+    from pathlib import Path
+
+    from newsletter.store.schema import subscribers
+
+    path = tmp_path / "old.db"
+    dump = (Path(__file__).parent / "data" / "store-v1.sql").read_text(encoding="utf-8")
+    with sqlite3.connect(path) as raw:
+        raw.executescript(dump)
+    old = Store(f"sqlite:///{path}")
+    assert old.migrate() == [number for number, _, _ in MIGRATIONS if number > 1]
+    assert _schema(old.engine) == _schema(store.engine)  # exactly what a new store has
+    assert "sends" not in inspect(old.engine).get_table_names()
+    with old.atomic() as conn:
+        assert sorted(conn.execute(select(subscribers.c.email)).scalars()) == ["ada@example.org", "grace@example.org"]
+        assert conn.execute(select(meta.c.value).where(meta.c.key == "secret_key")).scalar_one() == "v1-test-secret"
+    old.dispose()
