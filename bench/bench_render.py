@@ -1,15 +1,16 @@
-"""Render benchmark: personalised messages for many subscribers, beside the naive way, in the
-same run.
+"""Render benchmark: personalised messages for many subscribers, beside the straightforward
+way, in the same run.
 
     python bench/bench_render.py [--subscribers 100000] [--naive 1000] [--papers 10] [--out FILE.md]
     python bench/bench_render.py --quick
 
 "ours": the issue is rendered once (Jinja2 + premailer), a ``MessageFactory`` serialises the
 skeleton once, then each subscriber's message is built to its final bytes (To, Message-ID,
-signed unsubscribe URL, both bodies filled in and base64-encoded). "naive": for each subscriber,
-Jinja2 and premailer again and a fresh ``EmailMessage`` serialised with ``as_bytes()``; it is
-measured on a sample (``--naive``) and reported per message. Targets: at most 0.3 ms per
-message, at least 40x faster than the naive way.
+signed unsubscribe URL, both bodies filled in and base64-encoded). The baseline: the issue
+rendered and inlined once too, then for each subscriber a fresh ``EmailMessage`` built from that
+HTML and text, filled in, serialised with ``as_bytes()`` (what a careful user of the email
+package would write); measured on a sample (``--naive``) and reported per message. Targets: at
+most 0.3 ms per message, at least 40x cheaper than the baseline.
 """
 
 from __future__ import annotations
@@ -57,9 +58,8 @@ def subscribers(count: int) -> list[Subscriber]:
     return [Subscriber(email=f"reader{i}@example.org", name=NAMES[i % len(NAMES)], id=i) for i in range(count)]
 
 
-def naive_message(issue: Issue, config, env, signer: Signer, sub: Subscriber) -> bytes:
-    """What one would write first: render and inline per subscriber, a fresh EmailMessage."""
-    rendered = render_issue(issue, config, env=env)
+def naive_message(rendered, config, signer: Signer, sub: Subscriber) -> bytes:  # type: ignore[no-untyped-def]
+    """A fresh EmailMessage per subscriber from the issue rendered and inlined once."""
     url = f"{config['newsletter.base_url']}/unsubscribe/{signer.unsubscribe_token(sub.email)}"
     values = placeholders.Personal(name=placeholders.clean_name(sub.name), email=sub.email, unsubscribe_url=url)
     msg = EmailMessage(policy=policy.SMTP)
@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     issue = Issue(key="2026-W48", number=1, title="Trending Papers Weekly #1",
                   papers=tuple(sample_papers(args.papers)), created_at=NOW)
     env = make_environment()
-    render_issue(issue, config, env=env)  # warm the template and CSS caches for both sides
+    render_issue(issue, config, env=env)  # warm the template and CSS caches
 
     started = time.perf_counter()
     rendered = render_issue(issue, config, env=env)
@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
     sample = subs[:args.naive]
     started = time.perf_counter()
     for sub in sample:
-        naive_message(issue, config, env, signer, sub)
+        naive_message(rendered, config, signer, sub)
     naive_s = time.perf_counter() - started
     naive_ms = naive_s / len(sample) * 1000
 
@@ -118,8 +118,9 @@ def main(argv: list[str]) -> int:
         ("issue", f"{args.papers} papers, HTML part {html_kb:.1f} KB, message {total_bytes / len(subs) / 1000:.1f} KB"),
         ("render once (Jinja2 + premailer + skeleton)", f"{once_s * 1000:.1f} ms"),
         (f"ours: {len(subs):,} messages", f"{ours_s:.2f} s, {ours_ms:.3f} ms/message (render included)"),
-        (f"naive: {len(sample):,} messages (sample)", f"{naive_s:.2f} s, {naive_ms:.2f} ms/message"),
-        ("naive, projected to the same count", f"{naive_ms * len(subs) / 1000:.0f} s"),
+        (f"baseline, EmailMessage per subscriber: {len(sample):,} messages (sample)",
+         f"{naive_s:.2f} s, {naive_ms:.2f} ms/message"),
+        ("baseline, projected to the same count", f"{naive_ms * len(subs) / 1000:.0f} s"),
         ("speed-up", f"{ratio:.0f}x"),
         ("targets", f"<= 0.3 ms/message: {'met' if ours_ms <= 0.3 else 'NOT met'}; "
                     f">= 40x: {'met' if ratio >= 40 else 'NOT met'}"),
