@@ -201,7 +201,8 @@ def test_preview_names_the_file_and_line_of_a_template_error(folder, case):
 # --- the preview server in a browser -----------------------------------------------------
 
 def test_preview_server_listens_on_loopback_unless_told():
-    from newsletter.cli.issue import _is_loopback, preview
+    from newsletter.cli.issue import preview
+    from newsletter.net import is_loopback as _is_loopback
 
     host = next(p for p in preview.params if p.name == "host")
     assert host.default == "127.0.0.1"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import webbrowser
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import click
 
 from newsletter.cli import AppContext, console, err_console, pass_app
+from newsletter.net import is_loopback
 
 
 @click.command("init")
@@ -36,15 +36,6 @@ def init(directory: Path) -> None:
     console.print(f"{written} file(s) written, {len(entries) - written} kept. Edit "
                   f"{directory / 'newsletter.toml'} and the templates, then run: newsletter ingest && newsletter preview",
                   markup=False, soft_wrap=True)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @click.command("preview")
@@ -98,7 +89,7 @@ def _serve(app: AppContext, host: str, port: int, open_browser: bool) -> None:
 
     sock = bind_socket(host, port)  # a port in use: an error, before the address is printed
     port = sock.getsockname()[1]
-    if not _is_loopback(host):
+    if not is_loopback(host):
         err_console.print(f"Warning: listening on {host}: anyone who can reach this address sees the preview.",
                           markup=False, style="yellow")
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"

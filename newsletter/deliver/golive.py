@@ -21,8 +21,9 @@ from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from newsletter.config import BY_NAME, Config
-from newsletter.deliver.transports import SmtpSettings, is_loopback
+from newsletter.deliver.transports import SmtpSettings
 from newsletter.errors import ConfigError, ConfigErrors, NewsletterError
+from newsletter.net import is_loopback
 
 PLACEHOLDER_DOMAINS = ("example.org", "example.com", "example.net")
 # Top-level domains reserved for documentation and tests (RFC 2606): mail there goes nowhere.

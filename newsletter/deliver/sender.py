@@ -11,7 +11,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Callable, Iterator, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from newsletter.deliver.ledger import Ledger
 from newsletter.deliver.ratelimit import RateLimiter
 from newsletter.deliver.transports import (ConnectionFailure, PermanentFailure, TemporaryFailure, Throttled,
-                                            UncertainDelivery)
+                                            Transport, UncertainDelivery)
 from newsletter.errors import DeliveryError
 from newsletter.models import RunReport, Subscriber
 from newsletter.store import Store
@@ -33,14 +33,6 @@ class OutgoingMessage(Protocol):
     sender: str
     recipient: str
     data: bytes
-
-
-class MessageTransport(Protocol):
-    destination: str
-
-    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> str: ...
-
-    def close(self) -> None: ...
 
 
 CAP_REACHED = "daily cap"
@@ -147,7 +139,7 @@ class _Tally:
 class _Run:
     """One run of ``deliver_issue``: the shared state of its worker threads."""
 
-    def __init__(self, ledger: Ledger, build: MessageBuilder, transport: MessageTransport,
+    def __init__(self, ledger: Ledger, build: MessageBuilder, transport: Transport,
                  options: SendOptions, stop: threading.Event | None) -> None:
         self.ledger = ledger
         self.build = build
@@ -332,7 +324,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def deliver_issue(store: Store, issue_number: int, issue_key: str, build: MessageBuilder,
-                  transport: MessageTransport, options: SendOptions, *,
+                  transport: Transport, options: SendOptions, *,
                   stop: threading.Event | None = None,
                   progress: ProgressCallback | None = None, add_subscribers: bool = True) -> RunReport:
     """Send the issue to every subscriber whose ledger row is not yet settled.

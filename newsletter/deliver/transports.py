@@ -32,7 +32,6 @@ not by the first digit alone, so the sender knows what to do with the message:
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import re
 import smtplib
@@ -46,6 +45,7 @@ from typing import Mapping, Protocol, Sequence
 
 from newsletter.config import Config
 from newsletter.errors import ConfigError, DeliveryError
+from newsletter.net import is_loopback
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
 _ENHANCED_CODE = re.compile(rb"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -102,6 +102,8 @@ class SenderRefused(DeliveryError):
 
 
 class Transport(Protocol):
+    """Where finished messages go: what the sender needs of the outbox and the SMTP pool."""
+
     destination: str
 
     def send(self, sender: str, recipients: Sequence[str], data: bytes) -> str: ...
@@ -166,15 +168,6 @@ class OutboxTransport:
 
 # --------------------------------------------------------------------------------------------
 # SMTP
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from sqlalchemy.exc import StatementError
 
 from newsletter.models import Paper
 from newsletter.store.db import utcnow
-from newsletter.store.schema import papers, source_state
+from newsletter.store.schema import papers, source_state, sqlite_time
 
 _CHUNK = 500
 _CONTENT = ("title", "authors", "abstract", "url", "pdf_url", "code_url", "thumbnail_url",
@@ -135,15 +135,6 @@ _INSERT_SQL = (f"INSERT INTO papers (id, {', '.join(_CONTENT)}, first_seen_at, l
 _UPDATE_SQL = f"UPDATE papers SET {', '.join(f'{c} = ?' for c in _CONTENT)}, last_seen_at = ? WHERE id = ?"
 
 
-def _sqlite_time(value: datetime | None) -> str | None:
-    """What ``UTCDateTime`` stores on SQLite: naive UTC as ``YYYY-MM-DD HH:MM:SS.ffffff``."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: times in the store are timezone-aware")
-    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 def _json_names(names: Sequence[str]) -> str:
     """``json.dumps(list(names))`` for strings, without building an encoder per call."""
     try:
@@ -159,7 +150,7 @@ def _sqlite_values(paper: Paper, sources_json: dict[tuple[str, ...], str]) -> tu
     if sources is None:
         sources = sources_json[paper.sources] = _json_names(paper.sources)
     return (paper.title, _json_names(paper.authors), paper.abstract, paper.url, paper.pdf_url, paper.code_url,
-            paper.thumbnail_url, paper.page_url, paper.score, _sqlite_time(paper.published_at), sources)
+            paper.thumbnail_url, paper.page_url, paper.score, sqlite_time(paper.published_at), sources)
 
 
 def _stored_values(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
@@ -182,7 +173,7 @@ def _upsert_sqlite(conn: Connection, batch: dict[str, Paper], now: datetime) -> 
 
 
 def _upsert_sqlite_values(conn: Connection, batch: dict[str, Paper], now: datetime) -> UpsertCounts:
-    now_s = _sqlite_time(now)
+    now_s = sqlite_time(now)
     ids = list(batch)
     stored = _stored_values(conn, ids)
     sources_json: dict[tuple[str, ...], str] = {}

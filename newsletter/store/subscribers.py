@@ -280,14 +280,6 @@ _STAGE_SQL = (f"INSERT INTO import_rows ({', '.join(STAGED_COLUMNS)}) "
               f"VALUES ({', '.join('?' for _ in STAGED_COLUMNS)})")
 
 
-def staged_time(value: datetime | None) -> str | None:
-    """A time as SQLAlchemy's SQLite ``DATETIME`` stores it (naive UTC text), so staged rows can be
-    copied into ``subscribers`` by SQL and read back as the same aware datetime."""
-    if value is None:
-        return None
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
 import_suppressions = Table(
     "import_suppressions", _staging_meta,
     Column("email_key", String, primary_key=True),

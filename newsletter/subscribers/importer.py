@@ -31,7 +31,8 @@ from newsletter.errors import ImportRowsError, SubscriberError
 from newsletter.models import SUPPRESSED_STATUSES
 from newsletter.store import Store
 from newsletter.store.db import utcnow
-from newsletter.store.subscribers import begin_import, end_import, merge_staged, stage_rows, staged_time
+from newsletter.store.schema import sqlite_time
+from newsletter.store.subscribers import begin_import, end_import, merge_staged, stage_rows
 from newsletter.subscribers.addresses import check_address, clean_name
 from newsletter.subscribers.formats import detect_format, format_named, row_mapper
 
@@ -278,9 +279,9 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
                     line, normalized, normalized.lower(), clean_name(parsed.name), status,
                     parsed.status_reason or (reason_default if status in SUPPRESSED_STATUSES else ""),
                     json.dumps(attributes, ensure_ascii=False) if attributes else "{}",
-                    staged_time(parsed.created_at) if parsed.created_at else None,
-                    staged_time(parsed.confirmed_at) if parsed.confirmed_at else None,
-                    staged_time(parsed.status_changed_at) if parsed.status_changed_at else None,
+                    sqlite_time(parsed.created_at) if parsed.created_at else None,
+                    sqlite_time(parsed.confirmed_at) if parsed.confirmed_at else None,
+                    sqlite_time(parsed.status_changed_at) if parsed.status_changed_at else None,
                 ))
                 if len(batch) >= BATCH_ROWS:
                     stage_rows(conn, batch)

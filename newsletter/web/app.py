@@ -49,6 +49,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy.exc import OperationalError
 
 from newsletter.config import Config
+from newsletter.net import is_loopback
 from newsletter.errors import ConfigError, DeliveryError, NewsletterError, SubscriberError
 from newsletter.store import Store
 from newsletter.tokens import Signer, secret_key
@@ -61,7 +62,6 @@ from newsletter.web.security import (
     SecurityHeadersMiddleware,
     TokenBucket,
     client_key,
-    is_loopback,
     token_matches,
 )
 from newsletter.web.stores import QuickWriteStore, ReadOnlyStore

@@ -195,16 +195,6 @@ def client_key(host: str | None) -> str:
     return str(address)
 
 
-def is_loopback(host: str | None) -> bool:
-    """True for 127.0.0.0/8 and ::1 (what uvicorn reports after applying trusted proxy headers)."""
-    if not host:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def token_matches(presented: str | None, expected: str) -> bool:
     """Constant-time comparison; an empty expected token never matches."""
     return bool(expected) and bool(presented) and hmac.compare_digest(presented.encode(), expected.encode())
