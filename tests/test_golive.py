@@ -150,3 +150,13 @@ def test_an_uncertain_delivery_is_reported_and_resent_only_on_purpose(tmp_path: 
     assert none_left.exit_code == 0 and "Nothing to resend" in none_left.output
     usage = invoke(config, "resend")
     assert usage.exit_code == 2 and "--failed or --uncertain" in usage.output
+
+
+def test_a_refused_sender_stops_send_with_exit_1_and_a_hint(tmp_path: Path, smtp) -> None:
+    config = setup_store(tmp_path, smtp.port)
+    smtp.handler.mail_from_answer = "553 5.1.8 <digest@papers.tpweekly.org>: Sender address rejected: not owned"
+    result = invoke(config, "send")
+    assert result.exit_code == 1, result.output
+    assert "0 sent, 0 failed, 30 left for later" in result.output
+    assert "MAIL FROM: 553 5.1.8" in result.output and "check newsletter.from" in result.output
+    assert set(ledger(config).values()) == {"pending"}
