@@ -1,5 +1,5 @@
-"""The one place where the stages are chained. CLI, scheduler and web call these functions;
-stages never call each other.
+"""The one place where the stages are chained (behind ``newsletter.api``). Stages never call
+each other; the CLI, the scheduler and the web app reach them through the API.
 
     sources -> store (ingest)
     store -> compose -> Issue (build_issue)
@@ -8,15 +8,40 @@ stages never call each other.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
-if TYPE_CHECKING:
-    from newsletter.config import Config
-    from newsletter.sources.report import IngestReport
-    from newsletter.store import Store
+from sqlalchemy.exc import SQLAlchemyError
+
+from newsletter.compose import compose_issue, issue_key, load_editor_note
+from newsletter.compose.issue import window_start
+from newsletter.config import Config, parse_duration
+from newsletter.deliver.golive import require_go_live
+from newsletter.deliver.sender import ProgressCallback, SendOptions, deliver_issue
+from newsletter.deliver.transports import PermanentFailure, SmtpSettings, TemporaryFailure, open_transport
+from newsletter.errors import DeliveryError, NewsletterError, NothingToSendError, SubscriberError
+from newsletter.models import Issue, RenderedIssue, RunReport, Subscriber
+from newsletter.render.issue import render_issue as render
+from newsletter.render.messages import MessageFactory
+from newsletter.render.preview import SAMPLE_READER, PreviewFiles, write_preview
+from newsletter.sources import load_source
+from newsletter.sources.fetch import is_url, user_agent
+from newsletter.sources.report import IngestReport, SourceReport
+from newsletter.store import Store
+from newsletter.store.db import utcnow
+from newsletter.store.deliveries import (PENDING, SENT, WRITTEN, UnknownIssueError, issue_key_for_number,
+                                         issue_number_for_key, latest_issue_with, reset_status,
+                                         settled_subscriber_ids, status_counts)
+from newsletter.store.issues import (freeze_issue, get_frozen_rendering, get_issue, is_frozen, next_issue_number,
+                                     save_draft, sent_paper_ids)
+from newsletter.store.papers import SourceState, get_source_state, list_papers, save_source_state, upsert_papers
+from newsletter.store.subscribers import active_subscribers, get_subscriber, subscriber_stats
+from newsletter.subscribers.addresses import normalize_address
+from newsletter.tokens import Signer, secret_key
 
 
 # --- ingest: sources -> store ---------------------------------------------------------------
@@ -27,8 +52,6 @@ SAMPLE_SOURCE = "bundled:sample-papers.json"
 
 def _resolve_source(name: str, config: Config) -> str:
     """A configured relative path is relative to the configuration file, not the current folder."""
-    from newsletter.sources.fetch import is_url
-
     if is_url(name) or config.path is None or Path(name).expanduser().is_absolute():
         return name
     return str(config.path.parent / name)
@@ -44,15 +67,6 @@ def ingest(store: Store, config: Config, sources: Sequence[str] | None = None, *
     it was; the others are still ingested. A URL answering 304 Not Modified is "unchanged".
     ``base_url`` resolves relative links in feed files (a URL's own address does that for it).
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from newsletter.errors import NewsletterError
-    from newsletter.sources import load_source
-    from newsletter.sources.fetch import user_agent
-    from newsletter.sources.report import IngestReport, SourceReport
-    from newsletter.store.db import utcnow
-    from newsletter.store.papers import SourceState, get_source_state, save_source_state, upsert_papers
-
     started = time.monotonic()
     used_sample = False
     if sources:
@@ -99,21 +113,11 @@ def ingest(store: Store, config: Config, sources: Sequence[str] | None = None, *
 
 # --- compose and render: store -> Issue -> RenderedIssue -------------------------------------
 
-if TYPE_CHECKING:
-    from newsletter.models import Issue, RenderedIssue
-    from newsletter.render.preview import PreviewFiles
-
 
 def build_issue(store: Store, config: Config, now: datetime | None = None) -> Issue | None:
     """The current week's issue: the frozen one if it already went to anyone, else a fresh draft
     from the window's best papers not sent before (saved, so its number is stable); None when
     there is no paper to send."""
-    from newsletter.compose import compose_issue, issue_key, load_editor_note
-    from newsletter.compose.issue import window_start
-    from newsletter.store.db import utcnow
-    from newsletter.store.issues import get_issue, is_frozen, next_issue_number, save_draft, sent_paper_ids
-    from newsletter.store.papers import list_papers
-
     now = now or utcnow()
     key = issue_key(now, config["schedule.timezone"])
     note = load_editor_note(config)
@@ -135,9 +139,6 @@ def build_issue(store: Store, config: Config, now: datetime | None = None) -> Is
 def render_issue(store: Store, config: Config, issue: Issue) -> RenderedIssue:
     """The issue's subject, HTML and text: the stored parts of a frozen issue, verbatim, else
     rendered now from the templates (so a template edit shows in the next preview)."""
-    from newsletter.render.issue import render_issue as render
-    from newsletter.store.issues import get_frozen_rendering, is_frozen
-
     if is_frozen(issue):
         with store.atomic() as conn:
             frozen = get_frozen_rendering(conn, issue.key)
@@ -150,9 +151,6 @@ def preview_issue(store: Store, config: Config, out_dir: Path, *, subscriber_ema
                   now: datetime | None = None) -> PreviewFiles | None:
     """Write the next issue as one subscriber would get it (HTML, text, .eml) into ``out_dir``;
     None when there are no papers. Without ``subscriber_email`` a sample reader is used."""
-    from newsletter.render.preview import write_preview
-    from newsletter.tokens import Signer, secret_key
-
     issue = build_issue(store, config, now=now)
     if issue is None:
         return None
@@ -162,12 +160,9 @@ def preview_issue(store: Store, config: Config, out_dir: Path, *, subscriber_ema
 
 
 def _preview_subscriber(store: Store, email: str | None):  # type: ignore[no-untyped-def]
-    from newsletter.errors import SubscriberError
-    from newsletter.render.preview import SAMPLE_READER
 
     if email is None:
         return SAMPLE_READER
-    from newsletter.store.subscribers import get_subscriber
 
     with store.atomic() as conn:
         found = get_subscriber(conn, email)
@@ -178,16 +173,8 @@ def _preview_subscriber(store: Store, email: str | None):  # type: ignore[no-unt
 
 # --- deliver: Issue -> one message per subscriber -> transport ------------------------------
 
-if TYPE_CHECKING:
-    import threading
-
-    from newsletter.deliver.sender import ProgressCallback
-    from newsletter.models import RunReport
-
 
 def _send_options(config: Config, limit: int | None):  # type: ignore[no-untyped-def]
-    from newsletter.config import parse_duration
-    from newsletter.deliver.sender import SendOptions
 
     return SendOptions(concurrency=config["delivery.concurrency"], rate_per_second=config["delivery.rate_per_second"],
                        daily_cap=config["delivery.daily_cap"], max_attempts=config["delivery.max_attempts"],
@@ -206,11 +193,6 @@ def _message_builder(store: Store, config: Config, rendered: RenderedIssue, *,  
     file). A test copy gets a Message-ID of its own: it is not the subscriber's message, and a
     mail service that drops a repeated Message-ID would otherwise hide the real one.
     """
-    import hashlib
-
-    from newsletter.render.messages import MessageFactory
-    from newsletter.tokens import Signer, secret_key
-
     factory = MessageFactory(rendered, config, Signer(secret_key(config, store)))
     if test_copy:
         return factory.build
@@ -236,17 +218,6 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
     when there are no papers, and ``GoLiveError`` when a real SMTP send would go out with
     placeholder settings or without an https unsubscribe page (see ``deliver/golive.py``).
     """
-    from newsletter.deliver.golive import require_go_live
-    from newsletter.deliver.sender import deliver_issue
-    from newsletter.deliver.transports import PermanentFailure, SmtpSettings, TemporaryFailure, open_transport
-    from newsletter.errors import DeliveryError, NewsletterError, NothingToSendError
-    from newsletter.models import RunReport, Subscriber
-    from newsletter.store.deliveries import (PENDING, SENT, WRITTEN, issue_number_for_key, settled_subscriber_ids,
-                                             status_counts)
-    from newsletter.store.issues import freeze_issue
-    from newsletter.store.subscribers import active_subscribers, get_subscriber, subscriber_stats
-    from newsletter.subscribers.addresses import normalize_address
-
     if to is not None and dry_run:
         raise DeliveryError("--to sends a test copy and --dry-run sends nothing: use one of them")
     started = time.monotonic()
@@ -255,51 +226,10 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
     if issue is None:
         raise NothingToSendError("no papers for this issue: run `newsletter ingest` first")
     rendered = render_issue(store, config, issue)
-
     if to is not None:
-        address = normalize_address(to)
-        with store.atomic() as conn:
-            known = get_subscriber(conn, address)
-        build = _message_builder(store, config, rendered, test_copy=True)
-        message = build(known or Subscriber(email=address, name=""))
-        transport = open_transport(config)
-        try:
-            transport.send(message.sender, [message.recipient], message.data)
-        except (TemporaryFailure, PermanentFailure) as exc:
-            return RunReport(issue.key, failed=1, elapsed_s=time.monotonic() - started,
-                             destination=transport.destination, errors=(f"{address}: {exc}",))
-        finally:
-            transport.close()
-        return RunReport(issue.key, sent=1, elapsed_s=time.monotonic() - started, destination=transport.destination)
-
+        return _send_test_copy(store, config, rendered, to, started)
     if dry_run:
-        if config.smtp_enabled:
-            SmtpSettings.from_config(config)  # refused settings are refused here too, not only for real
-        with store.atomic() as conn:
-            subscribers = active_subscribers(conn)
-            number = issue_number_for_key(conn, issue.key)
-            # What a real run would leave alone: an SMTP run still sends rows only written to
-            # the outbox; an outbox run counts them done.
-            claimable = (PENDING, WRITTEN) if config.smtp_enabled else (PENDING,)
-            done = settled_subscriber_ids(conn, number, claimable) if number is not None else set()
-            already = status_counts(conn, number)[SENT if config.smtp_enabled else WRITTEN] if number is not None else 0
-            suppressed = subscriber_stats(conn)["suppressed"]
-        build = _message_builder(store, config, rendered)
-        todo = [s for s in subscribers if s.id not in done]
-        if limit is not None:
-            todo = todo[:limit]
-        errors = []
-        for i, subscriber in enumerate(todo, start=1):
-            try:
-                build(subscriber)
-            except NewsletterError as exc:
-                errors.append(f"{subscriber.email}: {exc}")
-            if progress is not None and (i % 500 == 0 or i == len(todo)):
-                progress(i, len(todo))
-        return RunReport(issue.key, deferred=len(todo) - len(errors), failed=len(errors), suppressed=suppressed,
-                         already_sent=already, elapsed_s=time.monotonic() - started,
-                         destination="nothing (dry run)", errors=tuple(errors))
-
+        return _dry_run(store, config, rendered, limit, progress, started)
     if config.smtp_enabled:
         require_go_live(config, allow_placeholders=allow_placeholders)
     with store.atomic() as conn:
@@ -315,6 +245,55 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
                          stop=stop, progress=progress)
 
 
+def _send_test_copy(store: Store, config: Config, rendered: RenderedIssue, to: str, started: float) -> RunReport:
+    """One copy to ``to``, outside the ledger (with the subscriber's name if ``to`` is one)."""
+    address = normalize_address(to)
+    with store.atomic() as conn:
+        known = get_subscriber(conn, address)
+    build = _message_builder(store, config, rendered, test_copy=True)
+    message = build(known or Subscriber(email=address, name=""))
+    transport = open_transport(config)
+    key = rendered.issue.key
+    try:
+        transport.send(message.sender, [message.recipient], message.data)
+    except (TemporaryFailure, PermanentFailure) as exc:
+        return RunReport(key, failed=1, elapsed_s=time.monotonic() - started,
+                         destination=transport.destination, errors=(f"{address}: {exc}",))
+    finally:
+        transport.close()
+    return RunReport(key, sent=1, elapsed_s=time.monotonic() - started, destination=transport.destination)
+
+
+def _dry_run(store: Store, config: Config, rendered: RenderedIssue, limit: int | None,
+             progress: ProgressCallback | None, started: float) -> RunReport:
+    """Build every message a real run would send now and count them; deliver nothing."""
+    if config.smtp_enabled:
+        SmtpSettings.from_config(config)  # refused settings are refused here too, not only for real
+    key = rendered.issue.key
+    with store.atomic() as conn:
+        subscribers = active_subscribers(conn)
+        number = issue_number_for_key(conn, key)
+        # What a real run would leave alone: an SMTP run still sends rows only written to the
+        # outbox; an outbox run counts them done.
+        claimable = (PENDING, WRITTEN) if config.smtp_enabled else (PENDING,)
+        done = settled_subscriber_ids(conn, number, claimable) if number is not None else set()
+        already = status_counts(conn, number)[SENT if config.smtp_enabled else WRITTEN] if number is not None else 0
+        suppressed = subscriber_stats(conn)["suppressed"]
+    build = _message_builder(store, config, rendered)
+    todo = [s for s in subscribers if s.id not in done][:limit]
+    errors = []
+    for i, subscriber in enumerate(todo, start=1):
+        try:
+            build(subscriber)
+        except NewsletterError as exc:
+            errors.append(f"{subscriber.email}: {exc}")
+        if progress is not None and (i % 500 == 0 or i == len(todo)):
+            progress(i, len(todo))
+    return RunReport(key, deferred=len(todo) - len(errors), failed=len(errors), suppressed=suppressed,
+                     already_sent=already, elapsed_s=time.monotonic() - started,
+                     destination="nothing (dry run)", errors=tuple(errors))
+
+
 def resend(store: Store, config: Config, issue_key: str | None = None, *, status: str = "failed",
            stop: threading.Event | None = None, progress: ProgressCallback | None = None,
            allow_placeholders: bool = False) -> RunReport:
@@ -326,15 +305,6 @@ def resend(store: Store, config: Config, issue_key: str | None = None, *, status
     already has); nothing already accepted is sent again, suppressed subscribers are skipped,
     and no new subscribers are added.
     """
-    from newsletter.deliver.golive import require_go_live
-    from newsletter.deliver.sender import deliver_issue
-    from newsletter.deliver.transports import open_transport
-    from newsletter.errors import NothingToSendError
-    from newsletter.store.db import utcnow
-    from newsletter.store.deliveries import (UnknownIssueError, issue_key_for_number, issue_number_for_key,
-                                             latest_issue_with, reset_status)
-    from newsletter.store.issues import get_issue
-
     if config.smtp_enabled:
         require_go_live(config, allow_placeholders=allow_placeholders)
     with store.atomic() as conn:

@@ -1,7 +1,7 @@
 """``newsletter run``: the configured jobs (ingest, weekly send) on the `schedule` library.
 
-The scheduler has no logic of its own beyond *when*: its jobs call ``pipeline.ingest`` and
-``pipeline.send_issue`` and nothing else. What it adds is what an unattended process needs:
+The scheduler has no logic of its own beyond *when*: its jobs call ``api.ingest`` and
+``api.send`` and nothing else. What it adds is what an unattended process needs:
 
 - schedule strings (``"daily at 06:00"``, ``"monday at 08:00"``, ``"every 6 hours"``, ``"off"``)
   parsed and refused at start as ``newsletter.toml:LINE: ...``, before anything runs;
@@ -569,15 +569,15 @@ class StoreState:
 
 
 def pipeline_jobs(store: Any, config: Config, stop: threading.Event) -> dict[str, JobFunc]:
-    """The real jobs: nothing but calls into ``newsletter.pipeline``."""
-    from newsletter import pipeline
+    """The real jobs: nothing but calls into ``newsletter.api``."""
+    from newsletter import api
 
     def ingest(slot: datetime) -> Any:
-        return pipeline.ingest(store, config)
+        return api.ingest(store, config)
 
     def send(slot: datetime) -> Any:
         # The slot, not the clock, picks the issue: a Sunday-evening send caught up on Monday
         # morning is still last week's issue.
-        return pipeline.send_issue(store, config, stop=stop, now=slot)
+        return api.send(store, config, stop=stop, now=slot)
 
     return {"ingest": ingest, "send": send}

@@ -432,7 +432,7 @@ def test_progress_bar_shows_count_rate_and_eta(store, tmp_path: Path) -> None:
 
     from rich.console import Console
 
-    from newsletter.deliver.sender import progress_bar
+    from newsletter.cli.progress import progress_bar
 
     seed(store, 40)
     out = io.StringIO()

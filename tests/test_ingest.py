@@ -91,16 +91,14 @@ def test_broken_source_is_reported_and_others_still_ingested(store, config, fixt
 def test_a_readers_unexpected_failure_is_reported_and_the_others_still_ingested(
         store, config, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fault no real input produces now (odd inputs are handled): injected, to prove the net."""
-    import newsletter.sources as sources
-
-    real = sources.load_source
+    real = pipeline.load_source
 
     def failing(name, **kwargs):  # type: ignore[no-untyped-def]
         if name.endswith(".csv"):
             raise KeyError("surprise")
         return real(name, **kwargs)
 
-    monkeypatch.setattr(sources, "load_source", failing)
+    monkeypatch.setattr(pipeline, "load_source", failing)
     csv_path, json_path = str(DATA / "papers_small.csv"), str(DATA / "papers_small.json")
     report = pipeline.ingest(store, config, [csv_path, json_path], now=T0)
     assert report.errors == (f"{csv_path}: could not be read (KeyError: 'surprise'); nothing from it was stored",)

@@ -1,4 +1,5 @@
-"""``newsletter ingest`` and ``newsletter papers``: thin commands over ``pipeline.ingest`` and the store."""
+"""``newsletter ingest`` and ``newsletter papers``: thin commands over ``api.ingest`` and
+``api.papers`` (imported inside the commands, to keep ``newsletter --help`` fast: see send.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from newsletter import pipeline
 from newsletter.cli import AppContext, console, err_console, pass_app
-from newsletter.store.papers import list_papers
 
 SKIPS_SHOWN = 5  # per source: enough to see why, without burying the summary
 
@@ -45,6 +44,8 @@ def ingest_command(app: AppContext, sources: tuple[str, ...], base_url: str | No
       newsletter ingest papers.json https://rss.arxiv.org/rss/cs.LG
       newsletter ingest --base-url https://www.qemu.org/ saved-feed.atom
     """
+    from newsletter import api
+
     config = app.config
     store = app.store
     count = len(sources) or max(1, len(config["sources.urls"]))
@@ -58,7 +59,7 @@ def ingest_command(app: AppContext, sources: tuple[str, ...], base_url: str | No
             progress.update(task, description=f"reading {name}", completed=len(started))
             started.append(name)
 
-        report = pipeline.ingest(store, config, list(sources) or None, on_source=on_source, base_url=base_url)
+        report = api.ingest(store, config, list(sources) or None, on_source=on_source, base_url=base_url)
         progress.update(task, completed=count)
 
     if report.used_sample:
@@ -104,8 +105,9 @@ def papers_command(app: AppContext, as_json: bool, limit: int | None) -> None:
       newsletter papers
       newsletter papers --json --limit 5
     """
-    with app.store.atomic() as conn:
-        found = list_papers(conn, limit=limit)
+    from newsletter import api
+
+    found = api.papers(app.store, limit=limit)
     if as_json:
         click.echo(json.dumps([paper_to_json(p) for p in found], indent=2, ensure_ascii=False))
         return

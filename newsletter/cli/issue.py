@@ -62,12 +62,12 @@ def preview(app: AppContext, out_dir: Path, serve: bool, open_browser: bool, sub
       newsletter preview --subscriber ada@example.org --out /tmp/p
       newsletter preview --serve --open           # http://127.0.0.1:8001
     """
-    from newsletter import pipeline
+    from newsletter import api
 
     if serve:
         _serve(app, host, port, open_browser)
         return
-    files = pipeline.preview_issue(app.store, app.config, out_dir, subscriber_email=subscriber_email)
+    files = api.preview(app.store, app.config, out_dir, subscriber_email=subscriber_email)
     if files is None:
         console.print("No papers for the next issue: nothing to preview. Run `newsletter ingest` first.",
                       markup=False, soft_wrap=True)

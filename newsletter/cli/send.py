@@ -1,5 +1,9 @@
-"""``newsletter send``, ``resend``, ``issues`` and ``check``: thin commands over
-``pipeline.send_issue``, ``pipeline.resend``, the delivery ledger and the go-live checklist."""
+"""``newsletter send``, ``resend``, ``issues`` and ``check``: thin commands over ``api.send``,
+``api.resend``, ``api.issues`` and ``api.check``.
+
+The API is imported inside each command, not here: it loads the whole pipeline (premailer,
+feedparser, lxml, the email package), and ``newsletter --help`` took 0.54 s with it imported
+here against 0.39 s without (measured on the 2-core development machine)."""
 
 from __future__ import annotations
 
@@ -9,15 +13,11 @@ import sys
 import click
 from rich.table import Table
 
-from newsletter import pipeline
 from newsletter.cli import AppContext, console, err_console, pass_app
+from newsletter.cli.progress import progress_bar
 from newsletter.cli.signals import exit_aborted, stop_on_signals
-from newsletter.deliver.golive import dns_advice, settings_checks, smtp_checks
-from newsletter.deliver.journal import Journal, journal_path
-from newsletter.deliver.sender import progress_bar
 from newsletter.errors import NothingToSendError
 from newsletter.models import RunReport
-from newsletter.store.deliveries import issues_with_counts
 
 
 def _announce_stop(signal_name: str) -> None:
@@ -110,6 +110,8 @@ def send_command(app: AppContext, dry_run: bool, to: str | None, limit: int | No
       newsletter send
       newsletter send --limit 100 --rate 5 --concurrency 2
     """
+    from newsletter import api
+
     if dry_run and to is not None:
         raise click.UsageError("--to sends a test copy and --dry-run sends nothing: use one of them")
     config = app.config
@@ -118,12 +120,12 @@ def send_command(app: AppContext, dry_run: bool, to: str | None, limit: int | No
     with stop_on_signals(_announce_stop) as stop:
         try:
             if dry_run or to is not None:
-                report = pipeline.send_issue(store, config, dry_run=dry_run, to=to, limit=limit, rate=rate,
+                report = api.send(store, config, dry_run=dry_run, to=to, limit=limit, rate=rate,
                                              concurrency=concurrency)
             else:
                 with progress_bar(err_console, "writing" if outbox else "sending",
                                   disable=not err_console.is_terminal) as progress:
-                    report = pipeline.send_issue(store, config, limit=limit, rate=rate, concurrency=concurrency,
+                    report = api.send(store, config, limit=limit, rate=rate, concurrency=concurrency,
                                                  stop=stop, progress=progress, allow_placeholders=allow_placeholders)
         except NothingToSendError as exc:
             console.print(f"Nothing to send: {exc}", markup=False, soft_wrap=True)
@@ -167,6 +169,8 @@ def resend_command(app: AppContext, which: str | None, allow_placeholders: bool,
       newsletter resend --failed 2026-W48
       newsletter resend --uncertain
     """
+    from newsletter import api
+
     if which is None:
         raise click.UsageError("say which deliveries to send again: --failed or --uncertain")
     config = app.config
@@ -174,7 +178,7 @@ def resend_command(app: AppContext, which: str | None, allow_placeholders: bool,
     with stop_on_signals(_announce_stop) as stop:
         try:
             with progress_bar(err_console, "resending", disable=not err_console.is_terminal) as progress:
-                report = pipeline.resend(app.store, config, issue, status=which, stop=stop, progress=progress,
+                report = api.resend(app.store, config, issue, status=which, stop=stop, progress=progress,
                                          allow_placeholders=allow_placeholders)
         except NothingToSendError as exc:
             console.print(f"Nothing to resend: {exc}", markup=False, soft_wrap=True)
@@ -204,9 +208,9 @@ def issues_command(app: AppContext, as_json: bool) -> None:
       newsletter issues
       newsletter issues --json
     """
-    Journal(journal_path(app.store)).apply(app.store)
-    with app.store.atomic() as conn:
-        found = issues_with_counts(conn)
+    from newsletter import api
+
+    found = api.issues(app.store)
     if as_json:
         def iso(value):  # type: ignore[no-untyped-def]
             return value.isoformat().replace("+00:00", "Z") if value else None
@@ -251,16 +255,16 @@ def check_command(app: AppContext, no_smtp: bool) -> None:
       newsletter check
       newsletter check --no-smtp
     """
+    from newsletter import api
+
     config = app.config
-    checks = settings_checks(config)
-    if not no_smtp:
-        checks += smtp_checks(config)
+    checks = api.check(config, smtp=not no_smtp)
     for check in checks:
         mark, style = ("OK  ", "green") if check.ok else ("FIX ", "red")
         fix = f"  [{check.key}]" if check.key and not check.ok else ""
         console.print(f"{mark} {check.name}: {check.detail}{fix}", markup=False, soft_wrap=True, style=style)
     console.print("DNS records the From domain needs (not looked up here):", markup=False)
-    for line in dns_advice(config):
+    for line in api.dns_advice(config):
         console.print(f"  - {line}", markup=False, soft_wrap=True)
     failing = sum(not c.ok for c in checks)
     console.print(f"{len(checks) - failing} of {len(checks)} checks pass." +

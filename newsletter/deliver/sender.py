@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typing import Callable, Protocol
 
 from newsletter.deliver.ledger import Ledger
 from newsletter.deliver.ratelimit import RateLimiter
@@ -428,21 +424,3 @@ def _report(run: _Run, issue_key: str, before: dict[str, int], started: float) -
         next_retry_at=due,
         stopped=tally.fatal,
     )
-
-
-@contextmanager
-def progress_bar(console: Console, description: str = "sending", *, disable: bool = False) -> Iterator[ProgressCallback]:
-    """A rich progress bar (count, rate, elapsed, ETA) fed by ``deliver_issue``'s callback."""
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False, disable=disable) as bar:
-        task = bar.add_task(description, total=None, rate="")
-        started = time.monotonic()
-
-        def update(done: int, total: int, note: str = "") -> None:
-            elapsed = time.monotonic() - started
-            rate = f"{done / elapsed:,.0f} msg/s" if elapsed > 0.5 else ""
-            bar.update(task, completed=done, total=total, rate=" ".join(filter(None, (rate, note))))
-
-        yield update

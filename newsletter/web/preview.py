@@ -43,11 +43,11 @@ class _Previewer:
         self.now = now
 
     def rendered(self, key: str) -> RenderedIssue | None:
-        from newsletter import pipeline
+        from newsletter import api
         from newsletter.store.issues import get_issue, is_frozen
 
         if key == NEXT:
-            issue = pipeline.build_issue(self.store, self.config, now=self.now)
+            issue = api.next_issue(self.store, self.config, now=self.now)
         else:
             with self.store.atomic() as conn:
                 issue = get_issue(conn, key)
@@ -55,7 +55,7 @@ class _Previewer:
                 return None
         if issue is None:
             return None
-        return pipeline.render_issue(self.store, self.config, issue)
+        return api.render(self.store, self.config, issue)
 
     def parts(self, key: str) -> tuple[RenderedIssue, str, str, bytes] | None:
         from newsletter.render.messages import MessageFactory

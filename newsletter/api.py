@@ -1,0 +1,112 @@
+"""The public Python API: what the CLI, the scheduler and the web app use, and what a script of
+your own may use. Everything else in the package may change between releases; these names and
+signatures are kept.
+
+    from newsletter import api
+
+    config = api.load_config("newsletter.toml")
+    store = api.open_store(config.store_url)
+    api.ingest(store, config, ["https://export.arxiv.org/rss/cs.CL"])
+    issue = api.next_issue(store, config)
+    report = api.send(store, config)          # to the outbox, or by SMTP with [smtp]
+    print(report.sent, report.failed)
+
+Every function raises ``NewsletterError`` (or a child) with a message that says where and what
+is wrong; none prints anything.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from newsletter import pipeline
+from newsletter.config import Config, load_config
+from newsletter.deliver.golive import Check, dns_advice, settings_checks, smtp_checks
+from newsletter.deliver.journal import Journal, journal_path
+from newsletter.deliver.sender import ProgressCallback
+from newsletter.errors import NewsletterError
+from newsletter.models import Issue, Paper, RenderedIssue, RunReport, Subscriber
+from newsletter.render.preview import PreviewFiles
+from newsletter.sources.report import IngestReport
+from newsletter.store import Store, open_store
+from newsletter.store.deliveries import issues_with_counts
+from newsletter.store.papers import list_papers
+from newsletter.subscribers.exporter import export_subscribers
+from newsletter.subscribers.importer import ImportReport, import_subscribers
+
+__all__ = [
+    "Check", "Config", "ImportReport", "IngestReport", "Issue", "NewsletterError", "Paper", "PreviewFiles",
+    "RenderedIssue", "RunReport", "Store", "Subscriber",
+    "check", "dns_advice", "export_subscribers", "import_subscribers", "ingest", "issues", "load_config",
+    "next_issue", "open_store", "papers", "preview", "render", "resend", "send",
+]
+
+
+def ingest(store: Store, config: Config, sources: Sequence[str] | None = None, *,
+           on_source: Callable[[str], None] | None = None, base_url: str | None = None) -> IngestReport:
+    """Read each source (a path or an http(s) URL; default: ``sources.urls``, else the bundled
+    sample) into the store, each in its own transaction: one broken source never stops the
+    others, and its error is in the report."""
+    return pipeline.ingest(store, config, sources, on_source=on_source, base_url=base_url)
+
+
+def papers(store: Store, *, limit: int | None = None) -> list[Paper]:
+    """The papers in the store, best first (score, then newest)."""
+    with store.atomic() as conn:
+        return list_papers(conn, limit=limit)
+
+
+def next_issue(store: Store, config: Config, now: datetime | None = None) -> Issue | None:
+    """The issue the next send delivers (the week's frozen issue if it went out to anyone);
+    None when there is no paper for it."""
+    return pipeline.build_issue(store, config, now=now)
+
+
+def render(store: Store, config: Config, issue: Issue) -> RenderedIssue:
+    """The issue's subject, HTML (CSS inlined) and plain text, before per-reader values."""
+    return pipeline.render_issue(store, config, issue)
+
+
+def preview(store: Store, config: Config, out_dir: Path, *, subscriber_email: str | None = None) -> PreviewFiles | None:
+    """Write the next issue as one reader would get it (HTML, text, .eml) into ``out_dir``."""
+    return pipeline.preview_issue(store, config, out_dir, subscriber_email=subscriber_email)
+
+
+def send(store: Store, config: Config, *, dry_run: bool = False, to: str | None = None, limit: int | None = None,
+         rate: float | None = None, concurrency: int | None = None, stop: threading.Event | None = None,
+         now: datetime | None = None, progress: ProgressCallback | None = None,
+         allow_placeholders: bool = False) -> RunReport:
+    """Deliver the next issue to every active subscriber who has not had it (see
+    ``newsletter send --help`` for each option; ``stop`` ends the run after the messages in
+    flight). Raises ``GoLiveError`` before a real SMTP send with placeholder settings."""
+    return pipeline.send_issue(store, config, dry_run=dry_run, to=to, limit=limit, rate=rate,
+                               concurrency=concurrency, stop=stop, now=now, progress=progress,
+                               allow_placeholders=allow_placeholders)
+
+
+def resend(store: Store, config: Config, issue_key: str | None = None, *, status: str = "failed",
+           stop: threading.Event | None = None, progress: ProgressCallback | None = None,
+           allow_placeholders: bool = False) -> RunReport:
+    """Send again, on purpose, an issue's ``failed`` or ``uncertain`` deliveries."""
+    return pipeline.resend(store, config, issue_key, status=status, stop=stop, progress=progress,
+                           allow_placeholders=allow_placeholders)
+
+
+def issues(store: Store) -> list[dict[str, Any]]:
+    """Every issue, newest first, with its delivery counts per state (a delivery journal left
+    by a run whose store refused to record is applied first)."""
+    Journal(journal_path(store)).apply(store)
+    with store.atomic() as conn:
+        return issues_with_counts(conn)
+
+
+def check(config: Config, *, smtp: bool = True) -> list[Check]:
+    """The go-live checklist: the settings a real send needs, then (``smtp``) what the SMTP
+    server says to our login and MAIL FROM. Sends nothing."""
+    checks = settings_checks(config)
+    if smtp:
+        checks += smtp_checks(config)
+    return checks
