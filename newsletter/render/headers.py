@@ -22,6 +22,8 @@ from email import policy as email_policy
 from email.headerregistry import Address, UnstructuredHeader
 from email.message import EmailMessage
 
+from newsletter.errors import RenderError
+
 ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc", "reply-to", "sender"})
 
 _WHITESPACE = re.compile(r"\s+")
@@ -29,6 +31,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")          # RFC 5322 atext
 _PRINTABLE_WORD = re.compile(r"[\x21-\x7e]+")                       # after header_text: no "=?"
 _UNFOLDED_URL = re.compile(r"<[^\s<>]+>")
+# Characters no address we write may hold (a line break, a second address, a comment).
+UNSAFE_ADDRESS = re.compile(r"[\x00-\x20\x7f<>,;\"\\()\u2028\u2029]")
 # An encoded word is at most 75 characters (RFC 2047, 2): "=?utf-8?b?" + 60 base64 + "?=" is 72.
 _ENCODED_WORD_BYTES = 45
 _LINE_CHARS = 78
@@ -156,6 +160,27 @@ class HeaderPolicy(email_policy.EmailPolicy):
 
 SMTP_POLICY = HeaderPolicy(linesep="\r\n")        # email.policy.SMTP, plus the above
 SMTPUTF8_POLICY = SMTP_POLICY.clone(utf8=True)    # email.policy.SMTPUTF8, plus the above
+
+
+def one_address(value: str, setting: str) -> Address:
+    """The single address in ``value`` (From, Reply-To), checked by the email package's parser.
+
+    The parser would decode an encoded word in the display name (and write out what it decoded):
+    the value goes through ``header_text`` first, like every other header value."""
+    if "\r" in value or "\n" in value:
+        raise RenderError("line breaks are not allowed in an address", where=setting)
+    try:
+        header = SMTP_POLICY.header_factory(setting.split(".")[-1].replace("_", "-"), header_text(value))
+        addresses = getattr(header, "addresses", ())
+    except (ValueError, IndexError, AttributeError, TypeError) as exc:  # the parser's own slips
+        raise RenderError(f"cannot read an address in {value[:200]!r}: {exc}", where=setting) from None
+    if len(addresses) != 1 or header.defects or not addresses[0].domain:
+        raise RenderError(f"expected exactly one address like 'Name <user@example.org>', got {value[:200]!r}",
+                          where=setting)
+    if UNSAFE_ADDRESS.search(addresses[0].addr_spec):
+        raise RenderError(f"not a deliverable address for a message header: {addresses[0].addr_spec!r}",
+                          where=setting)
+    return addresses[0]
 
 
 def new_message(*, utf8: bool = False) -> EmailMessage:

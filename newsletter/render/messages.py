@@ -41,8 +41,8 @@ from newsletter.config import Config
 from newsletter.errors import RenderError
 from newsletter.models import RenderedIssue, Subscriber
 from newsletter.render import placeholders
-from newsletter.render.headers import (SMTP_POLICY, SMTPUTF8_POLICY, address_line, header_text,
-                                        new_message, set_header)
+from newsletter.render.headers import (SMTP_POLICY, SMTPUTF8_POLICY, UNSAFE_ADDRESS, address_line,
+                                        header_text, new_message, one_address, set_header)
 from newsletter.tokens import Signer
 
 LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
@@ -55,7 +55,6 @@ _UNSUB_SENTINEL = "<https://placeholder.invalid/xnl-unsubscribe>"
 _TEXT_SENTINEL = "XNLTEXTBODYX"
 _HTML_SENTINEL = "XNLHTMLBODYX"
 
-_UNSAFE_ADDRESS = re.compile(r"[\x00-\x20\x7f<>,;\"\\()\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -66,27 +65,6 @@ class OutgoingMessage:
     sender: str
     recipient: str
     data: bytes
-
-
-def one_address(value: str, setting: str) -> Address:
-    """The single address in ``value`` (From, Reply-To), checked by the email package's parser.
-
-    The parser would decode an encoded word in the display name (and write out what it decoded):
-    the value goes through ``header_text`` first, like every other header value."""
-    if "\r" in value or "\n" in value:
-        raise RenderError("line breaks are not allowed in an address", where=setting)
-    try:
-        header = SMTP_POLICY.header_factory(setting.split(".")[-1].replace("_", "-"), header_text(value))
-        addresses = getattr(header, "addresses", ())
-    except (ValueError, IndexError, AttributeError, TypeError) as exc:  # the parser's own slips
-        raise RenderError(f"cannot read an address in {value[:200]!r}: {exc}", where=setting) from None
-    if len(addresses) != 1 or header.defects or not addresses[0].domain:
-        raise RenderError(f"expected exactly one address like 'Name <user@example.org>', got {value[:200]!r}",
-                          where=setting)
-    if _UNSAFE_ADDRESS.search(addresses[0].addr_spec):
-        raise RenderError(f"not a deliverable address for a message header: {addresses[0].addr_spec!r}",
-                          where=setting)
-    return addresses[0]
 
 
 def list_label(name: str) -> str:
@@ -240,7 +218,7 @@ class MessageFactory:
 
     @staticmethod
     def _check_address(email: str) -> None:
-        if not email or _UNSAFE_ADDRESS.search(email) or email.count("@") != 1:
+        if not email or UNSAFE_ADDRESS.search(email) or email.count("@") != 1:
             raise RenderError("not a deliverable address for a message header", where=repr(email))
 
     # -- the reference path ----------------------------------------------------------------
