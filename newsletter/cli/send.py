@@ -198,7 +198,7 @@ def issues_command(app: AppContext, as_json: bool) -> None:
                       str(d["failed"]), str(d["pending"] + d["sending"]), str(d["skipped"]),
                       row["last_sent_at"].strftime("%Y-%m-%d %H:%M") if row["last_sent_at"] else "")
     console.print(table, markup=False)
-    console.print(f"{len(found)} issue(s) in {app.store.url}", markup=False)
+    console.print(f"{len(found)} issue(s) in {app.store.shown_url}", markup=False)
 
 
 COMMANDS: list[click.Command] = [send_command, resend_command, issues_command]

@@ -79,7 +79,7 @@ def add_command(app: AppContext, email: str, name: str, pending: bool) -> None:
         s = store_subscribers.add_subscriber(conn, email, name=name, status="pending" if pending else "active",
                                              detail="added by command line")
     console.print(f"Added {escape(s.email)} ({s.status})" + (f", name {escape(s.name)}" if s.name else "")
-                  + f" to {escape(app.config.store_url)}")
+                  + f" to {escape(app.store.shown_url)}")
 
 
 @subscribers.command("remove")

@@ -18,7 +18,8 @@ from typing import Iterator
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, event, select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from newsletter.errors import StoreError
 from newsletter.store.schema import MIGRATIONS
@@ -50,8 +51,14 @@ _DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary",
 
 
 def without_password(url: str) -> str:
-    """The URL as it may be shown in a message: a password in it replaced by ***."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """The store URL as it may be shown anywhere (a message, an error, a log line): its password
+    replaced by ``***``. The one way a URL is shown: a password printed once ends up in a
+    terminal's scrollback, a cron mail or a CI log."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError, TypeError):
+        # Not a URL SQLAlchemy can read: hide whatever sits between "user:" and "@".
+        return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -80,6 +87,7 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.shown_url = without_password(url)  # never print ``url``: it may hold a password
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             path = url.split(":///", 1)[1] if ":///" in url else ""
@@ -94,13 +102,14 @@ class Store:
             kwargs = {"pool_size": 8, "max_overflow": -1} if self.is_sqlite and not url.endswith(":memory:") else {}
             self.engine: Engine = create_engine(url, **kwargs)
         except (SQLAlchemyError, ValueError) as exc:
-            raise StoreError(f"cannot open the store: {exc}", where=url) from None
+            raise StoreError(f"cannot open the store: {str(exc).replace(url, self.shown_url)}",
+                             where=self.shown_url) from None
         except ImportError as exc:  # a database whose Python driver is not installed
             scheme = url.split(":", 1)[0]
             package = _DRIVER_PACKAGES.get(exc.name or "", exc.name)
             raise StoreError(f"the Python driver for {scheme}:// is not installed (no module named {exc.name!r}): "
                              f"pip install '{package}', or use a sqlite:/// URL",
-                             where=without_password(url)) from None
+                             where=self.shown_url) from None
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -131,7 +140,8 @@ class Store:
                         number=number, description=description, applied_at=utcnow()))
                     applied.append(number)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot migrate the store: {exc}", where=self.url) from None
+            raise StoreError(f"cannot migrate the store: {str(exc).replace(self.url, self.shown_url)}",
+                             where=self.shown_url) from None
         return applied
 
     def dispose(self) -> None:
