@@ -35,6 +35,7 @@ from typing import Mapping, Protocol, Sequence
 
 from newsletter.config import Config
 from newsletter.errors import ConfigError, DeliveryError
+from newsletter.files import private_folder
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
 _ENHANCED_CODE = re.compile(rb"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -89,7 +90,7 @@ class OutboxTransport:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private_folder(self.folder)
         except OSError as exc:
             raise DeliveryError(f"cannot create the outbox folder: {exc.strerror}", where=str(self.folder)) from None
         self.destination = str(self.folder.resolve())

@@ -1,0 +1,55 @@
+"""Files and folders that hold secrets or readers' addresses (the store with its signing key, the
+outbox, previews): created readable by their owner only, whatever the umask.
+
+A SQLite file created by the driver gets 0644 under the usual umask, so anyone with a shell on
+the host could read every address and the key that signs unsubscribe links. Folders and files
+the operator made themselves are left as they are (a preview written into ``.`` must not change
+``.``); one they made readable to others is worth a warning (``readable_by_others``).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_FOLDER_MODE = 0o700
+
+
+def private_folder(path: str | Path) -> Path:
+    """``path`` as a folder, created (with its missing parents) readable by its owner only
+    when it does not exist yet."""
+    folder = Path(path)
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=PRIVATE_FOLDER_MODE, exist_ok=True)
+    return folder
+
+
+def create_private_file(path: str | Path) -> bool:
+    """Create ``path`` empty and readable by its owner only, unless it exists; True if created."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def write_private_file(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, which is left readable by its owner only (a file of ours
+    written before with wider permissions is narrowed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), PRIVATE_FILE_MODE)
+        handle.write(data)
+
+
+def readable_by_others(path: str | Path) -> bool:
+    """True when users other than the owner (its group, or anyone) may read ``path``."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return bool(mode & (stat.S_IRGRP | stat.S_IROTH))
