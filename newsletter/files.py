@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import TextIO
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_FOLDER_MODE = 0o700
@@ -37,13 +38,24 @@ def create_private_file(path: str | Path) -> bool:
     return True
 
 
-def write_private_file(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path``, which is left readable by its owner only (a file of ours
-    written before with wider permissions is narrowed)."""
+def _open_private(path: str | Path) -> int:
+    """A descriptor to write ``path`` from its start, the file left readable by its owner only
+    (one of ours written before with wider permissions is narrowed)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), PRIVATE_FILE_MODE)
+    os.fchmod(fd, PRIVATE_FILE_MODE)
+    return fd
+
+
+def write_private_file(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, readable by its owner only."""
+    with os.fdopen(_open_private(path), "wb") as handle:
         handle.write(data)
+
+
+def open_private_text(path: str | Path) -> TextIO:
+    """``path`` opened to write UTF-8 text (``newline=""``, as the csv module wants), readable by
+    its owner only."""
+    return os.fdopen(_open_private(path), "w", newline="", encoding="utf-8")
 
 
 def readable_by_others(path: str | Path) -> bool:

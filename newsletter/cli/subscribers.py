@@ -22,6 +22,7 @@ from rich.table import Table
 
 from newsletter.cli import AppContext, console, err_console, pass_app
 from newsletter.errors import ImportRowsError, SubscriberError
+from newsletter.files import open_private_text
 from newsletter.models import SUBSCRIBER_STATUSES, Subscriber
 from newsletter.store import subscribers as store_subscribers
 from newsletter.subscribers.exporter import export_subscribers
@@ -257,7 +258,7 @@ def export_command(app: AppContext, file: Path | None, status: str | None) -> No
         return
     partial = file.with_name(file.name + ".partial")
     try:
-        with partial.open("w", newline="", encoding="utf-8") as out:
+        with open_private_text(partial) as out:  # every address on the list: for the operator only
             count = export_subscribers(app.store, out, status=status)
         os.replace(partial, file)  # an interrupted export never leaves half a file under the real name
     except OSError as exc:
