@@ -58,6 +58,21 @@ def open_private_text(path: str | Path) -> TextIO:
     return os.fdopen(_open_private(path), "w", newline="", encoding="utf-8")
 
 
+def not_regular_file(path: str | Path) -> str | None:
+    """Why ``path`` cannot be read as a file, or None. Opening a FIFO waits for a writer, and
+    ``/dev/zero`` (or a symlink to it) never ends: both are refused before they are opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # missing or unreadable: opening it says so, as it always did
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+    return f"is {kind}, not a regular file"
+
+
 def readable_by_others(path: str | Path) -> bool:
     """True when users other than the owner (its group, or anyone) may read ``path``."""
     try:
