@@ -114,7 +114,7 @@ def address_line(name: str, addresses: list[tuple[str, str]], linesep: str = "\r
 
 
 class HeaderPolicy(email_policy.EmailPolicy):
-    """``email.policy.SMTP`` (or ``SMTPUTF8``) except for two kinds of header it writes itself:
+    """``email.policy.SMTP`` (or ``SMTPUTF8``) except for the headers it writes itself:
 
     - address headers (From, To, Reply-To, ...): ``address_line``, so a display name can never
       come out as a second address;
