@@ -11,6 +11,7 @@ import functools
 import re
 import smtplib
 from email import errors, policy
+from email.headerregistry import Address
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from conftest import free_port
 from newsletter.config import SETTINGS, Config
 from newsletter.errors import RenderError
 from newsletter.models import Paper, RenderedIssue, Subscriber
+from newsletter.render.headers import new_message, one_address, set_header
 from newsletter.render.issue import render_issue
 from newsletter.render.messages import MessageFactory
 from newsletter.render.placeholders import clean_name, header_text
@@ -176,3 +178,29 @@ def test_list_unsubscribe_post_only_beside_an_https_url(smtp, base_url, one_clic
             assert (msg.get_all("List-Unsubscribe-Post") == ["List-Unsubscribe=One-Click"]) is one_click
             if not one_click:
                 assert msg["List-Unsubscribe-Post"] is None
+
+
+def test_a_message_built_with_set_header_like_the_confirmation_adds_no_bcc(smtp) -> None:
+    """What the web app's confirmation message must do: ``new_message`` and ``set_header`` for
+    every header; the newsletter's name in its Subject then cannot add a Bcc line."""
+    config = config_with(**{"newsletter.name": ATTACK_NAME,
+                            "newsletter.from": f"{ATTACK_NAME} <digest@example.org>"})
+    msg = new_message()
+    set_header(msg, "From", one_address(config["newsletter.from"], "newsletter.from"))
+    set_header(msg, "To", Address(display_name=ATTACK_NAME, addr_spec="eve@example.org"))
+    set_header(msg, "Subject", f"Confirm your subscription to {config['newsletter.name']}")
+    set_header(msg, "Auto-Submitted", "auto-generated")
+    msg.set_content("Confirm: https://papers.example.org/confirm/TOKEN\n")
+    received = through_smtp(smtp, "digest@example.org", "eve@example.org", msg.as_bytes())
+    assert sorted(received.keys()) == ["Auto-Submitted", "Content-Transfer-Encoding", "Content-Type", "From",
+                                       "MIME-Version", "Subject", "To"]
+    assert _words(received["Subject"]) == f"Confirm your subscription to {header_text(ATTACK_NAME)}"
+    assert [a.addr_spec for a in received["From"].addresses] == ["digest@example.org"]
+    assert [a.addr_spec for a in received["To"].addresses] == ["eve@example.org"]
+
+
+def test_set_header_refuses_a_message_with_another_policy() -> None:
+    with pytest.raises(TypeError, match="new_message"):
+        set_header(email.message.EmailMessage(), "Subject", "x")
+    with pytest.raises(TypeError, match="Address"):
+        set_header(new_message(), "To", "eve@example.org, other@example.org")
