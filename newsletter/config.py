@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import ConfigError, ConfigErrors
+from newsletter.files import not_regular_file
 
 ENV_PREFIX = "NEWSLETTER_"
 
@@ -36,6 +37,8 @@ class Setting:
     minimum: float | None = None
     maximum: float | None = None
     check: Callable[[Any], str | None] | None = None  # what is wrong with a value, or None
+    # "path" or "sqlite_url": a relative path in newsletter.toml is relative to that file.
+    path: str | None = None
 
     @property
     def name(self) -> str:
@@ -105,27 +108,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("newsletter", "base_url", str, "", "Where the web app answers (unsubscribe, confirm, archive); empty: mailto unsubscribe."),
     Setting("newsletter", "postal_address", str, "1 Example Street, City", "Postal address shown in the footer (required by anti-spam law)."),
     Setting("newsletter", "secret_key_env", str, "NEWSLETTER_SECRET_KEY", "Environment variable holding the key that signs tokens."),
-    Setting("newsletter", "templates", str, "", "Folder of your own templates; each file there overrides the default of that name."),
+    Setting("newsletter", "templates", str, "", "Folder of your own templates; each file there overrides the default of that name.",
+            path="path"),
     Setting("newsletter", "editor_note", str, "", "Markdown text, or a path to a Markdown file, shown at the top of the next issue."),
     # [sources]
     Setting("sources", "urls", list, [], "Paths or http(s) URLs ingested by `newsletter ingest` without arguments."),
     Setting("sources", "timeout_s", float, 20.0, "Timeout of one feed download, in seconds.", minimum=0.1),
     Setting("sources", "max_bytes", int, 20_000_000, "Largest feed accepted, in bytes.", minimum=1),
     # [issue]
-    Setting("issue", "days", int, 7, "The window a weekly issue draws from, in days.", minimum=1),
+    Setting("issue", "days", int, 7, "The window a weekly issue draws from, in days.", minimum=1, maximum=3650),
     Setting("issue", "max_papers", int, 10, "At most this many papers in one issue.", minimum=1),
     Setting("issue", "min_score", int, 0, "Papers with a known score below this are left out.", minimum=0),
     # [store]
-    Setting("store", "url", str, "sqlite:///newsletter.db", "SQLAlchemy URL of the store: a SQLite file or postgresql://..."),
+    Setting("store", "url", str, "sqlite:///newsletter.db", "SQLAlchemy URL of the store: a SQLite file or postgresql://...",
+            path="sqlite_url"),
     # [smtp]
     Setting("smtp", "host", str, "", "SMTP server; without it mail goes to the outbox folder."),
     Setting("smtp", "port", int, 587, "SMTP port.", minimum=1, maximum=65535),
     Setting("smtp", "security", str, "starttls", "starttls | tls | none (none only for a loopback host).", choices=("starttls", "tls", "none")),
     Setting("smtp", "username", str, "", "SMTP login; the password comes from NEWSLETTER_SMTP_PASSWORD."),
     Setting("smtp", "timeout_s", float, 30.0, "Timeout of one SMTP command, in seconds.", minimum=0.1),
-    Setting("smtp", "ca_file", str, "", "Extra CA certificate (PEM) to trust, for a private server."),
+    Setting("smtp", "ca_file", str, "", "Extra CA certificate (PEM) to trust, for a private server.", path="path"),
     # [delivery]
-    Setting("delivery", "outbox", str, "outbox", "Folder of .eml files: the default transport."),
+    Setting("delivery", "outbox", str, "outbox", "Folder of .eml files: the default transport.", path="path"),
     Setting("delivery", "concurrency", int, 4, "Parallel SMTP connections.", minimum=1),
     Setting("delivery", "rate_per_second", float, 10.0, "Messages per second, all workers together; 0: no limit.", minimum=0),
     Setting("delivery", "daily_cap", int, 0, "At most this many messages per 24 hours; 0: none.", minimum=0),
@@ -303,6 +308,9 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 
     if file_path.exists():
         used_path = file_path
+        problem = not_regular_file(file_path)
+        if problem:  # a FIFO would wait for a writer, /dev/zero never end
+            raise ConfigError(problem, where=str(file_path))
         try:
             text = file_path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
@@ -336,11 +344,15 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
                                               line=line))
                     continue
                 try:
-                    values[name] = _coerce(BY_NAME[name], raw, where=str(file_path), line=line)
+                    values[name] = _relative_to(file_path, BY_NAME[name],
+                                                _coerce(BY_NAME[name], raw, where=str(file_path), line=line))
                 except ConfigError as exc:
                     errors.append(exc)
                     continue
                 origins[name] = f"{file_path}:{line}" if line else str(file_path)
+        for setting in SETTINGS:  # the defaults' relative paths follow the file too
+            if setting.name not in origins:
+                values[setting.name] = _relative_to(file_path, setting, values[setting.name])
     elif explicit:
         raise ConfigError("no such configuration file", where=str(file_path))
 
@@ -362,6 +374,27 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     config = Config(values, origins, used_path, frozenset(present))
     config.warnings = _unknown_environment(env, values)
     return config.with_overrides(overrides or {})
+
+
+def _relative_to(config_file: Path, setting: Setting, value: Any) -> Any:
+    """A relative path from the file made relative to the file's folder, not to wherever the
+    command runs (``--config ../site/newsletter.toml`` must not make a new empty store here).
+    Values from the environment and flags are the user's own: they stay relative to the
+    current folder."""
+    if setting.path is None or not isinstance(value, str) or not value.strip():
+        return value
+    folder = config_file.parent
+    if setting.path == "path":
+        path = Path(value).expanduser()
+        return value if path.is_absolute() else str(folder / path)
+    prefix, sep, rest = value.partition(":///")   # sqlite:///relative.db, sqlite+pysqlite:///...
+    if not prefix.startswith("sqlite") or not sep or not rest or rest.startswith((":memory:", "file:")):
+        return value
+    path_text, query_sep, query = rest.partition("?")
+    path = Path(path_text).expanduser()
+    if path.is_absolute():
+        return value
+    return f"{prefix}:///{folder / path}{query_sep}{query}"
 
 
 # Read from the environment but not settings: the secrets and the configuration file's path.

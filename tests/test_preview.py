@@ -68,6 +68,10 @@ def test_init_config_lists_every_setting_and_loads_as_defaults(tmp_path):
     config = load_config(tmp_path / "newsletter.toml", env={})
     for setting in SETTINGS:
         expected = "templates" if setting.name == "newsletter.templates" else setting.default
+        if setting.path == "path" and expected:  # relative paths follow the file, defaults too
+            expected = str(tmp_path / expected)
+        elif setting.path == "sqlite_url":
+            expected = f"sqlite:///{tmp_path / 'newsletter.db'}"
         assert config[setting.name] == expected, setting.name
     assert not config.smtp_enabled
 

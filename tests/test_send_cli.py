@@ -29,7 +29,8 @@ def setup_store(tmp_path: Path, smtp_port: int | None = None, extra: str = "", c
     text = f'[store]\nurl = "sqlite:///{tmp_path / "nl.db"}"\n[delivery]\noutbox = "{tmp_path / "outbox"}"\n' \
            f'rate_per_second = 0\nconcurrency = {concurrency}\n{extra}'
     if smtp_port is not None:
-        text = LIVE_SETTINGS + text
+        # A real SMTP send needs go-live settings; an [newsletter] section in ``extra`` gets them too.
+        text = text.replace("[newsletter]\n", LIVE_SETTINGS) if "[newsletter]\n" in text else LIVE_SETTINGS + text
         text += f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\nsecurity = "none"\ntimeout_s = 5\n'
     path = tmp_path / "newsletter.toml"
     path.write_text(text, encoding="utf-8")

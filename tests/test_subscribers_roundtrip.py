@@ -18,7 +18,7 @@ from newsletter.store import open_store
 from newsletter.store.subscribers import list_subscribers
 from newsletter.subscribers.addresses import check_address, clean_name, email_key
 from newsletter.subscribers.exporter import export_subscribers
-from newsletter.subscribers.formats import OUR_COLUMNS
+from newsletter.subscribers.formats import OUR_COLUMNS, escape_cell
 from newsletter.subscribers.importer import import_subscribers
 
 LOCAL_CHARS = "abcXYZ019!#$%&'*+-/=?^_`{|}~éüßñ田中Дж"
@@ -26,7 +26,9 @@ DOMAINS = ("example.org", "EXAMPLE.com", "mail.example.net", "bücher.example", 
 
 local_parts = st.lists(st.text(alphabet=LOCAL_CHARS, min_size=1, max_size=12), min_size=1, max_size=3).map(".".join)
 addresses = st.builds(lambda local, domain: f"{local}@{domain}", local_parts, st.sampled_from(DOMAINS))
-names = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+names = st.one_of(st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
+                  st.tuples(st.sampled_from(["=", "+", "-", "@", "\t", "\r", "'", "''", "'="]), st.text(max_size=10))
+                  .map("".join))
 attributes = st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=12), max_size=3)
 people = st.lists(st.tuples(addresses, names, st.sampled_from(SUBSCRIBER_STATUSES), attributes), max_size=12)
 
@@ -53,7 +55,8 @@ def test_import_export_import_gives_the_same_list(rows: list) -> None:  # type: 
             writer = csv.writer(out)
             writer.writerow(OUR_COLUMNS)
             for normalized, name, status, attrs in unique.values():
-                writer.writerow((normalized, name, status, "", "", "", "", json.dumps(attrs) if attrs else ""))
+                writer.writerow([escape_cell(cell) for cell in (
+                    normalized, name, status, "", "", "", "", json.dumps(attrs) if attrs else "")])
         first = open_store(f"sqlite:///{tmp}/first.db")
         second = open_store(f"sqlite:///{tmp}/second.db")
         try:

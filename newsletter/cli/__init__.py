@@ -43,7 +43,10 @@ class AppContext:
 
     @cached_property
     def store(self) -> Store:
-        return open_store(self.config.store_url)
+        store = open_store(self.config.store_url)
+        for warning in store.warnings:
+            err_console.print(f"Warning: {warning}", markup=False, soft_wrap=True, style="yellow")
+        return store
 
 
 pass_app = click.make_pass_decorator(AppContext)

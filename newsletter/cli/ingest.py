@@ -88,7 +88,7 @@ def ingest_command(app: AppContext, sources: tuple[str, ...], base_url: str | No
             err_console.print(f"Error: {error}", markup=False, style="bold red", soft_wrap=True)
     console.print(f"{report.total('new')} new, {report.total('updated')} updated, "
                   f"{report.total('unchanged')} unchanged, {report.total('skipped')} skipped, "
-                  f"{len(report.errors)} failed source(s); store: {store.url}", markup=False, soft_wrap=True)
+                  f"{len(report.errors)} failed source(s); store: {store.shown_url}", markup=False, soft_wrap=True)
     if report.failed:
         sys.exit(1)
 
@@ -123,7 +123,7 @@ def papers_command(app: AppContext, as_json: bool, limit: int | None) -> None:
         table.add_row(p.published_at.date().isoformat() if p.published_at else "",
                       "" if p.score is None else str(p.score), p.title, p.id)
     console.print(table, markup=False)
-    console.print(f"{len(found)} paper(s) in {app.store.url}", markup=False)
+    console.print(f"{len(found)} paper(s) in {app.store.shown_url}", markup=False)
 
 
 def paper_to_json(paper) -> dict:  # type: ignore[no-untyped-def]

@@ -67,7 +67,7 @@ def _run(store: "Store", config: "Config", plan: "SchedulePlan", once: bool, sto
     from newsletter.store.locks import StoreLock
 
     with StoreLock(store) as lock:
-        console.print(f"Scheduler lock held by {lock.holder} on {store.url}", markup=False, soft_wrap=True)
+        console.print(f"Scheduler lock held by {lock.holder} on {store.shown_url}", markup=False, soft_wrap=True)
         scheduler = Scheduler(plan, pipeline_jobs(store, config, stop), StoreState(store))
         if once:
             outcomes = scheduler.catch_up(stop=stop)

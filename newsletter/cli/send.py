@@ -236,7 +236,7 @@ def issues_command(app: AppContext, as_json: bool) -> None:
         table.add_row(str(row["number"]), row["key"], row["status"], *(str(d[c]) for c in shown),
                       row["last_sent_at"].strftime("%Y-%m-%d %H:%M") if row["last_sent_at"] else "")
     console.print(table, markup=False)
-    console.print(f"{len(found)} issue(s) in {app.store.url}", markup=False)
+    console.print(f"{len(found)} issue(s) in {app.store.shown_url}", markup=False)
 
 
 @click.command("check")

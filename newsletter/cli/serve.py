@@ -37,7 +37,7 @@ def serve(app: AppContext, host: str | None, port: int | None, forwarded_allow_i
     listen_port = sock.getsockname()[1]
     shown_host = f"[{listen_host}]" if ":" in listen_host else listen_host
     where = f"http://{shown_host}:{listen_port}"
-    console.print(f"Serving {config['newsletter.name']} on {where} (store {config.store_url})", markup=False)
+    console.print(f"Serving {config['newsletter.name']} on {where} (store {app.store.shown_url})", markup=False)
     base_url = config["newsletter.base_url"]
     if base_url:
         console.print(f"Links in messages point to {base_url}")

@@ -22,6 +22,8 @@ from rich.table import Table
 
 from newsletter.cli import AppContext, console, err_console, pass_app
 from newsletter.errors import ImportRowsError, SubscriberError
+from newsletter.files import open_private_text
+from newsletter.subscribers.addresses import MAX_NAME_CHARS, bounded_name
 from newsletter.models import SUBSCRIBER_STATUSES, Subscriber
 from newsletter.store import subscribers as store_subscribers
 from newsletter.subscribers.exporter import export_subscribers
@@ -63,9 +65,18 @@ def subscribers() -> None:
     """
 
 
+def _name_option(value: str) -> str:
+    """``--name``, bounded like the web form's name field."""
+    try:
+        return bounded_name(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @subscribers.command("add")
 @click.argument("email")
-@click.option("--name", default="", help="The subscriber's name (any script; kept as given).")
+@click.option("--name", default="", callback=lambda ctx, param, value: _name_option(value),
+              help=f"The subscriber's name (any script; kept as given; at most {MAX_NAME_CHARS} characters).")
 @click.option("--pending", is_flag=True, help="Add as pending (asked, not yet confirmed) instead of active.")
 @pass_app
 def add_command(app: AppContext, email: str, name: str, pending: bool) -> None:
@@ -79,7 +90,7 @@ def add_command(app: AppContext, email: str, name: str, pending: bool) -> None:
         s = store_subscribers.add_subscriber(conn, email, name=name, status="pending" if pending else "active",
                                              detail="added by command line")
     console.print(f"Added {escape(s.email)} ({s.status})" + (f", name {escape(s.name)}" if s.name else "")
-                  + f" to {escape(app.config.store_url)}")
+                  + f" to {escape(app.store.shown_url)}")
 
 
 @subscribers.command("remove")
@@ -257,7 +268,7 @@ def export_command(app: AppContext, file: Path | None, status: str | None) -> No
         return
     partial = file.with_name(file.name + ".partial")
     try:
-        with partial.open("w", newline="", encoding="utf-8") as out:
+        with open_private_text(partial) as out:  # every address on the list: for the operator only
             count = export_subscribers(app.store, out, status=status)
         os.replace(partial, file)  # an interrupted export never leaves half a file under the real name
     except OSError as exc:

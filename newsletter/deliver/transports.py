@@ -45,6 +45,7 @@ from typing import Mapping, Protocol, Sequence
 
 from newsletter.config import Config
 from newsletter.errors import ConfigError, DeliveryError
+from newsletter.files import private_folder
 from newsletter.net import is_loopback
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
@@ -131,7 +132,7 @@ class OutboxTransport:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private_folder(self.folder)
         except OSError as exc:
             raise DeliveryError(f"cannot create the outbox folder: {exc.strerror}", where=str(self.folder)) from None
         self.destination = str(self.folder.resolve())

@@ -15,15 +15,14 @@ Two ways to build the same message:
     around each token (``Base64Splice``). A test builds many subscribers with awkward names
     and addresses both ways and checks the bytes parse to the same message.
 
-No per-subscriber value reaches a header as raw text: names are folded to one line with control
-characters removed, the To header of anything but a plain name and address is produced by the
-email package's own folding, and addresses with CR, LF or other unsafe characters are refused.
-
-Both paths write ``List-Unsubscribe: <URL>`` on one line (up to 998 octets, RFC 5322): left to
-itself the email package RFC 2047-encodes a word too long to fold (``=?utf-8?q?=3Chttps...?=``),
-which no mail client can use for one-click unsubscribe. ``_MessagePolicy`` is the email
-package's policy with just that exception; an internationalised address (SMTPUTF8: raw UTF-8 in
-To) takes the reference path with it.
+No value from configuration, a feed or a reader reaches a header as raw text: every header is
+set with ``newsletter.render.headers.set_header`` and written by its ``HeaderPolicy`` (one line,
+no control characters, no encoded word to decode, display names that always parse back to one
+address); the fast path's To line is that policy's own ``address_line``. Addresses with CR, LF
+or other unsafe characters are refused. ``List-Unsubscribe: <URL>`` is written on one line
+(up to 998 octets, RFC 5322), never as RFC 2047 encoded words no mail client could use for
+one-click unsubscribe; ``List-Unsubscribe-Post`` is added only beside an https URL (RFC 8058).
+An internationalised address (SMTPUTF8: raw UTF-8 in To) takes the reference path.
 """
 
 from __future__ import annotations
@@ -33,55 +32,22 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, make_msgid
 from urllib.parse import quote
 
 from newsletter.config import Config
 from newsletter.errors import RenderError
 from newsletter.models import RenderedIssue, Subscriber
 from newsletter.render import placeholders
+from newsletter.render.headers import (SMTP_POLICY, SMTPUTF8_POLICY, UNSAFE_ADDRESS, address_line,
+                                        header_text, new_message, one_address, set_header)
 from newsletter.tokens import Signer
 
 LIST_UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
-_UNFOLDED_URL = re.compile(r"<[^\s<>]+>")
 
 
-class _MessagePolicy(email_policy.EmailPolicy):
-    """``email.policy.SMTP`` (or ``SMTPUTF8``), except that a ``List-Unsubscribe: <URL>`` is
-    written as it is, unfolded, as long as the line fits in 998 octets.
-
-    The standard policy folds at 78 characters and, finding no space in a long URL, turns it
-    into RFC 2047 encoded words, which a header of URLs does not allow (RFC 2369) and which
-    breaks one-click unsubscribe. Any other header, or a value that is not one ``<URL>``, is
-    folded as usual.
-    """
-
-    def _as_is(self, name: str, value: object) -> str | None:
-        if name.lower() != "list-unsubscribe":
-            return None
-        text = str(value)
-        if not _UNFOLDED_URL.fullmatch(text) or not (text.isascii() or self.utf8):
-            return None
-        line = f"{name}: {text}"
-        if len(line.encode("utf-8")) > 998:
-            return None
-        return line + self.linesep
-
-    def fold(self, name: str, value: str) -> str:
-        return self._as_is(name, value) or super().fold(name, value)
-
-    def fold_binary(self, name: str, value: str) -> bytes:
-        line = self._as_is(name, value)
-        if line is None:
-            return super().fold_binary(name, value)
-        return line.encode("utf-8" if self.utf8 else "ascii")
-
-
-SMTP_POLICY = _MessagePolicy(linesep="\r\n")          # email.policy.SMTP, plus the above
-SMTPUTF8_POLICY = SMTP_POLICY.clone(utf8=True)          # email.policy.SMTPUTF8, plus the above
 
 _TO_SENTINEL = "xnl-to@placeholder.invalid"
 _MSGID_SENTINEL = "<xnl-message-id@placeholder.invalid>"
@@ -89,9 +55,6 @@ _UNSUB_SENTINEL = "<https://placeholder.invalid/xnl-unsubscribe>"
 _TEXT_SENTINEL = "XNLTEXTBODYX"
 _HTML_SENTINEL = "XNLHTMLBODYX"
 
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
-_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+")
-_UNSAFE_ADDRESS = re.compile(r"[\x00-\x20\x7f<>,;\"\\()\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -102,18 +65,6 @@ class OutgoingMessage:
     sender: str
     recipient: str
     data: bytes
-
-
-def _one_address(value: str, setting: str) -> Address:
-    """The single address in ``value`` (From, Reply-To), checked by the email package's parser."""
-    if "\r" in value or "\n" in value:
-        raise RenderError("line breaks are not allowed in an address", where=setting)
-    header = SMTP_POLICY.header_factory(setting.split(".")[-1].replace("_", "-"), value)
-    addresses = getattr(header, "addresses", ())
-    if len(addresses) != 1 or header.defects or not addresses[0].domain:
-        raise RenderError(f"expected exactly one address like 'Name <user@example.org>', got {value!r}",
-                          where=setting)
-    return addresses[0]
 
 
 def list_label(name: str) -> str:
@@ -194,8 +145,8 @@ class MessageFactory:
                  *, now: datetime | None = None) -> None:
         self.rendered = rendered
         self.signer = signer
-        self.from_address = _one_address(config["newsletter.from"], "newsletter.from")
-        self.reply_to = (_one_address(config["newsletter.reply_to"], "newsletter.reply_to")
+        self.from_address = one_address(config["newsletter.from"], "newsletter.from")
+        self.reply_to = (one_address(config["newsletter.reply_to"], "newsletter.reply_to")
                          if config["newsletter.reply_to"] else None)
         self.sender = self.from_address.addr_spec
         self.domain = self.from_address.domain
@@ -203,14 +154,17 @@ class MessageFactory:
         if self.base_url and not re.match(r"^https?://[^\s<>\"']+$", self.base_url):
             raise RenderError(f"expected an absolute URL such as https://papers.example.org, got {self.base_url!r}",
                               where="newsletter.base_url")
-        name = " ".join(config["newsletter.name"].split())
+        # RFC 8058: one-click unsubscribe is a POST to an https URL; a mailto: or plain http
+        # List-Unsubscribe (a loopback base_url while testing) is sent without the -Post header.
+        self.one_click = self.base_url.startswith("https://")
+        name = header_text(config["newsletter.name"])
         self.list_id = f"{name} <{list_label(name)}.{self.domain}>"
         # Each message is dated when it is built: a send held back by a rate limit can take hours,
         # and a Date hours before the message reaches the server is a spam sign. ``now`` fixes
         # the date (previews, tests); the formatted line is cached for the second it names.
         self._fixed_date = format_datetime(now.astimezone(timezone.utc), usegmt=True) if now else None
         self._date_cache: tuple[int, bytes] = (-1, b"")
-        self.subject = placeholders.header_text(rendered.subject)
+        self.subject = header_text(rendered.subject)
         self._html_body = Base64Splice(_crlf_body(rendered.html), placeholders.TOKENS)
         self._text_body = Base64Splice(_crlf_body(rendered.text), placeholders.TOKENS)
         self._build_skeleton()
@@ -264,22 +218,23 @@ class MessageFactory:
 
     @staticmethod
     def _check_address(email: str) -> None:
-        if not email or _UNSAFE_ADDRESS.search(email) or email.count("@") != 1:
+        if not email or UNSAFE_ADDRESS.search(email) or email.count("@") != 1:
             raise RenderError("not a deliverable address for a message header", where=repr(email))
 
     # -- the reference path ----------------------------------------------------------------
 
-    def _headers(self, msg: EmailMessage, *, to: Address | str, message_id: str, unsubscribe: str) -> None:
-        msg["From"] = self.from_address
-        msg["To"] = to
-        msg["Subject"] = self.subject
-        msg["Date"] = self.date()
-        msg["Message-ID"] = message_id
+    def _headers(self, msg: EmailMessage, *, to: Address, message_id: str, unsubscribe: str) -> None:
+        set_header(msg, "From", self.from_address)
+        set_header(msg, "To", to)
+        set_header(msg, "Subject", self.subject)
+        set_header(msg, "Date", self.date())
+        set_header(msg, "Message-ID", message_id)
         if self.reply_to is not None:
-            msg["Reply-To"] = self.reply_to
-        msg["List-Id"] = self.list_id
-        msg["List-Unsubscribe"] = unsubscribe
-        msg["List-Unsubscribe-Post"] = LIST_UNSUBSCRIBE_POST
+            set_header(msg, "Reply-To", self.reply_to)
+        set_header(msg, "List-Id", self.list_id)
+        set_header(msg, "List-Unsubscribe", unsubscribe)
+        if self.one_click:
+            set_header(msg, "List-Unsubscribe-Post", LIST_UNSUBSCRIBE_POST)
 
     def _to(self, subscriber: Subscriber) -> Address:
         self._check_address(subscriber.email)
@@ -297,7 +252,7 @@ class MessageFactory:
         """The subscriber's message built the plain way: a fresh ``EmailMessage``."""
         html, text = self.personalised_parts(subscriber)
         is_ascii = subscriber.email.isascii()
-        msg = EmailMessage(policy=SMTP_POLICY if is_ascii else SMTPUTF8_POLICY)
+        msg = new_message(utf8=not is_ascii)
         self._headers(msg, to=self._to(subscriber), message_id=message_id or make_msgid(domain=self.domain),
                       unsubscribe=f"<{self.unsubscribe_url(subscriber.email)}>")
         msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
@@ -307,8 +262,8 @@ class MessageFactory:
     # -- the fast path ---------------------------------------------------------------------
 
     def _build_skeleton(self) -> None:
-        msg = EmailMessage(policy=SMTP_POLICY)
-        self._headers(msg, to=_TO_SENTINEL, message_id=_MSGID_SENTINEL, unsubscribe=_UNSUB_SENTINEL)
+        msg = new_message()
+        self._headers(msg, to=Address(addr_spec=_TO_SENTINEL), message_id=_MSGID_SENTINEL, unsubscribe=_UNSUB_SENTINEL)
         msg.set_content(_TEXT_SENTINEL, subtype="plain", charset="utf-8", cte="7bit")
         msg.add_alternative(_HTML_SENTINEL, subtype="html", charset="utf-8", cte="7bit")
         for part in msg.iter_parts():
@@ -328,17 +283,10 @@ class MessageFactory:
         self._pieces = tuple(pieces)
 
     def _to_line(self, subscriber: Subscriber) -> bytes:
+        """The To line the reference path writes (``address_line``), without building an
+        ``EmailMessage``; only ASCII addresses come here (``_check_address`` ran in ``personal``)."""
         name = placeholders.clean_name(subscriber.name, fallback="")
-        email = subscriber.email
-        if _PLAIN_ADDRESS.fullmatch(email) and (not name or _PLAIN_NAME.fullmatch(name)):
-            line = f"To: {name} <{email}>\r\n" if name else f"To: {email}\r\n"
-            if len(line) <= 78:
-                return line.encode("ascii")
-        if "=?" not in name:
-            # Quotes, commas, non-ASCII (RFC 2047 encoded word): the standard library's formatter.
-            return f"To: {formataddr((name, email), charset='utf-8')}\r\n".encode("ascii")
-        # A name that looks like an encoded word: the email package's own folding protects it.
-        return SMTP_POLICY.fold_binary("To", SMTP_POLICY.header_factory("To", str(self._to(subscriber))))
+        return address_line("To", [(name, subscriber.email)]).encode("ascii")
 
     def build(self, subscriber: Subscriber, message_id: str | None = None) -> OutgoingMessage:
         """This subscriber's message as bytes ready for SMTP (CRLF line ends)."""

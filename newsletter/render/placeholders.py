@@ -11,14 +11,14 @@ import html
 import re
 from dataclasses import dataclass
 
+from newsletter.render.headers import header_text  # noqa: F401  (the one header-cleaning function; imported from here too)
+
 NAME = "XNLNAMEX"
 EMAIL = "XNLEMAILX"
 UNSUBSCRIBE_URL = "XNLUNSUBSCRIBEURLX"
 PREFERENCES_URL = "XNLPREFERENCESURLX"
 TOKENS: tuple[str, ...] = (NAME, EMAIL, UNSUBSCRIBE_URL, PREFERENCES_URL)
 
-_WHITESPACE = re.compile(r"\s+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _TOKEN_RE = re.compile("|".join(TOKENS))
 
 
@@ -33,23 +33,10 @@ def has_token(text: str) -> bool:
     return _TOKEN_RE.search(text) is not None
 
 
-def header_text(text: str) -> str:
-    """Untrusted text (a title in the Subject, a name in To) made safe for a header value: one
-    line, no control characters, and no RFC 2047 encoded word.
-
-    The email package decodes any ``=?charset?b?...?=`` it is given in a header value and writes
-    what it decoded out as is: a CR/LF, a ``Bcc:`` line or a second address hidden in a title or
-    a name would reach the message. Breaking every ``=?`` into ``= ?`` keeps the text readable
-    and leaves nothing to decode.
-    """
-    folded = _WHITESPACE.sub(" ", _CONTROL.sub(" ", text or "")).strip()
-    return folded.replace("=?", "= ?")
-
-
 def clean_name(name: str, *, fallback: str = "there", max_chars: int = 80) -> str:
     """A display name safe for a greeting and a To header: ``header_text``, length capped (the
     fast message path relies on short lines)."""
-    return defuse_tokens(header_text(name)[:max_chars].strip()) or fallback
+    return defuse_tokens(header_text(name, max_chars=max_chars)) or fallback
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from newsletter.config import Config
 from newsletter.errors import RenderError
+from newsletter.files import private_folder, write_private_file
 from newsletter.models import RenderedIssue, Subscriber
 from newsletter.render.issue import html_size_bytes, size_warning
 from newsletter.render.messages import MessageFactory
@@ -38,12 +39,13 @@ def write_preview(rendered: RenderedIssue, config: Config, signer: Signer, out_d
     message = factory.build(subscriber)
     out_dir = Path(out_dir)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        # A preview holds a reader's address and working unsubscribe/preferences links.
+        private_folder(out_dir)
         key = rendered.issue.key
         paths = (out_dir / f"{key}.html", out_dir / f"{key}.txt", out_dir / f"{key}.eml")
-        paths[0].write_text(html, encoding="utf-8")
-        paths[1].write_text(text, encoding="utf-8")
-        paths[2].write_bytes(message.data)
+        write_private_file(paths[0], html.encode("utf-8"))
+        write_private_file(paths[1], text.encode("utf-8"))
+        write_private_file(paths[2], message.data)
     except OSError as exc:
         raise RenderError(f"cannot write the preview: {exc.strerror}", where=str(out_dir)) from None
     return PreviewFiles(issue_key=key, subject=rendered.subject, html=paths[0], text=paths[1], eml=paths[2],

@@ -36,14 +36,10 @@ def default_templates_dir() -> Path:
 
 
 def operator_templates_dir(config: Config) -> Path | None:
-    """``newsletter.templates`` as a path; relative to the configuration file, like other paths."""
+    """``newsletter.templates`` as a path (one from newsletter.toml is already relative to that
+    file: ``load_config``)."""
     value = (config["newsletter.templates"] or "").strip()
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    if not path.is_absolute() and config.path is not None:
-        path = config.path.parent / path
-    return path
+    return Path(value).expanduser() if value else None
 
 
 def _autoescape(name: str | None) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from newsletter import __version__
 from newsletter.errors import SourceError
+from newsletter.files import not_regular_file
 
 USER_AGENT = f"newsletter/{__version__}"
 _CHUNK = 64 * 1024
@@ -58,10 +59,11 @@ def read_file(path: str | Path, *, max_bytes: int, where: str | None = None) -> 
     """A file's bytes, refused before reading when larger than ``max_bytes``."""
     where = where or str(path)
     p = Path(path)
+    problem = not_regular_file(p)
+    if problem:
+        raise SourceError(problem, where=where)
     try:
         size = p.stat().st_size
-        if p.is_dir():
-            raise SourceError("is a folder, not a file", where=where)
         if size > max_bytes:
             raise SourceError(f"too large: {size:,} bytes (limit {max_bytes:,}, see sources.max_bytes)", where=where)
         with p.open("rb") as fh:

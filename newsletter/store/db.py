@@ -18,9 +18,11 @@ from typing import Iterator
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, event, select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from newsletter.errors import StoreError
+from newsletter.files import create_private_file, readable_by_others
 from newsletter.store.schema import MIGRATIONS
 from newsletter.store.spool import UnsubscribeSpool, spool_path_for
 
@@ -51,8 +53,14 @@ _DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary",
 
 
 def without_password(url: str) -> str:
-    """The URL as it may be shown in a message: a password in it replaced by ***."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """The store URL as it may be shown anywhere (a message, an error, a log line): its password
+    replaced by ``***``. The one way a URL is shown: a password printed once ends up in a
+    terminal's scrollback, a cron mail or a CI log."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError, TypeError):
+        # Not a URL SQLAlchemy can read: hide whatever sits between "user:" and "@".
+        return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -76,18 +84,36 @@ def _forget_pool(engine_ref: "weakref.ref[Engine]") -> None:
         engine.dispose(close=False)
 
 
+def _prepare_sqlite_file(path: Path) -> tuple[str, ...]:
+    """Create the SQLite file readable by its owner only before the driver would (it holds the
+    signing key and every address; SQLite itself gives its -wal and -shm files the same
+    permissions); a warning when an existing one is readable by others."""
+    parent = path.resolve().parent
+    if not parent.exists():
+        raise StoreError("the folder for the SQLite file does not exist", where=str(parent))
+    try:
+        if create_private_file(path):
+            return ()
+    except OSError as exc:
+        raise StoreError(f"cannot create the store file: {exc.strerror}", where=str(path)) from None
+    if readable_by_others(path):
+        return (f"{path}: the store is readable by other users (it holds every address and the signing key); "
+                f"run: chmod 600 {path}",)
+    return ()
+
+
 class Store:
     """A handle on the store. Create one per process; it is cheap and thread-safe."""
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.shown_url = without_password(url)  # never print ``url``: it may hold a password
         self.is_sqlite = url.startswith("sqlite")
+        self.warnings: tuple[str, ...] = ()  # for the command line to print, one line each
         if self.is_sqlite:
-            path = url.split(":///", 1)[1] if ":///" in url else ""
+            path = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""
             if path and path != ":memory:":
-                parent = Path(path).expanduser().resolve().parent
-                if not parent.exists():
-                    raise StoreError("the folder for the SQLite file does not exist", where=str(parent))
+                self.warnings = _prepare_sqlite_file(Path(path).expanduser())
         try:
             # Pooled connections: opening one costs the PRAGMAs, and closing the last one
             # checkpoints and deletes the WAL (measured 0.5-0.9 ms per empty transaction without a
@@ -95,13 +121,14 @@ class Store:
             kwargs = {"pool_size": 8, "max_overflow": -1} if self.is_sqlite and not url.endswith(":memory:") else {}
             self.engine: Engine = create_engine(url, **kwargs)
         except (SQLAlchemyError, ValueError) as exc:
-            raise StoreError(f"cannot open the store: {exc}", where=url) from None
+            raise StoreError(f"cannot open the store: {str(exc).replace(url, self.shown_url)}",
+                             where=self.shown_url) from None
         except ImportError as exc:  # a database whose Python driver is not installed
             scheme = url.split(":", 1)[0]
             package = _DRIVER_PACKAGES.get(exc.name or "", exc.name)
             raise StoreError(f"the Python driver for {scheme}:// is not installed (no module named {exc.name!r}): "
                              f"pip install '{package}', or use a sqlite:/// URL",
-                             where=without_password(url)) from None
+                             where=self.shown_url) from None
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -138,7 +165,8 @@ class Store:
                         number=number, description=description, applied_at=utcnow()))
                     applied.append(number)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot migrate the store: {exc}", where=self.url) from None
+            raise StoreError(f"cannot migrate the store: {str(exc).replace(self.url, self.shown_url)}",
+                             where=self.shown_url) from None
         return applied
 
     def dispose(self) -> None:

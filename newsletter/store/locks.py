@@ -118,7 +118,7 @@ def acquire_lock(store: Store, name: str = SCHEDULER_LOCK, *, holder: str | None
             current = _read(conn, name)
             if current is not None:
                 if not is_stale(current, now=now, stale_after_s=stale_after_s):
-                    raise LockedError(_describe(current, now), where=store.url)
+                    raise LockedError(_describe(current, now), where=store.shown_url)
                 log.warning("taking over the %s lock from stale holder %s", name, current.holder)
                 conn.execute(delete(locks).where(locks.c.name == name))
             conn.execute(insert(locks).values(name=name, holder=holder, acquired_at=now, heartbeat_at=now))
@@ -127,8 +127,8 @@ def acquire_lock(store: Store, name: str = SCHEDULER_LOCK, *, holder: str | None
         current = lock_holder(store, name)
         if current is None:
             raise LockedError(f"the {name} lock was taken by another process at the same time",
-                              where=store.url) from None
-        raise LockedError(_describe(current, now), where=store.url) from None
+                              where=store.shown_url) from None
+        raise LockedError(_describe(current, now), where=store.shown_url) from None
     return LockInfo(name, holder, now, now)
 
 

@@ -85,3 +85,25 @@ def clean_name(text: str) -> str:
     if not text.isprintable():
         text = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")
     return " ".join(text.split())
+
+
+# A reader's name is shown beside their address (To, greetings, pages); the web form and every
+# command take the same limit. Attributes are a few key/values, not a place for a file.
+MAX_NAME_CHARS = 100
+MAX_ATTRIBUTES_CHARS = 10_000
+# How much of a bad value an error message quotes (an address may be 254 characters, shown
+# whole): a 10 MB field must not become 10 MB of output.
+SHOWN_CHARS = 256
+
+
+def bounded_name(text: str) -> str:
+    """``clean_name(text)``, or ``ValueError`` when it is longer than ``MAX_NAME_CHARS``."""
+    name = clean_name(text)
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"the name is longer than {MAX_NAME_CHARS} characters ({len(name):,})")
+    return name
+
+
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters for a message, saying how long it really was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

