@@ -61,7 +61,7 @@ def subscribers(count: int) -> list[Subscriber]:
 def naive_message(rendered, config, signer: Signer, sub: Subscriber) -> bytes:  # type: ignore[no-untyped-def]
     """A fresh EmailMessage per subscriber from the issue rendered and inlined once."""
     url = f"{config['newsletter.base_url']}/unsubscribe/{signer.unsubscribe_token(sub.email)}"
-    values = placeholders.Personal(name=placeholders.clean_name(sub.name), email=sub.email, unsubscribe_url=url)
+    values = placeholders.Personal(name=placeholders.greeting_name(sub.name), email=sub.email, unsubscribe_url=url)
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = config["newsletter.from"]
     msg["To"] = f"{sub.name} <{sub.email}>" if sub.name and "," not in sub.name and '"' not in sub.name else sub.email

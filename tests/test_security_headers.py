@@ -25,7 +25,7 @@ from newsletter.models import Paper, RenderedIssue, Subscriber
 from newsletter.render.headers import new_message, one_address, set_header
 from newsletter.render.issue import render_issue
 from newsletter.render.messages import MessageFactory
-from newsletter.render.placeholders import clean_name, header_text
+from newsletter.render.placeholders import greeting_name, header_text
 from newsletter.tokens import Signer
 from test_deliver_support import RecordingHandler, SmtpServer
 from test_render import NOW, SECRET, make_issue
@@ -113,7 +113,7 @@ def test_every_header_we_write_parses_back_as_set(smtp, name, from_name, reply_n
             ["From", "To", "Subject", "Date", "Message-ID", "Reply-To", "List-Id", "List-Unsubscribe",
              "List-Unsubscribe-Post", "MIME-Version", "Content-Type"]), msg.keys()
         assert [a.addr_spec for a in msg["To"].addresses] == [address]
-        assert _squash(msg["To"].addresses[0].display_name) == _squash(clean_name(reader, fallback=""))
+        assert _squash(msg["To"].addresses[0].display_name) == _squash(greeting_name(reader, fallback=""))
         assert [a.addr_spec for a in msg["From"].addresses] == ["digest@example.org"]
         assert [a.addr_spec for a in msg["Reply-To"].addresses] == ["editor@example.org"]
         assert _words(msg["Subject"]) == header_text(title)

@@ -170,3 +170,12 @@ def test_clean_name_keeps_unicode_on_one_line() -> None:
     assert clean_name("Evil\r\nBcc: x@example.org") == "Evil Bcc: x@example.org"
     assert clean_name("a\x00b\u2028c\x1bd") == "ab cd"
     assert clean_name("محمد 👩\u200d🔬 می\u200cخواهم") == "محمد 👩\u200d🔬 می\u200cخواهم"
+
+
+@pytest.mark.parametrize("address", ["=?utf-8?b?YWRhQGV2aWwuZXhhbXBsZQ==?=@example.com", "x=?iso-8859-1?q?a?=y@example.org"])
+def test_an_encoded_word_in_the_local_part_is_refused_everywhere(address: str) -> None:
+    """Valid to email-validator, but a mail program decodes it into another address: refused by
+    the one check every path uses (CLI, import, web), not only by the web form."""
+    with pytest.raises(ValueError, match="encoded word"):
+        check_address(address)
+    assert check_address("!#$%&'*+-/=?^_`.{|}~@example.tld")  # "=?" alone is not an encoded word

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import email
+import re
 import email.policy
 import logging
 import sqlite3
@@ -489,3 +490,28 @@ def test_a_slash_redirect_never_uses_the_host_header(tmp_path: Path, db_url: str
             response = site.client.get(path, headers={"Host": "evil.example.com"})
             assert response.status_code == 308, path
             assert response.headers["location"] == (site.url if base_url else "") + target
+
+
+def test_an_encoded_word_in_the_newsletter_name_adds_no_header_to_a_confirmation(
+        tmp_path: Path, db_url: str, store: Store, inbox: tuple[Inbox, int]) -> None:
+    """``newsletter.name`` holding ``=?utf-8?b?...?=`` that decodes to CRLF + ``Bcc:``: the
+    confirmation's Subject keeps it as text; no Bcc line, one Subject, through the real SMTP
+    server."""
+    handler, port = inbox
+    attack = "News =?utf-8?b?DQpCY2M6IG5hbWVAZXZpbC5leGFtcGxl?="
+    server = BackgroundServer()
+    config = make_config(tmp_path, db_url, f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n')
+    config = config.with_overrides({"newsletter.name": attack})
+    server.start(create_app(config, store))
+    site = Site(config, store, server, tmp_path / "outbox")
+    try:
+        assert site.subscribe("ada@example.org", name="Ada =?utf-8?b?DQpCY2M6IHhAZXZpbC5leGFtcGxl?=").status_code == 200
+    finally:
+        site.client.close()
+        server.stop()
+    [raw] = handler.messages
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert not re.search(rb"(?im)^bcc:", head), head
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert len(message.get_all("Subject")) == 1 and "evil" not in str(message["To"].addresses[0].addr_spec)
+    assert [a.addr_spec for a in message["To"].addresses] == ["ada@example.org"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import click

@@ -205,7 +205,7 @@ class MessageFactory:
 
     def personal(self, subscriber: Subscriber) -> placeholders.Personal:
         self._check_address(subscriber.email)
-        return placeholders.Personal(name=placeholders.clean_name(subscriber.name),
+        return placeholders.Personal(name=placeholders.greeting_name(subscriber.name),
                                      email=subscriber.email,
                                      unsubscribe_url=self.unsubscribe_url(subscriber.email),
                                      preferences_url=self.preferences_url(subscriber.email))
@@ -238,7 +238,7 @@ class MessageFactory:
 
     def _to(self, subscriber: Subscriber) -> Address:
         self._check_address(subscriber.email)
-        name = placeholders.clean_name(subscriber.name, fallback="")
+        name = placeholders.greeting_name(subscriber.name, fallback="")
         username, _, domain = subscriber.email.rpartition("@")
         try:
             if not subscriber.email.isascii():
@@ -285,7 +285,7 @@ class MessageFactory:
     def _to_line(self, subscriber: Subscriber) -> bytes:
         """The To line the reference path writes (``address_line``), without building an
         ``EmailMessage``; only ASCII addresses come here (``_check_address`` ran in ``personal``)."""
-        name = placeholders.clean_name(subscriber.name, fallback="")
+        name = placeholders.greeting_name(subscriber.name, fallback="")
         return address_line("To", [(name, subscriber.email)]).encode("ascii")
 
     def build(self, subscriber: Subscriber, message_id: str | None = None) -> OutgoingMessage:

@@ -33,7 +33,7 @@ def has_token(text: str) -> bool:
     return _TOKEN_RE.search(text) is not None
 
 
-def clean_name(name: str, *, fallback: str = "there", max_chars: int = 80) -> str:
+def greeting_name(name: str, *, fallback: str = "there", max_chars: int = 80) -> str:
     """A display name safe for a greeting and a To header: ``header_text``, length capped (the
     fast message path relies on short lines)."""
     return defuse_tokens(header_text(name, max_chars=max_chars)) or fallback

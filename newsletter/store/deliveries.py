@@ -14,7 +14,7 @@ outcome.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
 from sqlalchemy import and_, bindparam, case, func, insert, literal, or_, select, update

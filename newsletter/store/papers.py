@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any, Iterable, Sequence
 

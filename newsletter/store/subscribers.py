@@ -13,7 +13,7 @@ million rows cost a few seconds of SQLite and no Python memory, inside the calle
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterator, Mapping, Sequence
 
 from sqlalchemy import (

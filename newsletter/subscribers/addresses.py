@@ -15,6 +15,8 @@ one stored before it still can be unsubscribed or removed.
 
 from __future__ import annotations
 
+import re
+
 import unicodedata
 
 from email_validator import EmailNotValidError, validate_email
@@ -23,6 +25,10 @@ from newsletter.errors import SubscriberError
 
 
 LOCAL_PART_MAX_OCTETS = 64
+
+
+# RFC 2047's encoded word: valid in a local part, but a To header's reader decodes it.
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?[^?]*\?=")
 
 
 def check_address(text: str, *, lookup: bool = False) -> str:
@@ -45,6 +51,9 @@ def check_address(text: str, *, lookup: bool = False) -> str:
         local = normalized.rpartition("@")[0]
         if len(local) > LOCAL_PART_MAX_OCTETS or not local.isascii():
             _check_local_length(local)
+        if "=?" in local and _ENCODED_WORD.search(local):
+            raise ValueError("the address holds an encoded word (=?charset?b?...?=), which mail programs decode "
+                             "and show as another address")
     return normalized
 
 

@@ -70,8 +70,8 @@ from newsletter.web.subscriptions import (
     ConfirmOutcome,
     UnsubscribeOutcome,
     address_for_unsubscribe,
-    check_address,
-    clean_name,
+    form_address,
+    form_name,
     confirm_page,
     confirm_subscription,
     request_subscription,
@@ -229,12 +229,12 @@ class WebApp:
             response.headers["Retry-After"] = "60"
             return response
         try:
-            address = check_address(email)
+            address = form_address(email)
         except SubscriberError as exc:
             return await run_in_threadpool(self.form_page, request, status_code=400, **echo,
                                            error=f"Please check the email address: {exc}")
         try:
-            clean_name(name)
+            form_name(name)
         except SubscriberError as exc:
             return await run_in_threadpool(self.form_page, request, status_code=400, **echo,
                                            error=f"Please check the name: {exc}.")

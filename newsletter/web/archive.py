@@ -60,7 +60,7 @@ def neutralize(html: str, *, home_url: str) -> str:
     greeting's name falls back to the templates' own default, the address becomes words, and the
     unsubscribe and preferences links point at the subscribe page (a reader's signed tokens
     would let anyone who reads the archive change that reader's subscription)."""
-    neutral = placeholders.Personal(name=placeholders.clean_name(""), email="your email address",
+    neutral = placeholders.Personal(name=placeholders.greeting_name(""), email="your email address",
                                     unsubscribe_url=home_url, preferences_url=home_url)
     return placeholders.fill(html, neutral.for_html())
 

@@ -17,7 +17,7 @@ from newsletter.store import Store
 from newsletter.store.subscribers import get_subscriber, rename_subscriber
 from newsletter.tokens import Signer
 from newsletter.web.stores import Transactions
-from newsletter.web.subscriptions import clean_name
+from newsletter.web.subscriptions import form_name
 
 # What each status means to the person reading the page.
 STATUS_WORDS = {
@@ -77,7 +77,7 @@ def rename_by_token(store: Store, signer: Signer, token: str, name: str) -> Pref
     address = signer.verify_preferences(token)
     if address is None:
         return PreferencesView(PreferencesOutcome.INVALID)
-    checked = clean_name(name)
+    checked = form_name(name)
     with store.atomic() as conn:
         if get_subscriber(conn, address) is None:
             return PreferencesView(PreferencesOutcome.UNKNOWN)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import enum
 import smtplib
-from email import policy as email_policy
 from datetime import datetime, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -26,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 from newsletter.config import Config
 from newsletter.errors import DeliveryError, NewsletterError, SubscriberError
 from newsletter.models import Subscriber
-from newsletter.render.placeholders import header_text
+from newsletter.render.headers import header_text, new_message, one_address, set_header
 from newsletter.store import Store
 from newsletter.store.subscribers import (
     AlreadySubscribedError,
@@ -37,12 +36,11 @@ from newsletter.store.subscribers import (
     set_status,
 )
 from newsletter.store.spool import UnsubscribeSpool
-from newsletter.subscribers.addresses import normalize_address
+from newsletter.subscribers.addresses import MAX_NAME_CHARS, normalize_address
 from newsletter.tokens import Signer
 from newsletter.web.stores import Transactions
 
 CONFIRM_MAX_AGE_S = 7 * 24 * 3600  # the same as Signer.verify_confirm's default
-MAX_NAME_CHARS = 100
 MAX_ADDRESS_CHARS = 254  # RFC 5321's limit on a forward path
 MAX_LINE_OCTETS = 998  # RFC 5322 2.1.1, without the CRLF
 
@@ -63,8 +61,9 @@ class UnsubscribeOutcome(enum.Enum):
     UNKNOWN = "unknown"            # genuine token, but the address was removed from the list
 
 
-def clean_name(raw: str) -> str:
-    """A display name safe for a header and a page: one line, no control characters, bounded."""
+def form_name(raw: str) -> str:
+    """A name typed into a form, safe for a header and a page: one line, no control characters
+    (refused in words, not dropped: the reader sees what was wrong), at most ``MAX_NAME_CHARS``."""
     name = " ".join(raw.split())
     if len(name) > MAX_NAME_CHARS:
         raise SubscriberError(f"the name is longer than {MAX_NAME_CHARS} characters")
@@ -73,8 +72,9 @@ def clean_name(raw: str) -> str:
     return header_text(name)  # an encoded word ("=?utf-8?b?...?=") is broken up, never decoded
 
 
-def check_address(raw: str) -> str:
-    """The normalised address, or a SubscriberError that says in words what is wrong.
+def form_address(raw: str) -> str:
+    """An address typed into a form, normalised, or a SubscriberError that says in words what is
+    wrong.
 
     Beyond what email-validator checks, the address must survive a To header unchanged: a local
     part such as ``=?utf-8?b?YWRh?=`` is valid, but a mail client decodes it as an encoded word
@@ -97,8 +97,9 @@ def _survives_a_header(address: str) -> bool:
     if "=?" in address or "?=" in address:
         return False
     try:
-        message = EmailMessage(policy=email_policy.SMTPUTF8 if not address.isascii() else email_policy.SMTP)
-        message["To"] = _to(address, "")
+        message = new_message(utf8=not address.isascii())
+        username, _, domain = address.rpartition("@")
+        set_header(message, "To", Address(username=username, domain=domain))
         parsed = message["To"].addresses
     except Exception:  # noqa: BLE001 - whatever the email package objects to, the answer is no
         return False
@@ -115,8 +116,8 @@ def request_subscription(store: Store, config: Config, signer: Signer, email: st
     that never went (and a retry starts clean). Raises SubscriberError for a bad address and
     DeliveryError when the confirmation cannot be sent.
     """
-    address = check_address(email)
-    display_name = clean_name(name)
+    address = form_address(email)
+    display_name = form_name(name)
     token = signer.confirm_token(address)
     link = f"{base_url.rstrip('/')}/confirm/{token}"
     data = confirmation_bytes(config, address, display_name, link)  # a message that cannot be built stores nothing
@@ -146,25 +147,25 @@ def _take_back(store: Store, subscriber_id: int) -> None:
 
 
 def build_confirmation(config: Config, address: str, name: str, link: str) -> EmailMessage:
-    """The confirmation message, headers set only through the EmailMessage API.
+    """The confirmation message, every header set through ``set_header`` (the one function that
+    keeps a configured name or a reader's name from adding a header line).
 
     An internationalised address (``dörte@münchen.de``) cannot be written as RFC 2047 encoded
     words: the message gets the SMTPUTF8 policy (raw UTF-8 headers, RFC 6532), which its
-    ``as_bytes()`` then uses, and the transport sends it with SMTPUTF8.
+    ``as_bytes()`` then uses, and the transport sends it with SMTPUTF8. Both policies write CRLF
+    line ends (a server reads a message with bare LFs as one endless line).
     """
     newsletter = config["newsletter.name"]
-    international = not address.isascii()
-    # The SMTP policies: CRLF line ends (what goes on the wire; a server reads a message with
-    # bare LFs as one endless line) and headers folded at 78 characters.
-    message = EmailMessage(policy=email_policy.SMTPUTF8 if international else email_policy.SMTP)
-    message["From"] = config["newsletter.from"]
-    message["To"] = _to(address, header_text(name))
-    message["Subject"] = f"Confirm your subscription to {newsletter}"
-    message["Date"] = format_datetime(datetime.now(timezone.utc))
-    message["Message-ID"] = make_msgid(domain=_sender_address(config).rpartition("@")[2] or None)
-    message["Auto-Submitted"] = "auto-generated"
+    message = new_message(utf8=not address.isascii())
+    username, _, domain = address.rpartition("@")
+    set_header(message, "From", one_address(config["newsletter.from"], "newsletter.from"))
+    set_header(message, "To", Address(display_name=name, username=username, domain=domain))
+    set_header(message, "Subject", f"Confirm your subscription to {newsletter}")
+    set_header(message, "Date", format_datetime(datetime.now(timezone.utc)))
+    set_header(message, "Message-ID", make_msgid(domain=_sender_address(config).rpartition("@")[2] or None))
+    set_header(message, "Auto-Submitted", "auto-generated")
     if config["newsletter.reply_to"]:
-        message["Reply-To"] = config["newsletter.reply_to"]
+        set_header(message, "Reply-To", one_address(config["newsletter.reply_to"], "newsletter.reply_to"))
     message.set_content(
         f"Someone, hopefully you, asked to receive {newsletter} at this address.\n\n"
         f"To confirm, open this link within {CONFIRM_MAX_AGE_S // 86400} days and press the button there:\n\n"
@@ -173,17 +174,6 @@ def build_confirmation(config: Config, address: str, name: str, link: str) -> Em
         f"-- \n{newsletter}\n{config['newsletter.postal_address']}\n"
     )
     return message
-
-
-def _to(address: str, name: str) -> Address | str:
-    """The To header's value. ``Address(addr_spec=...)`` refuses a non-ASCII local part, so an
-    internationalised address is given as its two halves (as ``newsletter.render.messages`` does)."""
-    if not name:
-        return address
-    if address.isascii():
-        return Address(display_name=name, addr_spec=address)
-    username, _, domain = address.rpartition("@")
-    return Address(display_name=name, username=username, domain=domain)
 
 
 def confirmation_bytes(config: Config, address: str, name: str, link: str) -> bytes:
