@@ -300,3 +300,45 @@ def test_cli_reimport_leaves_suppressed_addresses_alone(run) -> None:  # type: i
     assert "Left 1 suppressed address alone" in result.output, result.output
     listed = {s["email"]: s["status"] for s in json.loads(run("list", "--json").output)}
     assert listed["noor.reader@example.com"] == "unsubscribed"
+
+
+# --- addresses ------------------------------------------------------------------------------
+
+ADDRESS_CASES = [json.loads(line) for line in
+                 (IMPORTS / "address_cases.jsonl").read_text("utf-8").splitlines() if line.strip()]
+
+
+def test_address_cases_cover_both_outcomes() -> None:
+    kinds = [case["expect"] for case in ADDRESS_CASES]
+    assert kinds.count("valid") >= 25 and kinds.count("invalid") >= 50
+
+
+@pytest.mark.parametrize("case", ADDRESS_CASES, ids=lambda case: case["note"])
+def test_each_address_case_is_checked_as_recorded(case: dict) -> None:
+    from newsletter.subscribers.addresses import check_address
+
+    if case["expect"] == "valid":
+        assert check_address(case["address"]) == case["normalized"]
+    else:
+        with pytest.raises(ValueError) as info:
+            check_address(case["address"])
+        assert str(info.value) == case["error"]
+
+
+def test_an_import_of_every_address_case_keeps_the_valid_and_names_the_invalid(store: Store, tmp_path: Path) -> None:
+    import csv
+
+    path = tmp_path / "addresses.csv"
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["email", "name"])
+        for case in ADDRESS_CASES:
+            writer.writerow([case["address"], case["note"]])
+    report = import_subscribers(store, path, now=NOW, skip_invalid=True)
+    valid = [c for c in ADDRESS_CASES if c["expect"] == "valid"]
+    keys = {c["normalized"].lower() for c in valid}
+    assert report.added == len(keys) and report.invalid_count == len(ADDRESS_CASES) - len(valid)
+    assert {e.lower() for e in by_email(store)} == keys
+    messages = [str(e) for e in report.invalid]
+    assert all(m.startswith(f"{path}:") for m in messages)
+    assert any(m.endswith(": An email address must have an @-sign.") for m in messages)
