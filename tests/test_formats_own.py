@@ -482,3 +482,28 @@ def test_papers_json_of_a_text_page_ingests_again_as_the_same_papers(tmp_path: P
     copied = json.loads(runner.invoke(main, ["--db", fresh, "papers", "--json", "--limit", "1000"]).output)
     assert {p["id"] for p in copied} == before
     assert {p["id"]: p["score"] for p in copied}["arxiv:2410.20003"] == 0
+
+
+# --- every file here: read, or refused with a clear message ------------------------------
+
+REFUSED = {"arxiv_api_error.xml", "entity_bomb.xml", "entity_utf16be.xml", "jsonfeed_truncated.json",
+           "unclosed_root.xml"}
+OWN_FILES = sorted(p.name for p in FORMATS.iterdir() if not p.name.startswith("."))
+
+
+def test_the_own_files_are_all_here() -> None:
+    assert len(OWN_FILES) == 31 and REFUSED <= set(OWN_FILES)
+
+
+@pytest.mark.parametrize("name", OWN_FILES)
+def test_every_own_file_ingests_or_fails_clearly(name: str) -> None:
+    if name in REFUSED:
+        with pytest.raises(SourceError) as info:
+            load(name)
+        message = str(info.value)
+        assert message.startswith(str(FORMATS / name)) and "Traceback" not in message
+        return
+    parsed = load(name)
+    check_clean(parsed)
+    for reason in parsed.skipped:
+        assert reason.split(":", 1)[0].split()[0] in ("entry", "item", "line")
