@@ -22,14 +22,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="Deselect the tests that read ../shared/fixtures (the conformance layer).")
 
 
+def _is_shared(definition) -> bool:  # type: ignore[no-untyped-def]
+    return definition.argname == "fixtures_dir" and Path(definition.func.__code__.co_filename).name == "conftest.py"
+
+
 def reads_shared_fixtures(item: pytest.Item) -> bool:
-    """Whether the item's ``fixtures_dir`` (asked for directly or through other fixtures) is
-    conftest's, the shared corpus; modules of ours override it with tests/own_corpus.py's."""
-    info = getattr(item, "_fixtureinfo", None)
-    definitions = info.name2fixturedefs.get("fixtures_dir") if info is not None else None
-    if not definitions:
-        return False
-    return Path(definitions[-1].func.__code__.co_filename).name == "conftest.py"
+    """Whether the item uses conftest's ``fixtures_dir`` (the shared corpus), asked for directly,
+    through other fixtures, or by a parameter naming a fixture that a test gets with
+    ``request.getfixturevalue``. Modules of ours override ``fixtures_dir`` (tests/own_corpus.py)."""
+    manager = item.session._fixturemanager
+    callspec = getattr(item, "callspec", None)
+    wanted = list(getattr(item, "fixturenames", ()))
+    wanted += [v for v in (callspec.params.values() if callspec else ()) if isinstance(v, str) and v.isidentifier()]
+    seen: set[str] = set()
+    while wanted:
+        name = wanted.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        definitions = manager.getfixturedefs(name, item)
+        if not definitions:
+            continue
+        if _is_shared(definitions[-1]):
+            return True
+        for definition in definitions:  # an override may ask for the fixture it overrides
+            wanted.extend(definition.argnames)
+    return False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
