@@ -26,6 +26,13 @@ FORMATS = Path(__file__).resolve().parent / "data" / "formats"
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=timezone.utc)
 
 
+@pytest.fixture(autouse=True)
+def _no_test_variables_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NEWSLETTER_FIXTURES points conftest at another corpus; to the CLI it is an unknown
+    NEWSLETTER_* variable, and its warning on stderr would land in the output parsed here."""
+    monkeypatch.delenv("NEWSLETTER_FIXTURES", raising=False)
+
+
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
 

@@ -29,6 +29,13 @@ IMPORTS = Path(__file__).resolve().parent / "data" / "imports"
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
 
 
+@pytest.fixture(autouse=True)
+def _no_test_variables_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NEWSLETTER_FIXTURES points conftest at another corpus; to the CLI it is an unknown
+    NEWSLETTER_* variable, and its warning on stderr would land in the output parsed here."""
+    monkeypatch.delenv("NEWSLETTER_FIXTURES", raising=False)
+
+
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
 
