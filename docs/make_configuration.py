@@ -26,7 +26,7 @@ INTRO = """\
 
 Every setting is optional: with none at all, `newsletter` runs on the defaults below and writes
 mail to the `outbox/` folder. `newsletter init` writes a `newsletter.toml` that lists every
-setting, commented out, with its meaning and default.
+setting with its meaning and default, the ones you need to change first left uncommented.
 
 Where a value comes from, last one wins:
 
