@@ -1,7 +1,7 @@
 """Settings declared once, as data, and resolved from defaults -> newsletter.toml -> env -> flags.
 
 The same ``SETTINGS`` table validates the TOML file, names the environment variables, feeds
-``newsletter init``'s commented file and is checked by a test against README.md, so a setting
+``newsletter init``'s commented file and writes docs/configuration.md (a test checks it), so a setting
 can never exist in one place and be missing from another.
 """
 
