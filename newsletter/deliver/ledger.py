@@ -137,6 +137,8 @@ class Ledger:
         """(up to ``limit`` rows to send, rows skipped as no longer active, daily cap reached)."""
         now = self.clock()
         with self._transaction() as conn:
+            if self.daily_cap_applies and self.cap.cap > 0:
+                rows.serialize_claims(conn)
             remaining = self.cap.remaining(conn, now) if self.daily_cap_applies else None
             if remaining is not None and remaining <= 0:
                 return [], 0, True
