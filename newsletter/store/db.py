@@ -48,7 +48,7 @@ def utcnow() -> datetime:
 
 
 # The package that provides a driver module SQLAlchemy asked for, where the names differ.
-_DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
+_DRIVER_PACKAGES = {"psycopg": "newsletter[postgres]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
                     "pymysql": "PyMySQL"}
 
 
