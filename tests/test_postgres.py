@@ -130,3 +130,47 @@ def test_two_senders_creating_the_same_rows_at_once_do_not_fail(postgres_url: st
     thread.join(timeout=30)
     store.dispose()
     assert errors == [] and created == [20, 0]
+
+
+def _rows(url: str) -> dict[str, list[tuple]]:
+    from sqlalchemy import select
+
+    from newsletter.store.schema import metadata
+
+    store = open_store(url)
+    with store.atomic() as conn:
+        found = {t.name: [tuple(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns))]
+                 for t in metadata.sorted_tables}
+    store.dispose()
+    return found
+
+
+def test_store_copy_sqlite_to_postgresql_and_back_keeps_every_row(tmp_path: Path, postgres_url: str) -> None:
+    config = tmp_path / "newsletter.toml"
+    sqlite_url = f"sqlite:///{tmp_path / 'first.db'}"
+    config.write_text(f'[store]\nurl = "{sqlite_url}"\n[delivery]\noutbox = "{tmp_path / "outbox"}"\n',
+                      encoding="utf-8")
+    runner = CliRunner()
+    for args in (["ingest"], ["subscribers", "add", "ada@example.org", "--name", "Ada"],
+                 ["subscribers", "add", "grace@example.org"], ["send"],
+                 ["subscribers", "unsubscribe", "grace@example.org"]):
+        assert runner.invoke(main, ["--config", str(config), *args]).exit_code == 0, args
+    there = runner.invoke(main, ["store", "copy", sqlite_url, postgres_url])
+    assert there.exit_code == 0, there.output
+    assert "both count the same" in there.output
+    back_url = f"sqlite:///{tmp_path / 'back.db'}"
+    back = runner.invoke(main, ["store", "copy", postgres_url, back_url])
+    assert back.exit_code == 0, back.output
+    original, returned = _rows(sqlite_url), _rows(back_url)
+    assert returned == original and original["subscribers"] and original["deliveries"] and original["meta"]
+    again = runner.invoke(main, ["store", "copy", sqlite_url, postgres_url])
+    assert again.exit_code == 1 and "already holds rows" in again.output
+    # The PostgreSQL copy takes new rows after the copied ids (its sequences were moved on).
+    store = open_store(postgres_url)
+    with store.atomic() as conn:
+        new = add_subscriber(conn, "new@example.org")
+    store.dispose()
+    assert new.id > max(r[0] for r in original["subscribers"])
+    replaced = runner.invoke(main, ["store", "copy", sqlite_url, postgres_url, "--replace"])
+    assert replaced.exit_code == 0, replaced.output
+    assert _rows(postgres_url)["subscribers"] == original["subscribers"]
