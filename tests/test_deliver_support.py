@@ -47,6 +47,7 @@ class RecordingHandler:
     throttled: int = 0               # throttle answers given
     on_message: Callable[[int], None] | None = None  # called with the count after each accepted message
     messages: list[tuple[str, tuple[str, ...], bytes]] = field(default_factory=list)
+    accepted_at: list[float] = field(default_factory=list)  # time.monotonic() of each accepted message
     data_commands: int = 0
     sessions: int = 0
 
@@ -135,6 +136,7 @@ class RecordingHandler:
                 asyncio.get_running_loop().call_soon(server.transport.close)
                 return "421 4.3.2 Service shutting down, closing channel"
             self.messages.append((envelope.mail_from, tuple(envelope.rcpt_tos), envelope.content))
+            self.accepted_at.append(time.monotonic())
             accepted = len(self.messages)
             self._per_session[id(session)] += 1
             drop = self.drop_every and self._per_session[id(session)] % self.drop_every == 0

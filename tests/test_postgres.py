@@ -174,3 +174,29 @@ def test_store_copy_sqlite_to_postgresql_and_back_keeps_every_row(tmp_path: Path
     replaced = runner.invoke(main, ["store", "copy", sqlite_url, postgres_url, "--replace"])
     assert replaced.exit_code == 0, replaced.output
     assert _rows(postgres_url)["subscribers"] == original["subscribers"]
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most messages accepted in any one-second window."""
+    times = sorted(times)
+    return max((sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times)), default=0)
+
+
+def test_the_rate_is_one_budget_for_three_senders(tmp_path: Path, postgres_url: str) -> None:
+    """``delivery.rate_per_second = 20`` with three senders on one store: together they never
+    go past 20 a second (plus one batch of the store's bucket). Before, each had its own bucket
+    in memory, and three ran at three times the rate."""
+    server = SmtpServer(RecordingHandler(), free_port()).start()
+    try:
+        config = write_config(tmp_path, postgres_url, server.port)
+        config.write_text(config.read_text().replace("rate_per_second = 0", "rate_per_second = 20"))
+        emails = seed(postgres_url, config, 90)
+        procs = send_processes(config, 3)
+        outputs = [p.communicate(timeout=180)[0].decode() for p in procs]
+        assert all(p.returncode == 0 for p in procs), outputs
+        got = server.handler.recipients()
+        assert sorted(got) == sorted(emails) and set(got.values()) == {1}
+        assert busiest_second(server.handler.accepted_at) <= 20 + 2 + 1
+        assert max(server.handler.accepted_at) - min(server.handler.accepted_at) >= (90 - 22) / 20
+    finally:
+        server.stop()

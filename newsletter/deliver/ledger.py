@@ -165,6 +165,13 @@ class Ledger:
             return 0.0
         return max(0.0, (due - now).total_seconds())
 
+    def take_rate_tokens(self, bucket: str, rate_per_second: float, burst: float, want: int) -> tuple[int, float]:
+        """Tokens of the send rate shared by every sender on the store that sends to the same
+        destination (``bucket``; see ``SharedBudget``)."""
+        with self._transaction() as conn:
+            return rows.take_rate_tokens(conn, bucket, rate_per_second=rate_per_second, burst=burst, want=want,
+                                         now=self.clock())
+
     def next_due(self) -> datetime | None:
         """When the earliest message left for a later try is due (None: none is deferred)."""
         with self._transaction() as conn:

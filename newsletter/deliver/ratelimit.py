@@ -11,10 +11,12 @@ one an hour ago, share one budget.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
 from datetime import datetime, timedelta
+from typing import Callable
 
 from sqlalchemy.engine import Connection
 
@@ -117,6 +119,35 @@ class RateLimiter:
             if self.reason and (self.target <= 0 or self.rate < self.target):
                 text += f" (slowed: {self.reason[:60]})"
             return text
+
+
+class SharedBudget:
+    """The configured rate as one budget for every sender on the store: tokens are taken from
+    the store's bucket a batch at a time (about a tenth of a second's worth, so the store is not
+    asked per message) and spent here. ``take(want) -> (granted, wait_s)`` asks the store."""
+
+    def __init__(self, rate_per_second: float, take: Callable[[int], tuple[int, float]]) -> None:
+        self.rate = float(rate_per_second)
+        self.batch = max(1, math.ceil(self.rate / 10))
+        self._take = take
+        self._lock = threading.Lock()
+        self._stash = 0
+
+    def acquire(self, stop: threading.Event) -> bool:
+        """One token, waiting for the store's bucket to refill; False if ``stop`` was set."""
+        if self.rate <= 0:
+            return True
+        while not stop.is_set():
+            with self._lock:
+                if self._stash:
+                    self._stash -= 1
+                    return True
+                granted, wait_s = self._take(self.batch)
+                if granted:
+                    self._stash = granted - 1
+                    return True
+            stop.wait(min(max(wait_s, 0.001), 1.0))
+        return False
 
 
 class DailyCap:

@@ -7,13 +7,14 @@ The sender knows nothing of templates: it is given ``build(subscriber) -> Outgoi
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from newsletter.deliver.ledger import Ledger
-from newsletter.deliver.ratelimit import RateLimiter
+from newsletter.deliver.ratelimit import RateLimiter, SharedBudget
 from newsletter.deliver.transports import (ConnectionFailure, PermanentFailure, TemporaryFailure, Throttled,
                                             Transport, UncertainDelivery)
 from newsletter.errors import DeliveryError
@@ -143,6 +144,12 @@ class _Run:
         self.options = options
         self.stop_requested = stop
         self.limiter = RateLimiter(options.rate_per_second)
+        # The configured rate is shared with every other sender on the store that sends to the
+        # same server (one bucket per destination); the limiter above paces this process and
+        # slows it further when a server throttles.
+        self.budget = SharedBudget(options.rate_per_second, lambda want: ledger.take_rate_tokens(
+            f"send {transport.destination}", options.rate_per_second,
+            max(1, math.ceil(options.rate_per_second / 10)), want))
         self.tally = _Tally()
         self.halt = threading.Event()
         # Claim many rows per transaction when sending flat out (a claim costs more than a
@@ -176,7 +183,7 @@ class _Run:
         while not self.stopping():
             if not tally.take_budget(options.limit):
                 return
-            if not self.limiter.acquire(self.halt):
+            if not self.limiter.acquire(self.halt) or not self.budget.acquire(self.halt):
                 tally.give_back()
                 return
             if not queue:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -162,6 +163,13 @@ locks = Table(
     Column("heartbeat_at", UTCDateTime(), nullable=False),
 )
 
+rate_buckets = Table(
+    "rate_buckets", metadata,                         # send rates shared by every sender on the store
+    Column("name", String, primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
 def _initial_schema(conn) -> None:  # type: ignore[no-untyped-def]
     """Migration 1: the schema of the first release. The tables above are still as it made them,
     plus ``sends``, which migration 2 drops. A later migration that alters one of those tables
@@ -169,9 +177,21 @@ def _initial_schema(conn) -> None:  # type: ignore[no-untyped-def]
     a store of that release, and a test upgrades it)."""
     first = MetaData()
     for table in metadata.sorted_tables:
-        table.to_metadata(first)
+        if table.name not in _LATER_TABLES:
+            table.to_metadata(first)
     Table("sends", first, Column("id", Integer, primary_key=True), Column("at", UTCDateTime(), nullable=False))
     first.create_all(conn)
+
+
+def _create_table(name: str):  # type: ignore[no-untyped-def]
+    """A migration that creates table ``name`` as declared above."""
+    def create(conn) -> None:  # type: ignore[no-untyped-def]
+        metadata.tables[name].create(conn)
+    return create
+
+
+# Tables a later migration creates, so migration 1 leaves them out.
+_LATER_TABLES = {"rate_buckets"}
 
 
 def _drop_sends(conn) -> None:  # type: ignore[no-untyped-def]
@@ -184,4 +204,5 @@ def _drop_sends(conn) -> None:  # type: ignore[no-untyped-def]
 MIGRATIONS = (
     (1, "initial schema: papers, sources, issues, subscribers, deliveries, events, locks", _initial_schema),
     (2, "drop the unused sends table", _drop_sends),
+    (3, "rate_buckets: the send rate shared by every sender on the store", _create_table("rate_buckets")),
 )
