@@ -42,6 +42,7 @@ from newsletter.deliver.ratelimit import DailyCap
 from newsletter.errors import SubscriberError
 from newsletter.store import Store, utcnow
 from newsletter.store import deliveries as rows
+from newsletter.store.buckets import take_tokens
 from newsletter.store.deliveries import ClaimedDelivery
 from newsletter.store.runs import RunConnection
 from newsletter.store.locks import pid_namespace, process_is_gone
@@ -169,8 +170,8 @@ class Ledger:
         """Tokens of the send rate shared by every sender on the store that sends to the same
         destination (``bucket``; see ``SharedBudget``)."""
         with self._transaction() as conn:
-            return rows.take_rate_tokens(conn, bucket, rate_per_second=rate_per_second, burst=burst, want=want,
-                                         now=self.clock())
+            return take_tokens(conn, bucket, rate_per_second=rate_per_second, burst=burst, want=want,
+                               now=self.clock())
 
     def next_due(self) -> datetime | None:
         """When the earliest message left for a later try is due (None: none is deferred)."""

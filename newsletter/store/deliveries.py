@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from newsletter.errors import NewsletterError
 from newsletter.models import Subscriber
-from newsletter.store.schema import deliveries, issues, rate_buckets, sqlite_time, subscribers
+from newsletter.store.schema import deliveries, issues, sqlite_time, subscribers
 
 PENDING = "pending"
 SENDING = "sending"
@@ -385,29 +385,3 @@ def issues_with_counts(conn: Connection) -> list[dict[str, Any]]:
         })
     return out
 
-
-def take_rate_tokens(conn: Connection, name: str, *, rate_per_second: float, burst: float, want: int,
-                     now: datetime) -> tuple[int, float]:
-    """Take up to ``want`` tokens from the store's bucket ``name`` (refilled at
-    ``rate_per_second``, holding at most ``burst``): (tokens granted, seconds until one more
-    is there when none was). Every sender on the store takes from the same bucket in its own
-    transaction (rows locked on PostgreSQL; SQLite's BEGIN IMMEDIATE serialises), so together
-    they never go faster than the rate plus one burst."""
-    full = {"name": name, "tokens": burst, "updated_at": now}
-    if conn.dialect.name == "postgresql":  # two senders starting at once: one row, no error
-        conn.execute(pg_insert(rate_buckets).values(**full).on_conflict_do_nothing(index_elements=["name"]))
-    else:
-        conn.execute(insert(rate_buckets).prefix_with("OR IGNORE").values(**full))
-    row = conn.execute(select(rate_buckets.c.tokens, rate_buckets.c.updated_at)
-                       .where(rate_buckets.c.name == name).with_for_update()).one()
-    # ``now`` was read before this transaction waited for the row: another sender may have
-    # written a later time meanwhile. The bucket's clock never goes back, or the time between
-    # would be refilled twice.
-    elapsed = max(0.0, (now - row.updated_at).total_seconds())
-    tokens = min(burst, row.tokens + elapsed * rate_per_second)
-    granted = max(0, min(want, int(tokens)))
-    tokens -= granted
-    conn.execute(update(rate_buckets).where(rate_buckets.c.name == name).values(
-        tokens=tokens, updated_at=max(now, row.updated_at)))
-    wait_s = 0.0 if granted else (1.0 - tokens) / rate_per_second
-    return granted, wait_s

@@ -61,7 +61,7 @@ from newsletter.web.security import (
     PREVIEW_SECURITY_HEADERS,
     CsrfTokens,
     SecurityHeadersMiddleware,
-    TokenBucket,
+    StoreTokenBucket,
     client_key,
     token_matches,
 )
@@ -121,14 +121,15 @@ class WebApp:
         self.reads = ReadOnlyStore(store)
         self.unsubscribe_writes = QuickWriteStore(store, config["web.unsubscribe_wait_s"])
         # Per client (IPv4 address or IPv6 /64).
-        self.ip_limit = TokenBucket(subscribe_burst, subscribe_refill_per_s)
+        # Every limit is kept in the store, so it holds across all `serve` processes and hosts.
+        self.ip_limit = StoreTokenBucket(store, "client", subscribe_burst, subscribe_refill_per_s)
         # Per target address, per domain and in all, so nobody can make us mail-bomb one mailbox,
         # one organisation or the world from many networks.
-        self.address_limit = TokenBucket(address_burst, address_refill_per_s)
+        self.address_limit = StoreTokenBucket(store, "address", address_burst, address_refill_per_s)
         per_domain = config["web.confirmations_per_domain_per_hour"]
-        self.domain_limit = TokenBucket(per_domain, per_domain / 3600)
+        self.domain_limit = StoreTokenBucket(store, "domain", per_domain, per_domain / 3600)
         in_all = config["web.confirmations_per_hour"]
-        self.total_limit = TokenBucket(in_all, in_all / 3600)
+        self.total_limit = StoreTokenBucket(store, "all", in_all, in_all / 3600)
         self.confirm_max_age_s = confirm_max_age_s
         self.routes: list[BaseRoute] = []  # the app's own, set by create_app (for slash redirects)
         self._spool_lock = threading.Lock()
@@ -223,7 +224,7 @@ class WebApp:
                 self.form_page, request, status_code=403, **echo,
                 error="This form has expired or was sent from another site. Please press Subscribe again.")
         client = client_key(request.client.host if request.client else None)
-        if not self.ip_limit.take(client):
+        if not await run_in_threadpool(self.ip_limit.take, client):
             response = await run_in_threadpool(
                 self.form_page, request, status_code=429, **echo,
                 error="Too many subscribe requests from your network. Please wait a few minutes and try again.")
@@ -239,23 +240,23 @@ class WebApp:
         except SubscriberError as exc:
             return await run_in_threadpool(self.form_page, request, status_code=400, **echo,
                                            error=f"Please check the name: {exc}.")
-        limits = self.confirmation_limits(address)
-        if limits and not all(bucket.available(key) for bucket, key in limits[1:]):
+        limits = await run_in_threadpool(self.confirmation_limits, address)
+        if limits and not await run_in_threadpool(lambda: all(bucket.available(key) for bucket, key in limits[1:])):
             response = await run_in_threadpool(
                 self.form_page, request, status_code=429, **echo,
                 error="We are sending too many confirmation messages just now. Please try again in an hour.")
             response.headers["Retry-After"] = "3600"
             return response
-        if limits and all(bucket.take(key) for bucket, key in limits):
+        if limits and await run_in_threadpool(lambda: all(bucket.take(key) for bucket, key in limits)):
             try:
                 await run_in_threadpool(request_subscription, self.store, self.config, self.signer,
                                         address, name, base_url=self.mail_base_url(request))
             except SubscriberError as exc:
-                self.give_back(limits)
+                await run_in_threadpool(self.give_back, limits)
                 return await run_in_threadpool(self.form_page, request, status_code=400, **echo,
                                                error=f"Please check the address: {exc}")
             except (DeliveryError, ConfigError) as exc:
-                self.give_back(limits)
+                await run_in_threadpool(self.give_back, limits)
                 log.error("confirmation not sent: %s", exc)
                 return self.notice("Please try again later",
                                    "We could not send the confirmation message just now. Nothing was kept: "
@@ -265,7 +266,7 @@ class WebApp:
                            f"If {address} can receive {self.config['newsletter.name']}, a message with a "
                            "confirmation link is on its way. Open the link to start your subscription.")
 
-    def confirmation_limits(self, address: str) -> list[tuple[TokenBucket, str]]:
+    def confirmation_limits(self, address: str) -> list[tuple[StoreTokenBucket, str]]:
         """The buckets a confirmation to ``address`` spends from: the address's own first (when it
         is empty the request is answered as usual and nothing is sent, so the page tells nobody
         anything), then its domain's and the global one (when one of those is empty, 429).
@@ -276,7 +277,7 @@ class WebApp:
         return [(self.address_limit, key), (self.domain_limit, key.rpartition("@")[2]), (self.total_limit, "")]
 
     @staticmethod
-    def give_back(limits: list[tuple[TokenBucket, str]]) -> None:
+    def give_back(limits: list[tuple[StoreTokenBucket, str]]) -> None:
         """A confirmation that was not sent costs nobody their allowance."""
         for bucket, key in limits:
             bucket.give_back(key)

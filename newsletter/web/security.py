@@ -13,10 +13,13 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from datetime import datetime, timezone
+from typing import Any, Callable
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from newsletter.store.buckets import give_back_token, peek_tokens, prune_buckets, take_tokens
 
 # No scripts anywhere; archived issues keep their inline styles and remote thumbnails, so styles
 # may be inline and images may come from any https host. Forms may only post back to us.
@@ -174,6 +177,46 @@ class TokenBucket:
         if len(self._buckets) >= self.max_keys:
             for key, _ in sorted(self._buckets.items(), key=lambda kv: kv[1].updated)[: len(self._buckets) // 2]:
                 del self._buckets[key]
+
+
+class StoreTokenBucket:
+    """``TokenBucket``'s interface over buckets kept in the store (``store/buckets.py``), so the
+    limits hold across every ``serve`` process and host on one store: a client cannot multiply
+    its allowance by the number of processes. Each call is a short transaction: call it from a
+    worker thread, not the event loop."""
+
+    PRUNE_EVERY = 200  # takes between two clean-ups of refilled buckets
+
+    def __init__(self, store: Any, prefix: str, capacity: float, refill_per_s: float,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.store = store
+        self.prefix = f"web {prefix}:"
+        self.capacity = float(capacity)
+        self.refill_per_s = float(refill_per_s)
+        self._clock = clock
+        self._takes = 0
+
+    def take(self, key: str) -> bool:
+        """Spend one token for ``key``; False when the bucket is empty (the request is refused)."""
+        now = self._clock()
+        with self.store.atomic() as conn:
+            granted, _ = take_tokens(conn, self.prefix + key, rate_per_second=self.refill_per_s,
+                                     burst=self.capacity, want=1, now=now)
+            self._takes += 1
+            if self._takes % self.PRUNE_EVERY == 0 and self.refill_per_s > 0:
+                prune_buckets(conn, self.prefix, full_after_s=self.capacity / self.refill_per_s, now=now)
+        return granted == 1
+
+    def available(self, key: str) -> bool:
+        """True when ``take(key)`` would succeed now; spends nothing."""
+        with self.store.atomic() as conn:
+            return peek_tokens(conn, self.prefix + key, rate_per_second=self.refill_per_s,
+                               burst=self.capacity, now=self._clock()) >= 1
+
+    def give_back(self, key: str) -> None:
+        """Return a token spent on a request that did nothing (a message that could not be sent)."""
+        with self.store.atomic() as conn:
+            give_back_token(conn, self.prefix + key, burst=self.capacity)
 
 
 def client_key(host: str | None) -> str:
