@@ -143,6 +143,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("schedule", "send", str, "monday at 08:00", "When `newsletter run` sends the weekly issue.",
             check=schedule_problem),
     Setting("schedule", "grace_hours", float, 48.0, "A send missed by at most this long is caught up.", minimum=0),
+    Setting("schedule", "bounces", str, "every hour", "When `newsletter run` reads the bounce mailbox (only with [bounces] mailbox set).",
+            check=schedule_problem),
     # [web]
     Setting("web", "host", str, "127.0.0.1", "Address `newsletter serve` listens on."),
     Setting("web", "port", int, 8000, "Port `newsletter serve` listens on.", minimum=0, maximum=65535),
@@ -152,6 +154,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web", "confirmations_per_domain_per_hour", int, 30, "Confirmation messages per hour to the addresses of one domain.", minimum=1),
     Setting("web", "confirmations_per_hour", int, 200, "Confirmation messages per hour in all: the ceiling on what the subscribe form can make the server send.", minimum=1),
     Setting("web", "unsubscribe_wait_s", float, 5.0, "How long an unsubscribe waits for the store's write lock before it is spooled to a file beside the store (applied by the next writer).", minimum=0.001),
+    # [bounces]
+    Setting("bounces", "return_path", str, "", "Envelope sender for issues, e.g. bounces@papers.example.org; each message then goes out "
+            "from bounces+TOKEN@... (VERP) so a bounce names its issue and reader. Empty: the From address, no VERP."),
+    Setting("bounces", "mailbox", str, "", "Where bounces arrive, read by `newsletter bounces` and the scheduler: a maildir folder, "
+            "an mbox file, imaps://user@host/INBOX or pop3s://user@host (password from NEWSLETTER_BOUNCES_PASSWORD)."),
+    Setting("bounces", "processed", str, "move:Processed", "What happens to a message once acted on: move:FOLDER, delete or flag.",
+            check=lambda v: None if v in ("delete", "flag") or (v.startswith("move:") and len(v) > 5)
+            else f"{v!r}: use move:FOLDER, delete or flag"),
+    Setting("bounces", "soft_limit", int, 3, "This many soft bounces (mailbox full, deferred for good) within soft_days mark an address bounced.",
+            minimum=1),
+    Setting("bounces", "soft_days", int, 30, "The window soft bounces are counted in, in days.", minimum=1, maximum=3650),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
