@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from newsletter import pipeline
+from newsletter.bounces.run import BounceRun, process_bounces as _process_bounces
 from newsletter.config import Config, load_config
 from newsletter.deliver.golive import Check, dns_advice, settings_checks, smtp_checks
 from newsletter.deliver.journal import Journal, journal_path
@@ -38,10 +39,10 @@ from newsletter.subscribers.exporter import export_subscribers
 from newsletter.subscribers.importer import ImportReport, import_subscribers
 
 __all__ = [
-    "Check", "Config", "ImportReport", "IngestReport", "Issue", "NewsletterError", "Paper", "PreviewFiles",
+    "BounceRun", "Check", "Config", "ImportReport", "IngestReport", "Issue", "NewsletterError", "Paper", "PreviewFiles",
     "RenderedIssue", "RunReport", "Store", "Subscriber",
     "check", "dns_advice", "export_subscribers", "import_subscribers", "ingest", "issues", "load_config",
-    "next_issue", "open_store", "papers", "preview", "render", "resend", "send",
+    "next_issue", "open_store", "papers", "preview", "process_bounces", "render", "resend", "send",
 ]
 
 
@@ -110,3 +111,13 @@ def check(config: Config, *, smtp: bool = True) -> list[Check]:
     if smtp:
         checks += smtp_checks(config)
     return checks
+
+
+def process_bounces(store: Store, config: Config, sources: Sequence[str] | None = None, *,
+                    now: datetime | None = None) -> BounceRun:
+    """Read bounces, complaints and auto-replies from ``sources`` (maildir, mbox, .eml files,
+    ``imaps://`` or ``pop3s://``; default ``[bounces] mailbox``), each message in its own
+    transaction: hard bounces and complaints suppress at once, soft bounces after
+    ``[bounces] soft_limit`` within ``soft_days``. Messages acted on are marked as
+    ``[bounces] processed`` says; one that cannot be tied to our mail is left alone and counted."""
+    return _process_bounces(store, config, sources, now=now)

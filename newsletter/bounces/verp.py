@@ -46,6 +46,21 @@ def read_token(signer: Signer, token: str) -> tuple[int, int] | None:
     return issue_number, subscriber_id
 
 
+_RETURN_PATH = re.compile(r"[A-Za-z0-9!#$%&'*/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def return_path_problem(value: str) -> str | None:
+    """What is wrong with ``[bounces] return_path``, or None: a plain ASCII address whose local
+    part leaves room for ``+`` and a token (64 octets in all) and has no ``+`` of its own."""
+    if not value:
+        return None
+    if not _RETURN_PATH.fullmatch(value) or "." not in value.rpartition("@")[2]:
+        return f"{value!r} is not a plain address such as bounces@papers.example.org (no name, no <>, no +)"
+    if len(value.partition("@")[0]) + 1 + TOKEN_CHARS > 64:
+        return f"{value!r}: the local part is too long to add +TOKEN ({TOKEN_CHARS} characters) within 64"
+    return None
+
+
 def verp_address(return_path: str, token: str) -> str:
     """``bounces@example.org`` + token -> ``bounces+token@example.org``."""
     local, _, domain = return_path.rpartition("@")

@@ -154,8 +154,13 @@ class MessageFactory:
         # [bounces] return_path: each message's envelope sender is return_path with a signed
         # token naming the issue and reader (VERP), repeated in X-Newsletter-Token for feedback
         # reports that quote only the headers; Feedback-ID is Gmail's feedback-loop key.
-        self.return_path = (one_address(config["bounces.return_path"], "bounces.return_path").addr_spec
-                            if config["bounces.return_path"] else "")
+        self.return_path = config["bounces.return_path"]
+        if self.return_path:
+            from newsletter.bounces.verp import return_path_problem
+
+            problem = return_path_problem(self.return_path)
+            if problem:
+                raise RenderError(problem, where="bounces.return_path")
         self.feedback_id = (f"{header_text(rendered.issue.key)}:{list_label(config['newsletter.name'])}:"
                             f"{self.domain}") if self.return_path else ""
         self.base_url = config["newsletter.base_url"].rstrip("/")
