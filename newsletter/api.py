@@ -33,6 +33,7 @@ from newsletter.models import Issue, Paper, RenderedIssue, RunReport, Subscriber
 from newsletter.render.preview import PreviewFiles
 from newsletter.sources.report import IngestReport
 from newsletter.store import Store, open_store
+from newsletter.store.bounces import counts_by_issue as bounce_counts_by_issue
 from newsletter.store.deliveries import issues_with_counts
 from newsletter.store.papers import list_papers
 from newsletter.subscribers.exporter import export_subscribers
@@ -101,7 +102,32 @@ def issues(store: Store) -> list[dict[str, Any]]:
     by a run whose store refused to record is applied first)."""
     Journal(journal_path(store)).apply(store)
     with store.atomic() as conn:
-        return issues_with_counts(conn)
+        found = issues_with_counts(conn)
+        reports = bounce_counts_by_issue(conn)
+    for row in found:
+        _add_bounce_rates(row, reports.get(row["number"], {}))
+    return found
+
+
+# Above these, an issue's readers' providers start to distrust the sender (Gmail asks senders to
+# stay below 0.3% of complaints; 0.1% is its "keep under" line; 2% of hard bounces means a stale list).
+COMPLAINT_RATE_WARNING = 0.001
+HARD_BOUNCE_RATE_WARNING = 0.02
+
+
+def _add_bounce_rates(row: dict[str, Any], counts: dict[str, int]) -> None:
+    """``bounces`` (hard, soft, complaint: readers), ``rates`` (of those sent or written) and
+    ``warnings`` of one issue row."""
+    delivered = row["deliveries"].get("sent", 0) + row["deliveries"].get("written", 0)
+    bounces = {k: counts.get(k, 0) for k in ("hard", "soft", "complaint")}
+    rates = {k: (v / delivered if delivered else 0.0) for k, v in bounces.items()}
+    warnings = []
+    if rates["complaint"] > COMPLAINT_RATE_WARNING:
+        warnings.append(f"issue {row['key']}: complaint rate {rates['complaint']:.2%} is above 0.1% "
+                        "(providers throttle or junk a sender past 0.3%)")
+    if rates["hard"] > HARD_BOUNCE_RATE_WARNING:
+        warnings.append(f"issue {row['key']}: hard-bounce rate {rates['hard']:.2%} is above 2% (a stale list)")
+    row.update(sent_total=delivered, bounces=bounces, rates=rates, warnings=warnings)
 
 
 def check(config: Config, *, smtp: bool = True) -> list[Check]:
