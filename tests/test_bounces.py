@@ -334,3 +334,23 @@ def test_mbox_and_eml_sources_and_delete(tmp_path: Path, site) -> None:  # type:
     assert _status(store, "nobody@example.com") == "bounced"
     bad = api.process_bounces(store, config, [str(tmp_path / "missing")])
     assert bad.errors and "no such file" in bad.errors[0]
+
+
+def test_the_scheduler_reads_the_mailbox_only_when_one_is_set(tmp_path: Path, site) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from newsletter.scheduler import Scheduler, StoreState, load_plan, pipeline_jobs
+
+    _, config, store = site
+    assert load_plan(config).jobs["bounces"].kind == "off"
+    maildir = mailbox.Maildir(tmp_path / "Maildir")
+    maildir.add(sample("sendmail_hard.eml"))
+    with_box = config.with_overrides({"bounces.mailbox": str(tmp_path / "Maildir")})
+    plan = load_plan(with_box)
+    assert plan.jobs["bounces"].describe() == "every 1 hour"
+    scheduler = Scheduler(plan, pipeline_jobs(store, with_box, threading.Event()), StoreState(store))
+    outcomes = {o.job: o for o in scheduler.catch_up()}
+    assert outcomes["bounces"].ok and "1 hard" in outcomes["bounces"].detail
+    assert _status(store, "retired@example.edu") == "bounced"
+    # Run again at once: an hourly job is not due yet.
+    assert "bounces" not in {o.job for o in scheduler.catch_up()}

@@ -31,6 +31,14 @@ class BounceRun:
     def messages(self) -> int:
         return sum(self.counts.values())
 
+    def summary(self) -> str:
+        """One line for the scheduler's log."""
+        c = self.counts
+        text = (f"{self.messages} message(s): {c['hard']} hard, {c['soft']} soft, {c['complaint']} complaint(s), "
+                f"{c['auto_reply']} auto-replies, {c['not_ours']} not ours, {c['unreadable']} unreadable; "
+                f"{len(self.actions)} address(es) changed status")
+        return text + (f"; {len(self.errors)} error(s): {'; '.join(self.errors[:3])}" if self.errors else "")
+
 
 def configured_sources(config: Config) -> list[str]:
     """``[bounces] mailbox``, a relative path taken from the file that set it."""
