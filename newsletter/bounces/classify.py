@@ -27,6 +27,7 @@ decoded that the verdict does not need.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -129,6 +130,25 @@ def _clean_address(text: str) -> str:
     return match.group(1).lower() if match else ""
 
 
+_ENVELOPE_HEADERS = ("delivered-to", "x-original-to", "to", "envelope-to", "x-envelope-to")
+
+
+class _Top:
+    """The top-level headers, read once: ``Message.get`` scans every header on each call."""
+
+    def __init__(self, msg: Message) -> None:
+        self.all: dict[str, list[str]] = {}
+        for name, value in msg.raw_items():
+            self.all.setdefault(name.lower(), []).append(value if isinstance(value, str) else str(value))
+
+    def __call__(self, name: str) -> str:
+        values = self.all.get(name.lower())
+        return _one_line(values[0]) if values else ""
+
+    def has(self, name: str) -> bool:
+        return name.lower() in self.all
+
+
 def classify(data: bytes) -> Report:
     """What one message from the bounce mailbox says."""
     try:
@@ -137,30 +157,31 @@ def classify(data: bytes) -> Report:
         return Report(UNREADABLE)
     if not data.strip() or not msg.keys():
         return Report(UNREADABLE)
+    top = _Top(msg)
     envelope = tuple(dict.fromkeys(
-        token.lower() for name in ("Delivered-To", "X-Original-To", "To", "Envelope-To", "X-Envelope-To")
-        for value in (msg.get_all(name) or ()) for token in tokens_in_address(str(value))))
-    common = {"envelope_tokens": envelope, "message_id": _header(msg, "Message-ID"),
-              "subject": _header(msg, "Subject")[:200]}
+        token.lower() for name in _ENVELOPE_HEADERS for value in top.all.get(name, ())
+        for token in tokens_in_address(value)))
+    common = {"envelope_tokens": envelope, "message_id": top("Message-ID"), "subject": top("Subject")[:200]}
     try:
-        return _classify(msg, common)
+        return _classify(msg, top, common)
     except (TypeError, ValueError, AttributeError, LookupError):
         return Report(UNREADABLE, **common)
 
 
-def _classify(msg: Message, common: dict) -> Report:  # type: ignore[type-arg]
-    content_type = msg.get_content_type()
-    report_type = (msg.get_param("report-type") or "").lower() if content_type == "multipart/report" else ""
-    if report_type == "feedback-report":
-        return _feedback_report(msg, common)
-    if report_type == "delivery-status":
-        report = _delivery_status(msg, common)
-        if report is not None:
-            return report
-    report = _plain_bounce(msg, common)
+def _classify(msg: Message, top: _Top, common: dict) -> Report:  # type: ignore[type-arg]
+    content_type = top("Content-Type").lower()
+    if content_type.startswith("multipart/report"):
+        report_type = (msg.get_param("report-type") or "").lower()
+        if report_type == "feedback-report":
+            return _feedback_report(msg, common)
+        if report_type == "delivery-status":
+            report = _delivery_status(msg, common)
+            if report is not None:
+                return report
+    report = _plain_bounce(msg, top, common)
     if report is not None:
         return report
-    if _is_auto_reply(msg):
+    if _is_auto_reply(top):
         return Report(AUTO_REPLY, **common)
     return Report(NOT_BOUNCE, **common)
 
@@ -187,20 +208,20 @@ def _quoted(msg: Message) -> tuple[tuple[str, ...], tuple[str, ...]]:
 def _text_of(part: Message) -> str:
     payload = part.get_payload(decode=True)
     if isinstance(payload, bytes):
-        return payload.decode(part.get_content_charset() or "utf-8", "replace") if _known_charset(part) \
-            else payload.decode("utf-8", "replace")
+        return payload.decode(_codec(part.get_param("charset") or "utf-8"), "replace")
     raw = part.get_payload()
     return raw if isinstance(raw, str) else ""
 
 
-def _known_charset(part: Message) -> bool:
+@lru_cache(maxsize=64)
+def _codec(charset: object) -> str:
+    """A codec Python knows for a part's charset (an unknown or malformed one reads as UTF-8)."""
     import codecs
 
     try:
-        codecs.lookup(part.get_content_charset() or "utf-8")
-        return True
-    except LookupError:
-        return False
+        return codecs.lookup(str(charset).strip('"').lower()).name
+    except (LookupError, ValueError):
+        return "utf-8"
 
 
 def _header_blocks(part: Message) -> list[Message]:
@@ -290,15 +311,14 @@ def _verdict(action: str, status: str, diagnostic: str) -> str:
     return IGNORED
 
 
-def _is_from_daemon(msg: Message) -> bool:
-    sender = " ".join(_header(msg, n) for n in ("From", "Sender"))
-    return_path = _header(msg, "Return-Path")
-    return bool(_DAEMON.search(sender)) or return_path in ("<>", "<MAILER-DAEMON>")
+def _is_from_daemon(top: _Top) -> bool:
+    sender = top("From") + " " + top("Sender")
+    return bool(_DAEMON.search(sender)) or top("Return-Path") in ("<>", "<MAILER-DAEMON>")
 
 
-def _plain_bounce(msg: Message, common: dict) -> Report | None:  # type: ignore[type-arg]
-    subject = _header(msg, "Subject")
-    if not (_is_from_daemon(msg) or _BOUNCE_SUBJECT.search(subject)):
+def _plain_bounce(msg: Message, top: _Top, common: dict) -> Report | None:  # type: ignore[type-arg]
+    subject = top("Subject")
+    if not (_is_from_daemon(top) or _BOUNCE_SUBJECT.search(subject)):
         return None
     body = ""
     for part in msg.walk():
@@ -327,7 +347,7 @@ def _plain_bounce(msg: Message, common: dict) -> Report | None:  # type: ignore[
     if kind == HARD and soft_words and not hard_words and not (code_match and code_match.group(1).startswith("5")) \
             and not (status_match and status_match.group(0).startswith("5.")):
         kind = SOFT
-    own = {_clean_address(_header(msg, n)) for n in ("From", "To", "Delivered-To", "X-Original-To", "Return-Path")}
+    own = {_clean_address(top(n)) for n in ("From", "To", "Delivered-To", "X-Original-To", "Return-Path")}
     addresses = [a.lower() for a in _ADDRESS.findall(verdict_text)]
     addresses = [a for a in dict.fromkeys(addresses) if a not in own and not _DAEMON.search(a)]
     if not addresses:
@@ -338,8 +358,8 @@ def _plain_bounce(msg: Message, common: dict) -> Report | None:  # type: ignore[
                           r"from host|at host)\s+\[?([A-Za-z0-9.-]+\.[A-Za-z]{2,})", verdict_text)
     if mta_match:
         mta = mta_match.group(1)
-    elif _is_from_daemon(msg):
-        mta = _clean_address(_header(msg, "From")).rpartition("@")[2]
+    elif _is_from_daemon(top):
+        mta = _clean_address(top("From")).rpartition("@")[2]
     recipients = tuple(Recipient(address=a, kind=kind, status=status, action="failed" if kind == HARD else "delayed",
                                  diagnostic=diagnostic) for a in addresses[:1])
     tokens, ids = _quoted(msg)
@@ -355,14 +375,12 @@ def _diagnostic_line(text: str, *matches: re.Match[str] | None) -> str:
     return ""
 
 
-def _is_auto_reply(msg: Message) -> bool:
-    auto_submitted = _header(msg, "Auto-Submitted").lower()
+def _is_auto_reply(top: _Top) -> bool:
+    auto_submitted = top("Auto-Submitted").lower()
     if auto_submitted and not auto_submitted.startswith("no"):
         return True
-    if msg.get("X-Autoreply") is not None or msg.get("X-Autorespond") is not None or msg.get("X-Autoresponder"):
+    if top.has("X-Autoreply") or top.has("X-Autorespond") or top.has("X-Autoresponder"):
         return True
-    if _header(msg, "Precedence").lower() in ("auto_reply", "auto-reply"):
+    if top("Precedence").lower() in ("auto_reply", "auto-reply"):
         return True
-    if msg.get("X-Auto-Response-Suppress") is not None and _AUTO_SUBJECT.search(_header(msg, "Subject")):
-        return True
-    return bool(_AUTO_SUBJECT.search(_header(msg, "Subject")))
+    return bool(_AUTO_SUBJECT.search(top("Subject")))
