@@ -116,7 +116,7 @@ class Signer:
 
     def verp_tag(self, data: bytes) -> bytes:
         """HMAC-SHA256 of ``data`` under the return-path key (its own key, like every kind)."""
-        return hmac.new(self._verp_key, data, hashlib.sha256).digest()
+        return hmac.digest(self._verp_key, data, "sha256")  # one-shot: ~3x cheaper than hmac.new
 
     def unsubscribe_token(self, email: str) -> str:
         return self._sealers["unsubscribe"].seal(email.lower().encode("utf-8"))
