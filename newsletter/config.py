@@ -165,6 +165,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("bounces", "soft_limit", int, 3, "This many soft bounces (mailbox full, deferred for good) within soft_days mark an address bounced.",
             minimum=1),
     Setting("bounces", "soft_days", int, 30, "The window soft bounces are counted in, in days.", minimum=1, maximum=3650),
+    Setting("bounces", "hook_secret_env", str, "NEWSLETTER_HOOK_SECRET", "Environment variable with the shared secret of "
+            "the generic signed webhook POST /hooks/bounces (unset: the hook answers 404)."),
+    Setting("bounces", "postmark_auth_env", str, "NEWSLETTER_POSTMARK_HOOK_AUTH", "Environment variable with user:password "
+            "of Postmark's webhook POST /hooks/postmark, sent as HTTP basic auth (unset: 404)."),
+    Setting("bounces", "ses_topic_arn", str, "", "The SNS topic of Amazon SES notifications accepted at POST /hooks/ses "
+            "(empty: the hook answers 404)."),
+    Setting("bounces", "ses_cert_host", str, r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?", "Regular expression an SNS "
+            "SigningCertURL's host (and port) must match before the certificate is fetched."),
+    Setting("bounces", "ses_ca_file", str, "", "CA certificates (PEM) trusted when fetching the SNS signing certificate; "
+            "empty: the system's.", path="path"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
