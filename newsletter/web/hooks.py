@@ -304,7 +304,11 @@ class Hooks:
                 if not self.config["bounces.ses_topic_arn"]:
                     return JSONResponse({"error": "not found"}, 404)
                 message = _json(body)
-                await run_in_threadpool(self.sns.verify, message)
+                try:
+                    await run_in_threadpool(self.sns.verify, message)
+                except ImportError:
+                    raise HookRefused(501, "the SES hook needs the cryptography package: "
+                                           "pip install 'newsletter[ses]'") from None
                 if message.get("Type") != "Notification":
                     log.warning("SES hook: %s for %s: confirm it at %s", message.get("Type"), message.get("TopicArn"),
                                 message.get("SubscribeURL"))
