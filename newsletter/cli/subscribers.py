@@ -54,10 +54,10 @@ def _as_json(s: Subscriber) -> dict[str, Any]:
 
 @click.group("subscribers")
 def subscribers() -> None:
-    """Manage the mailing list: add, remove, unsubscribe, list, import, export, stats.
+    """Manage the mailing list: add, remove, unsubscribe, list, show, import, export, stats.
 
-    Unsubscribed and bounced addresses stay on file as suppressed: no import or add
-    makes them active again.
+    Unsubscribed, bounced and complained addresses stay on file as suppressed: no import or add
+    makes them active again (add --force STATUS, on the owner's request, does).
 
     \b
     Example:
