@@ -421,14 +421,15 @@ def _relative_to(config_file: Path, setting: Setting, value: Any) -> Any:
 
 
 # Read from the environment but not settings: the secrets and the configuration file's path.
-_OTHER_VARIABLES = frozenset({f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}SMTP_PASSWORD"})
+_OTHER_VARIABLES = frozenset({f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}SMTP_PASSWORD", f"{ENV_PREFIX}BOUNCES_PASSWORD"})
 
 
 def _unknown_environment(env: Mapping[str, str], values: Mapping[str, Any]) -> tuple[str, ...]:
     """A warning for each ``NEWSLETTER_*`` variable that is no setting: a misspelt
     ``NEWSLETTER_SMTP_HOSTNAME`` would otherwise leave mail going quietly to the outbox."""
     known = {s.env for s in SETTINGS} | _OTHER_VARIABLES | {
-        values["newsletter.secret_key_env"], values["web.preview_token_env"]}
+        values["newsletter.secret_key_env"], values["web.preview_token_env"],
+        values["bounces.hook_secret_env"], values["bounces.postmark_auth_env"]}
     warnings = []
     for name in sorted(n for n in env if n.startswith(ENV_PREFIX) and n not in known):
         close = difflib.get_close_matches(name, sorted(known), n=1)

@@ -354,3 +354,19 @@ def test_the_scheduler_reads_the_mailbox_only_when_one_is_set(tmp_path: Path, si
     assert _status(store, "retired@example.edu") == "bounced"
     # Run again at once: an hourly job is not due yet.
     assert "bounces" not in {o.job for o in scheduler.catch_up()}
+
+
+def test_an_auto_reply_from_no_one_we_know_is_left_alone(tmp_path: Path, site) -> None:  # type: ignore[no-untyped-def]
+    _, config, store = site
+    box = tmp_path / "box"
+    box.mkdir()
+    (box / "ooo.eml").write_bytes(sample("vacation_precedence.eml"))
+    run = api.process_bounces(store, config, [str(box)])
+    assert run.counts["auto_reply"] == 1
+    assert (box / "ooo.eml").exists() and not (box / "Processed").exists()
+
+
+def test_the_secrets_environment_variables_are_known(monkeypatch) -> None:
+    for name in ("NEWSLETTER_BOUNCES_PASSWORD", "NEWSLETTER_HOOK_SECRET", "NEWSLETTER_POSTMARK_HOOK_AUTH"):
+        monkeypatch.setenv(name, "x")
+    assert load_config(None).warnings == ()

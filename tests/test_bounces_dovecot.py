@@ -6,7 +6,6 @@ nothing twice, and a message that is not ours stays where it was."""
 from __future__ import annotations
 
 import mailbox
-import os
 import subprocess
 import tempfile
 import time
@@ -191,8 +190,8 @@ def test_pop3s_delete(site, dovecot: Dovecot) -> None:  # type: ignore[no-untype
         assert [e["kind"] for e in subscriber_events(conn, "full@example.org")][-1] == "soft_bounce"
 
 
-def test_a_clear_text_password_to_a_remote_host_is_refused(site) -> None:  # type: ignore[no-untyped-def]
+def test_a_clear_text_password_to_a_remote_host_is_refused(site, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     _, config, store = site
-    os.environ.setdefault("NEWSLETTER_BOUNCES_PASSWORD", "x")
+    monkeypatch.setenv("NEWSLETTER_BOUNCES_PASSWORD", "x")
     run = api.process_bounces(store, config, ["imap://bounces@mail.example.org/INBOX"])
     assert run.errors and "clear" in run.errors[0]

@@ -59,8 +59,9 @@ class Outcome:
 
     @property
     def is_processed(self) -> bool:
-        """True when the message may be marked processed in its mailbox (it was ours)."""
-        return self.counted_as not in ("not_ours", "unreadable")
+        """True when the message may be marked processed in its mailbox: it was tied to a reader
+        (or was, on an earlier run). An auto-reply from no one we know is left alone too."""
+        return bool(self.attributions) or self.counted_as == "already_done"
 
 
 def _from_token(conn: Connection, signer: Signer, token: str) -> tuple[Subscriber, int] | None:
