@@ -199,10 +199,10 @@ def issues_command(app: AppContext, as_json: bool) -> None:
 
     Columns: sent (accepted by the SMTP server), written (to the outbox folder, shown when any),
     failed, uncertain (sent whole, reply lost: see `resend --uncertain`; shown when any), pending
-    (left for later, or in flight), skipped (unsubscribed or bounced before their turn); bounced
-    and complaints (readers, and their share of those sent, from `newsletter bounces`; shown once
-    there are any), with a warning past 2% hard bounces or 0.1% complaints. A delivery journal left by a
-    run whose store refused to record is applied first.
+    (left for later, or in flight), skipped (unsubscribed or bounced before their turn); hard
+    (hard bounces) and spam (complaints): readers, and their share of those sent, from
+    `newsletter bounces`, shown once there are any, with a warning past 2% hard bounces or 0.1%
+    complaints. A delivery journal left by a run whose store refused to record is applied first.
     The JSON output also has the title and every state separately.
 
     \b
@@ -235,7 +235,7 @@ def issues_command(app: AppContext, as_json: bool) -> None:
     # Bounce columns only once `newsletter bounces` has tied a report to some issue: 80 columns
     # hold them beside the usual ones, not beside "written" and "uncertain" too.
     with_bounces = any(row["bounces"]["hard"] or row["bounces"]["complaint"] for row in found)
-    for name in ("bounced", "complaints") if with_bounces else ():
+    for name in ("hard", "spam") if with_bounces else ():  # hard bounces, complaints: count and rate
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("last delivery (UTC)")  # the one column that may wrap in a narrow terminal
     for row in found:
