@@ -370,3 +370,16 @@ def test_the_secrets_environment_variables_are_known(monkeypatch) -> None:
     for name in ("NEWSLETTER_BOUNCES_PASSWORD", "NEWSLETTER_HOOK_SECRET", "NEWSLETTER_POSTMARK_HOOK_AUTH"):
         monkeypatch.setenv(name, "x")
     assert load_config(None).warnings == ()
+
+
+def test_maildir_flag_mode_marks_read_and_starred_and_acts_once(tmp_path: Path, site) -> None:  # type: ignore[no-untyped-def]
+    _, config, store = site
+    maildir = mailbox.Maildir(tmp_path / "Maildir")
+    maildir.add(sample("sendmail_hard.eml"))
+    flagging = config.with_overrides({"bounces.processed": "flag"})
+    first = api.process_bounces(store, flagging, [str(tmp_path / "Maildir")])
+    assert first.counts["hard"] == 1 and first.actions == ["retired@example.edu: bounced"]
+    [name] = [p.name for p in (tmp_path / "Maildir" / "cur").iterdir()]
+    assert name.endswith(":2,FS")
+    second = api.process_bounces(store, flagging, [str(tmp_path / "Maildir")])
+    assert second.counts["already_done"] == 1 and not second.actions

@@ -12,8 +12,8 @@ processed   maildir                                 mbox / .eml             IMAP
 move:NAME   to the Maildir++ subfolder ``.NAME``    to ``NAME/`` beside it  MOVE (or COPY +
                                                     (mbox: ``FILE.NAME``)   delete) to NAME
 delete      removed                                 removed                 \\Deleted, expunged
-flag        ``S`` and ``T`` flags; skipped after    left (the store knows   \\Seen + keyword
-                                                    it by its digest)       ``$NewsletterDone``
+flag        ``S`` and ``F`` flags (read again,      left (the store knows   \\Seen + keyword
+            known by its digest)                    it by its digest)       ``$NewsletterDone``
 ==========  ======================================  ======================  ==================
 
 POP3 has neither folders nor flags: ``delete`` removes, anything else leaves the message, and the
@@ -69,8 +69,6 @@ class MaildirSource:
             for entry in sorted(os.scandir(box), key=lambda e: e.name):
                 if entry.name.startswith(".") or not entry.is_file():
                     continue
-                if self.how == "flag" and sub == "cur" and "T" in entry.name.rpartition(":2,")[2]:
-                    continue
                 try:
                     data = Path(entry.path).read_bytes()
                 except OSError:
@@ -88,8 +86,11 @@ class MaildirSource:
                 (target / sub).mkdir(parents=True, exist_ok=True)
             (target / "maildirfolder").touch()
             os.replace(source, target / "cur" / f"{base}:2,{''.join(sorted(set(flags) | {'S'}))}")
-        else:  # flag: seen and trashed-by-us (a client shows it read); moved to cur/ as maildir wants
-            os.replace(source, self.path / "cur" / f"{base}:2,{''.join(sorted(set(flags) | {'S', 'T'}))}")
+        else:  # flag: seen and flagged (a mail client shows it read and starred), in cur/ as maildir wants.
+            # Not trashed (T): clients expunge that. Read again next time, known by its digest.
+            target = self.path / "cur" / f"{base}:2,{''.join(sorted(set(flags) | {'F', 'S'}))}"
+            if target != source:
+                os.replace(source, target)
 
     def close(self) -> None:
         pass
