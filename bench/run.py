@@ -1,5 +1,6 @@
 """Run every benchmark in this folder, one after another, each printing its figures beside the
-baseline measured in the same run.
+baseline measured in the same run, then every target line again, together, each saying met or
+not.
 
     python bench/run.py            # all of them, full size
     python bench/run.py --quick    # smaller sizes, for a quick look
@@ -22,10 +23,20 @@ def main(argv: list[str]) -> int:
     if names:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in names]
     failed = 0
+    targets: list[str] = []
     for script in scripts:
         print(f"\n=== {script.name} ===", flush=True)
         args = [sys.executable, str(script)] + (["--quick"] if quick else [])
-        failed += subprocess.call(args, cwd=HERE.parent) != 0
+        with subprocess.Popen(args, cwd=HERE.parent, stdout=subprocess.PIPE, text=True) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                print(line, end="", flush=True)
+                if "target" in line.lower():
+                    targets.append(f"{script.stem.removeprefix('bench_')}: {line.strip()}")
+        failed += proc.returncode != 0
+    print("\n=== targets ===")
+    for line in targets:
+        print(line)
     return 1 if failed else 0
 
 

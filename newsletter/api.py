@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 from newsletter import pipeline
 from newsletter.bounces.run import BounceRun, process_bounces as _process_bounces
 from newsletter.config import Config, load_config
-from newsletter.deliver.golive import Check, dns_advice, settings_checks, smtp_checks
+from newsletter.deliver.golive import Check, GoLiveError, dns_advice, settings_checks, smtp_checks
 from newsletter.deliver.journal import Journal, journal_path
 from newsletter.deliver.sender import ProgressCallback
 from newsletter.errors import NewsletterError
@@ -40,7 +40,8 @@ from newsletter.subscribers.exporter import export_subscribers
 from newsletter.subscribers.importer import ImportReport, import_subscribers
 
 __all__ = [
-    "BounceRun", "Check", "Config", "ImportReport", "IngestReport", "Issue", "NewsletterError", "Paper", "PreviewFiles",
+    "BounceRun", "Check", "Config", "GoLiveError", "ImportReport", "IngestReport", "Issue", "NewsletterError",
+    "Paper", "PreviewFiles",
     "RenderedIssue", "RunReport", "Store", "Subscriber",
     "check", "dns_advice", "export_subscribers", "import_subscribers", "ingest", "issues", "load_config",
     "next_issue", "open_store", "papers", "preview", "process_bounces", "render", "resend", "send",
@@ -56,7 +57,8 @@ def ingest(store: Store, config: Config, sources: Sequence[str] | None = None, *
 
 
 def papers(store: Store, *, limit: int | None = None) -> list[Paper]:
-    """The papers in the store, best first (score, then newest)."""
+    """The papers in the store: the newest publication day first, the highest score first
+    within a day."""
     with store.atomic() as conn:
         return list_papers(conn, limit=limit)
 

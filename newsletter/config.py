@@ -1,7 +1,7 @@
 """Settings declared once, as data, and resolved from defaults -> newsletter.toml -> env -> flags.
 
 The same ``SETTINGS`` table validates the TOML file, names the environment variables, feeds
-``newsletter init``'s commented file and is checked by a test against README.md, so a setting
+``newsletter init``'s commented file and writes docs/configuration.md (a test checks it), so a setting
 can never exist in one place and be missing from another.
 """
 
@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import ConfigError, ConfigErrors
+from newsletter.schedule_spec import parse_job_spec
 from newsletter.files import not_regular_file
 
 ENV_PREFIX = "NEWSLETTER_"
@@ -67,8 +68,6 @@ def timezone_problem(name: str) -> str | None:
 
 def schedule_problem(text: str) -> str | None:
     """What is wrong with a job's schedule string (``monday at 08:00``), or None."""
-    from newsletter.scheduler import parse_job_spec  # here: the scheduler imports this module
-
     try:
         parse_job_spec(text)
     except (ValueError, OverflowError) as exc:
@@ -331,51 +330,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 
     if file_path.exists():
         used_path = file_path
-        problem = not_regular_file(file_path)
-        if problem:  # a FIFO would wait for a writer, /dev/zero never end
-            raise ConfigError(problem, where=str(file_path))
-        try:
-            text = file_path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read: {exc}", where=str(file_path)) from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            m = re.search(r"line (\d+)", str(exc))
-            raise ConfigError(f"not valid TOML: {exc}", where=str(file_path),
-                              line=int(m.group(1)) if m else None) from None
-        for section, table in data.items():
-            if section not in SECTIONS:
-                errors.append(ConfigError(f"unknown section [{section}] (known: {', '.join(SECTIONS)})",
-                                          where=str(file_path), line=_line_of(text, section)))
-                continue
-            if not isinstance(table, dict):
-                errors.append(ConfigError(f"{section} must be a [{section}] table", where=str(file_path),
-                                          line=_line_of(text, section)))
-                continue
-            present.add(section)
-            for key, raw in table.items():
-                name = f"{section}.{key}"
-                line = _line_of(text, section, key)
-                if name not in BY_NAME:
-                    known = ", ".join(s.key for s in SETTINGS if s.section == section)
-                    errors.append(ConfigError(f"unknown key {key!r} in [{section}] (known: {known})",
-                                              where=str(file_path), line=line))
-                    continue
-                if key in ("password",):
-                    errors.append(ConfigError("secrets come only from the environment", where=str(file_path),
-                                              line=line))
-                    continue
-                try:
-                    values[name] = _relative_to(file_path, BY_NAME[name],
-                                                _coerce(BY_NAME[name], raw, where=str(file_path), line=line))
-                except ConfigError as exc:
-                    errors.append(exc)
-                    continue
-                origins[name] = f"{file_path}:{line}" if line else str(file_path)
-        for setting in SETTINGS:  # the defaults' relative paths follow the file too
-            if setting.name not in origins:
-                values[setting.name] = _relative_to(file_path, setting, values[setting.name])
+        text, data = _read_toml(file_path)
+        present |= _apply_file(file_path, text, data, values, origins, errors)
     elif explicit:
         raise ConfigError("no such configuration file", where=str(file_path))
 
@@ -397,6 +353,63 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     config = Config(values, origins, used_path, frozenset(present))
     config.warnings = _unknown_environment(env, values)
     return config.with_overrides(overrides or {})
+
+
+def _read_toml(file_path: Path) -> tuple[str, dict[str, Any]]:
+    """The file's text and its TOML tables; a file that cannot be read or parsed is an error
+    naming the file (and the line, for TOML)."""
+    problem = not_regular_file(file_path)
+    if problem:  # a FIFO would wait for a writer, /dev/zero never end
+        raise ConfigError(problem, where=str(file_path))
+    try:
+        text = file_path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", where=str(file_path)) from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(f"not valid TOML: {exc}", where=str(file_path),
+                          line=int(m.group(1)) if m else None) from None
+
+
+def _apply_file(file_path: Path, text: str, data: dict[str, Any], values: dict[str, Any], origins: dict[str, str],
+                errors: list[ConfigError]) -> set[str]:
+    """Put the file's values into ``values`` (and where each came from into ``origins``),
+    adding every wrong section, key or value to ``errors``; returns the sections present."""
+    present: set[str] = set()
+    for section, table in data.items():
+        if section not in SECTIONS:
+            errors.append(ConfigError(f"unknown section [{section}] (known: {', '.join(SECTIONS)})",
+                                      where=str(file_path), line=_line_of(text, section)))
+            continue
+        if not isinstance(table, dict):
+            errors.append(ConfigError(f"{section} must be a [{section}] table", where=str(file_path),
+                                      line=_line_of(text, section)))
+            continue
+        present.add(section)
+        for key, raw in table.items():
+            name = f"{section}.{key}"
+            line = _line_of(text, section, key)
+            if name not in BY_NAME:
+                known = ", ".join(s.key for s in SETTINGS if s.section == section)
+                errors.append(ConfigError(f"unknown key {key!r} in [{section}] (known: {known})",
+                                          where=str(file_path), line=line))
+                continue
+            if key in ("password",):
+                errors.append(ConfigError("secrets come only from the environment", where=str(file_path), line=line))
+                continue
+            try:
+                values[name] = _relative_to(file_path, BY_NAME[name],
+                                            _coerce(BY_NAME[name], raw, where=str(file_path), line=line))
+            except ConfigError as exc:
+                errors.append(exc)
+                continue
+            origins[name] = f"{file_path}:{line}" if line else str(file_path)
+    for setting in SETTINGS:  # the defaults' relative paths follow the file too
+        if setting.name not in origins:
+            values[setting.name] = _relative_to(file_path, setting, values[setting.name])
+    return present
 
 
 def _relative_to(config_file: Path, setting: Setting, value: Any) -> Any:

@@ -94,3 +94,28 @@ def browser():
             yield instance
         finally:
             instance.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
+    """One line, last before pytest's own summary line: how many tests skipped and why.
+
+    The outermost wrapper, so it prints after the other summaries (``-ra``'s short test summary
+    included) and just before the final "N passed in Ts" line.
+    """
+    try:
+        return (yield)
+    finally:
+        reasons: dict[str, int] = {}
+        for report in terminalreporter.stats.get("skipped", []):
+            if not getattr(report, "count_towards_summary", True):
+                continue
+            longrepr = report.longrepr
+            reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+            reason = " ".join(str(reason).removeprefix("Skipped: ").split()) or "no reason given"
+            reasons[reason] = reasons.get(reason, 0) + 1
+        if reasons:
+            grouped = "; ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda item: (-item[1], item[0])))
+            terminalreporter.write_line(f"skipped: {sum(reasons.values())} ({grouped})")
+        else:
+            terminalreporter.write_line("skipped: none")

@@ -73,13 +73,21 @@ class RecordingHandler:
                 self._accepted_at.append(now)
         return False
 
+    def _throttle_reply(self, server, stage: str) -> str:  # type: ignore[no-untyped-def]
+        """The throttle answer when this message meets it at ``stage`` ("" otherwise); a 421
+        closes the connection after it, as a server shedding load does."""
+        if self.throttle_stage != stage or not self._throttle_now():
+            return ""
+        if self.throttle_answer.startswith("421"):
+            asyncio.get_running_loop().call_soon(server.transport.close)
+        return self.throttle_answer
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # type: ignore[no-untyped-def]
         if self.mail_from_answer:
             return self.mail_from_answer
-        if self.throttle_stage == "MAIL" and self._throttle_now():
-            if self.throttle_answer.startswith("421"):
-                asyncio.get_running_loop().call_soon(server.transport.close)
-            return self.throttle_answer
+        throttled = self._throttle_reply(server, "MAIL")
+        if throttled:
+            return throttled
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -106,10 +114,9 @@ class RecordingHandler:
             return "451 4.4.2 Timed out"
         if self.data_answer:
             return self.data_answer
-        if self.throttle_stage == "DATA" and self._throttle_now():
-            if self.throttle_answer.startswith("421"):
-                asyncio.get_running_loop().call_soon(server.transport.close)
-            return self.throttle_answer
+        throttled = self._throttle_reply(server, "DATA")
+        if throttled:
+            return throttled
         withhold_s = self.withhold_reply.pop(envelope.rcpt_tos[0], 0.0) if envelope.rcpt_tos else 0.0
         if withhold_s:
             # The message is queued, and the reply comes too late for the client: it cannot know.

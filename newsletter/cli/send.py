@@ -63,8 +63,9 @@ def _hints(report: RunReport, *, outbox: bool) -> None:
     if outbox and report.sent:
         console.print("These are .eml files you can open in any mail program. To send the issue for real, add an "
                       "[smtp] section (host, port, security, username) to newsletter.toml, export "
-                      "NEWSLETTER_SMTP_PASSWORD, and run `newsletter send` again: each subscriber gets it once.",
-                      markup=False, soft_wrap=True)
+                      "NEWSLETTER_SMTP_PASSWORD, set newsletter.from, newsletter.postal_address and an https "
+                      "newsletter.base_url, check them with `newsletter check`, and run `newsletter send` again: "
+                      "each subscriber gets it once.", markup=False, soft_wrap=True)
     if report.deferred:
         console.print("Run `newsletter send` again later (or let `newsletter run` do it) to deliver what is left; "
                       "nothing already accepted is sent twice.", markup=False, soft_wrap=True)

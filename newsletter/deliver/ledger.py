@@ -14,14 +14,9 @@ Why it can be trusted after a crash:
   at most a minute), so a slow process, here or on another host, is never raced, and one that
   hangs or dies on another host is.
 
-Worker threads of one process take turns on the store (a lock), rather than letting SQLite's
-busy handler put them to sleep for milliseconds at a time. On SQLite the per-message writes
-("sent", and the "still subscribed?" check of the next row) go straight to the driver, each
-"sent" its own autocommit statement: ~0.02 ms of CPU where SQLAlchemy's begin/execute/commit
-costs ~0.14 ms. Where a commit is dear (a server database, ``group_commit=True``), "sent"
-records are group-committed instead: one thread commits every worker's pending record in one
-transaction while each worker waits for its own to be durable before taking its next message,
-so the crash promise above holds either way.
+Worker threads of one process take turns on one connection of the store
+(``store/runs.py``), rather than letting SQLite's busy handler put them to sleep for
+milliseconds at a time; how a "sent" record is made durable cheaply is the store's business.
 
 Rows are claimed several at a time (one transaction per batch), and the subscriber's status is
 checked again right before each message: in the claim for the first of a batch, then in the
@@ -35,13 +30,10 @@ record goes to the journal (``journal.py``), which ``prepare`` applies before an
 from __future__ import annotations
 
 import os
-import queue
 import secrets
 import socket
-import threading
-from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Callable, Iterator
+from typing import Callable
 
 from sqlalchemy.engine import Connection
 
@@ -51,6 +43,7 @@ from newsletter.errors import SubscriberError
 from newsletter.store import Store, utcnow
 from newsletter.store import deliveries as rows
 from newsletter.store.deliveries import ClaimedDelivery
+from newsletter.store.runs import RunConnection
 from newsletter.store.locks import pid_is_running
 from newsletter.store.subscribers import mark_bounced
 
@@ -74,53 +67,6 @@ def claim_holder_is_dead(claimed_by: str) -> bool:
     return not pid_is_running(pid)
 
 
-class _GroupCommit:
-    """A thread that applies the records handed to it, as many as are waiting, in one commit."""
-
-    def __init__(self, ledger: "Ledger") -> None:
-        self._ledger = ledger
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="ledger-commit", daemon=True)
-        self._thread.start()
-
-    def apply(self, change: Callable[[Connection], None]) -> None:
-        """Run ``change`` in a transaction and return once it is committed (or raise its error)."""
-        done = threading.Event()
-        error: list[BaseException] = []
-        self._queue.put((change, done, error))
-        done.wait()
-        if error:
-            raise error[0]
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        finished = False
-        while not finished:
-            batch = [self._queue.get()]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if None in batch:
-                finished = True
-                batch = [item for item in batch if item is not None]
-            if not batch:
-                continue
-            try:
-                with self._ledger._transaction() as conn:
-                    for change, _, _ in batch:
-                        change(conn)
-            except BaseException as exc:  # noqa: BLE001 - handed to every waiting worker
-                for _, _, error in batch:
-                    error.append(exc)
-            for _, done, _ in batch:
-                done.set()
-
-
 class Ledger:
     """The rows of one issue, shared by the worker threads of one run."""
 
@@ -139,50 +85,14 @@ class Ledger:
         self.clock = clock
         self.run_tag = f"{_HOST}:{os.getpid()}:{secrets.token_hex(3)}"
         _LIVE_RUNS.add(self.run_tag)
-        self._lock = threading.Lock()
-        self._conn: Connection | None = None
-        self._dbapi_conn = None  # type: ignore[var-annotated]
-        # Default: straight to the driver on SQLite, group commit elsewhere; False on a server
-        # database: one plain transaction per record.
-        use_group = (not store.is_sqlite) if group_commit is None else group_commit
-        self._direct = store.is_sqlite and not use_group
-        self._group = _GroupCommit(self) if use_group else None
+        self.db = RunConnection(store, group_commit=group_commit)
+        self._transaction = self.db.transaction
         self.journal = Journal(journal_path(store))
 
     def close(self) -> None:
-        """Stop the group-commit thread (if any) and close the connection; call once every
-        worker has ended."""
-        if self._group is not None:
-            self._group.close()
-            self._group = None
+        """Close the run's connection to the store; call once every worker has ended."""
         _LIVE_RUNS.discard(self.run_tag)
-        with self._lock:
-            conn, self._conn, self._dbapi_conn = self._conn, None, None
-        if conn is not None:
-            conn.close()
-
-    # -- transactions --------------------------------------------------------------------
-    #
-    # One connection for every thread of the run, used under ``_lock``. The store is used by one
-    # thread at a time anyway, and with one connection per thread SQLite throws away a
-    # connection's whole page cache whenever another connection has written since it last
-    # looked: with 8 workers that was every statement, and at 100,000 rows it doubled our
-    # CPU per message.
-
-    def _connection(self) -> Connection:
-        """The run's connection (opened on first use); call with ``_lock`` held."""
-        if self._conn is None:
-            self._conn = self.store.engine.connect()
-            self._dbapi_conn = self._conn.connection.dbapi_connection
-        return self._conn
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        """One commit on the run's connection."""
-        with self._lock:
-            conn = self._connection()
-            with conn.begin():
-                yield conn
+        self.db.close()
 
     # -- the run -------------------------------------------------------------------------
 
@@ -260,36 +170,8 @@ class Ledger:
         whose subscriber stopped being active, marked ``skipped``. Returns (how many were
         dropped, whether this worker still held the row: False means another run had taken
         it over, and may send the message again)."""
-        now = self.clock()
-        held = [True]
-        if self._direct:
-            spool = self.store.unsubscribe_spool
-            with self._lock:
-                self._connection()
-                held[0] = rows.sqlite_mark_sent(self._dbapi_conn, delivery.id, message_id=message_id, now=now,
-                                                holder=delivery.claimed_by, status=self.done_status)
-                if not upcoming:
-                    return 0, held[0]
-                if spool is None or not spool.has_unapplied():
-                    return rows.sqlite_drop_inactive(self._dbapi_conn, upcoming, now), held[0]
-            # Unsubscribes spooled by the web app while the store was busy: a transaction applies
-            # them first (see store/spool.py), so the next row's check sees them.
-            with self._transaction() as conn:
-                return rows.drop_inactive(conn, upcoming, now), held[0]
-
-        def change(conn: Connection) -> None:
-            held[0] = rows.mark_sent(conn, delivery.id, message_id=message_id, now=now,
-                                     holder=delivery.claimed_by, status=self.done_status)
-
-        if self._group is not None:
-            self._group.apply(change)
-        else:
-            with self._transaction() as conn:
-                change(conn)
-        if not upcoming:
-            return 0, held[0]
-        with self._transaction() as conn:
-            return rows.drop_inactive(conn, upcoming, now), held[0]
+        return self.db.record_sent(delivery, message_id=message_id, now=self.clock(), status=self.done_status,
+                                   upcoming=upcoming)
 
     def journal_outcome(self, delivery: ClaimedDelivery, status: str, message_id: str, error: str = "") -> None:
         """The store refused to record what the server did with a message: keep it in the

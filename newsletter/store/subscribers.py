@@ -12,6 +12,7 @@ million rows cost a few seconds of SQLite and no Python memory, inside the calle
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterator, Mapping, Sequence
@@ -36,7 +37,7 @@ from sqlalchemy.schema import CreateTable
 
 from newsletter.errors import SubscriberError
 from newsletter.models import SUBSCRIBER_STATUSES, SUPPRESSED_STATUSES, Subscriber
-from newsletter.store.db import utcnow
+from newsletter.store.db import Store, utcnow
 from newsletter.store.schema import UTCDateTime, deliveries, events, subscribers
 from newsletter.subscribers.addresses import email_key, normalize_address
 
@@ -351,6 +352,18 @@ class MergeCounts:
     newly_suppressed: int = 0
 
 
+@contextmanager
+def import_session(store: Store) -> Iterator[Connection]:
+    """A connection of its own holding the staging tables for one import, outside any
+    transaction of the store (see ``begin_import``); the tables are dropped however it ends."""
+    with store.engine.connect() as conn:
+        begin_import(conn)
+        try:
+            yield conn
+        finally:
+            end_import(conn)
+
+
 def begin_import(conn: Connection) -> None:
     """Create the staging tables: temporary, so private to this connection, and created and
     filled *outside* a transaction of the store (call it on a connection that has not begun
@@ -405,6 +418,8 @@ def stage_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     raw.execute("COMMIT")  # type: ignore[union-attr]
 
 
+# Long: one transaction of set-based statements in the order the suppression rules need;
+# split up, the order would be spread over functions that mean nothing alone.
 def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) -> MergeCounts:
     """Merge the staged rows into ``subscribers`` in file order, then drop the staging tables.
 

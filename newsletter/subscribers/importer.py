@@ -18,14 +18,12 @@ import io
 import itertools
 import json
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Callable
 
 import charset_normalizer
-from sqlalchemy.engine import Connection
 
 from newsletter.errors import ImportRowsError, SubscriberError
 from newsletter.models import SUPPRESSED_STATUSES
@@ -33,7 +31,7 @@ from newsletter.store import Store
 from newsletter.store.db import utcnow
 from newsletter.files import not_regular_file
 from newsletter.store.schema import sqlite_time
-from newsletter.store.subscribers import begin_import, end_import, merge_staged, stage_rows
+from newsletter.store.subscribers import import_session, merge_staged, stage_rows
 from newsletter.subscribers.addresses import MAX_ATTRIBUTES_CHARS, bounded_name, check_address, shorten
 from newsletter.subscribers.formats import detect_format, format_named, row_mapper
 
@@ -133,16 +131,6 @@ def _pick_delimiter(first_line: str) -> str:
         if count > best_count:
             best, best_count = delimiter, count
     return best
-
-
-@contextmanager
-def _staging(conn: Connection) -> Iterator[None]:
-    """The staging tables on ``conn`` for the import's duration, dropped however it ends."""
-    begin_import(conn)
-    try:
-        yield
-    finally:
-        end_import(conn)
 
 
 def import_subscribers(store: Store, path: str | os.PathLike[str], *, format: str = "auto",
@@ -251,6 +239,8 @@ def _undecodable_line(raw: IO[bytes], encoding: str) -> int | None:
     return None
 
 
+# Long: the read-check-stage loop of the import's hot path; per-row helpers cost a call
+# per row at a million rows (measured in bench/bench_import.py).
 def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format: str, skip_invalid: bool,
                    now: datetime | None, on_invalid: Callable[[SubscriberError], None],
                    progress: Callable[[], None] | None) -> None:
@@ -269,7 +259,7 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
     reason_default = f"import {Path(shown).name}"
 
     # Staged outside a transaction of the store (see begin_import); the merge is the transaction.
-    with store.engine.connect() as conn, _staging(conn):
+    with import_session(store) as conn:
         batch: list[tuple] = []
         rows = invalid = 0
         start = reader.line_num + 1

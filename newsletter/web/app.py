@@ -18,7 +18,7 @@ headers of ``newsletter.web.security``):
          /preview/...          the operator's preview: loopback, or the preview token
 
 No GET or HEAD changes anything (mail providers' link scanners open every link), and GET pages
-read through ``newsletter.web.stores.ReadOnlyStore``, so they never wait for the store's write
+read through ``newsletter.store.access.ReadOnlyStore``, so they never wait for the store's write
 lock. Redirects (a path with or without its trailing slash) point at ``newsletter.base_url``
 (or are relative), never at the request's Host header.
 
@@ -64,7 +64,7 @@ from newsletter.web.security import (
     client_key,
     token_matches,
 )
-from newsletter.web.stores import QuickWriteStore, ReadOnlyStore
+from newsletter.store.access import QuickWriteStore, ReadOnlyStore
 from newsletter.web.subscriptions import (
     CONFIRM_MAX_AGE_S,
     ConfirmOutcome,

@@ -14,7 +14,7 @@ from xml.etree import ElementTree as ET
 
 from newsletter.models import Issue
 from newsletter.render import placeholders
-from newsletter.web.stores import Transactions
+from newsletter.store.access import Transactions
 from newsletter.store.issues import get_frozen_rendering, list_issues
 
 ATOM_NS = "http://www.w3.org/2005/Atom"

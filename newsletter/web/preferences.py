@@ -16,7 +16,7 @@ from newsletter.models import Subscriber
 from newsletter.store import Store
 from newsletter.store.subscribers import get_subscriber, rename_subscriber
 from newsletter.tokens import Signer
-from newsletter.web.stores import Transactions
+from newsletter.store.access import Transactions
 from newsletter.web.subscriptions import form_name
 
 # What each status means to the person reading the page.

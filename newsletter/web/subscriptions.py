@@ -38,7 +38,7 @@ from newsletter.store.subscribers import (
 from newsletter.store.spool import UnsubscribeSpool
 from newsletter.subscribers.addresses import MAX_NAME_CHARS, normalize_address
 from newsletter.tokens import Signer
-from newsletter.web.stores import Transactions
+from newsletter.store.access import Transactions
 
 CONFIRM_MAX_AGE_S = 7 * 24 * 3600  # the same as Signer.verify_confirm's default
 MAX_ADDRESS_CHARS = 254  # RFC 5321's limit on a forward path
