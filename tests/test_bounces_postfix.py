@@ -28,6 +28,7 @@ from postfix_support import DOMAIN, Postfix, start_postfix
 
 LIVE = ("ann", "bob", "bounces")
 DEAD_DOMAIN = "gone.tpweekly.org"
+SLOW_DOMAIN = "slow.tpweekly.org"
 BOUNCES = f"bounces@{DOMAIN}"
 
 
@@ -143,3 +144,25 @@ def test_an_issue_sent_with_verp_through_postfix_bounces_only_the_dead_readers(t
     assert {r.issue_number for r in rows} == {1} and {r.reporting_mta for r in rows} == {"mx.tpweekly.test"}
     again = CliRunner().invoke(main, ["--config", str(path), "bounces"])
     assert again.exit_code == 0 and "0 address(es) changed status" in again.output
+
+
+def test_postfix_delay_notices_are_soft_bounces_that_suppress_only_at_the_limit(tmp_path: Path) -> None:
+    slow = start_postfix(("bounces",), accept_unknown=True, slow_domains=(SLOW_DOMAIN,), recipient_delimiter="+")
+    try:
+        reader = f"reader@{SLOW_DOMAIN}"
+        path = site(tmp_path, slow, [reader])
+        with smtplib.SMTP("127.0.0.1", slow.port, timeout=10) as smtp:
+            msg = EmailMessage()
+            msg["From"], msg["To"], msg["Subject"] = "digest@papers.tpweekly.org", reader, "Papers"
+            msg.set_content("This week's papers.")
+            assert not smtp.send_message(msg, from_addr=BOUNCES, to_addrs=[reader])
+        wait_for_bounces(slow, 1, timeout_s=60)
+        [report] = [classify(p.read_bytes()) for p in bounces_in(slow)]
+        assert report.kind == "soft" and report.recipients[0].action == "delayed"
+        assert report.recipients[0].status == "4.2.2" and report.recipients[0].address == reader
+        result = CliRunner().invoke(main, ["--config", str(path), "bounces", "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["counts"]["soft"] == 1
+        assert statuses(path)[reader] == "active"  # one soft bounce of soft_limit 3
+    finally:
+        slow.stop()
