@@ -34,16 +34,17 @@ from newsletter.render.preview import PreviewFiles
 from newsletter.sources.report import IngestReport
 from newsletter.store import Store, open_store
 from newsletter.store.bounces import counts_by_issue as bounce_counts_by_issue
+from newsletter.store.copy import CopyReport, copy_store
 from newsletter.store.deliveries import issues_with_counts
 from newsletter.store.papers import list_papers
 from newsletter.subscribers.exporter import export_subscribers
 from newsletter.subscribers.importer import ImportReport, import_subscribers
 
 __all__ = [
-    "BounceRun", "Check", "Config", "GoLiveError", "ImportReport", "IngestReport", "Issue", "NewsletterError",
-    "Paper", "PreviewFiles",
+    "BounceRun", "Check", "Config", "CopyReport", "GoLiveError", "ImportReport", "IngestReport", "Issue",
+    "NewsletterError", "Paper", "PreviewFiles",
     "RenderedIssue", "RunReport", "Store", "Subscriber",
-    "check", "dns_advice", "export_subscribers", "import_subscribers", "ingest", "issues", "load_config",
+    "check", "copy_store", "dns_advice", "export_subscribers", "import_subscribers", "ingest", "issues", "load_config",
     "next_issue", "open_store", "papers", "preview", "process_bounces", "render", "resend", "send",
 ]
 

@@ -54,7 +54,7 @@ def timezone_problem(name: str) -> str | None:
     """What is wrong with a timezone name, or None when both zoneinfo and pytz (what the
     ``schedule`` library resolves zones with) know it. Checked with the rest of the settings,
     so a typo is a ``newsletter.toml:LINE:`` error for every command, not a traceback later."""
-    import pytz
+    import pytz  # here: pytz loads its zone list on import, and most commands never name a zone
 
     try:
         ZoneInfo(name)

@@ -32,9 +32,14 @@ from zoneinfo import ZoneInfo
 
 import schedule
 
+from newsletter import api
+from newsletter.compose.issue import issue_key
 from newsletter.config import Config, timezone_problem
 from newsletter.errors import ConfigError, NewsletterError, NothingToSendError
 from newsletter.schedule_spec import WEEKDAYS, JobSpec, format_interval, parse_job_spec
+from newsletter.store.deliveries import PENDING, SENDING, due_retries, issue_number_for_key, status_counts
+from newsletter.store.issues import get_issue
+from newsletter.store.meta import get_value, set_value
 
 log = logging.getLogger(__name__)
 
@@ -436,14 +441,12 @@ class StoreState:
         return f"scheduler.last_run.{job}"
 
     def last_run(self, job: str) -> datetime | None:
-        from newsletter.store.meta import get_value
 
         with self.store.atomic() as conn:
             value = get_value(conn, self._key(job))
         return datetime.fromisoformat(value) if value else None
 
     def record_run(self, job: str, when: datetime) -> None:
-        from newsletter.store.meta import set_value
 
         with self.store.atomic() as conn:
             set_value(conn, self._key(job), when.astimezone(timezone.utc).isoformat())
@@ -454,9 +457,6 @@ class StoreState:
         An issue with rows still pending or in flight (a send cut short by a crash or SIGTERM)
         is not done: catching it up resumes it, and the ledger keeps anyone from a second copy.
         """
-        from newsletter.compose.issue import issue_key
-        from newsletter.store.deliveries import PENDING, SENDING, issue_number_for_key, status_counts
-        from newsletter.store.issues import get_issue
 
         key = issue_key(slot, slot.tzinfo)  # the scheduler passes slots in the schedule's zone
         with self.store.atomic() as conn:
@@ -471,8 +471,6 @@ class StoreState:
 
     def retries_due(self, slot: datetime, now: datetime) -> bool:
         """True when the issue of ``slot``'s week has messages deferred for a retry that is due."""
-        from newsletter.compose.issue import issue_key
-        from newsletter.store.deliveries import due_retries, issue_number_for_key
 
         with self.store.atomic() as conn:
             number = issue_number_for_key(conn, issue_key(slot, slot.tzinfo))
@@ -481,7 +479,6 @@ class StoreState:
 
 def pipeline_jobs(store: Any, config: Config, stop: threading.Event) -> dict[str, JobFunc]:
     """The real jobs: nothing but calls into ``newsletter.api``."""
-    from newsletter import api
 
     def ingest(slot: datetime) -> Any:
         return api.ingest(store, config)

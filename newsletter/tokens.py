@@ -36,6 +36,7 @@ import time
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_decode, bytes_to_int
 
 from newsletter.config import Config
 from newsletter.store import Store
@@ -184,7 +185,6 @@ def _text(plaintext: bytes | None) -> str | None:
 
 def _legacy_issued_at(token: str) -> float | None:
     """When an old (itsdangerous) timed token was made: the time sits before the signature."""
-    from itsdangerous.encoding import base64_decode, bytes_to_int
 
     try:
         return float(bytes_to_int(base64_decode(token.rsplit(".", 2)[-2])))

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -49,6 +50,42 @@ def fixtures_dir() -> Path:
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'newsletter.db'}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL for the session: ``NEWSLETTER_TEST_POSTGRES_URL`` if set, else one the
+    ``pgserver`` package starts in a temporary folder. Skips where it cannot start; fails in CI."""
+    given = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    try:
+        import pgserver
+
+        server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    except Exception as exc:  # noqa: BLE001 - any reason it cannot start is the same answer
+        if IN_CI:
+            pytest.fail(f"PostgreSQL could not be started with pgserver: {exc}")
+        pytest.skip(f"PostgreSQL could not be started with pgserver: {exc}")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A new, empty database on the session's PostgreSQL, for this test alone."""
+    import secrets
+
+    import psycopg
+
+    name = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    base, _, query = postgres_server.partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 
 from conftest import free_port
 from newsletter.deliver.ledger import _HOST, claim_holder_is_dead
+from newsletter.store.locks import pid_namespace
 from newsletter.deliver.ratelimit import RateLimiter
 from newsletter.deliver.sender import SendOptions, deliver_issue
 from newsletter.deliver.transports import OutboxTransport, SmtpPool, SmtpSettings, dot_stuff
@@ -274,7 +275,7 @@ def dead_pid() -> int:
 def test_row_claimed_by_a_dead_process_is_sent_by_the_next_run(store, smtp) -> None:
     emails = seed(store, 5)
     deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), options(limit=0))  # rows only
-    holder = f"{_HOST}:{dead_pid()}:abc:w0"
+    holder = f"{_HOST}:{dead_pid()}:{pid_namespace()}:abc:w0"
     assert claim_holder_is_dead(holder)
     with store.atomic() as conn:
         conn.execute(update(deliveries).where(deliveries.c.email == emails[2]).values(
@@ -283,10 +284,20 @@ def test_row_claimed_by_a_dead_process_is_sent_by_the_next_run(store, smtp) -> N
     assert report.sent == 5 and sorted(smtp.handler.recipients()) == sorted(emails)
 
 
+def test_a_dead_pid_proves_nothing_from_another_pid_namespace_or_an_old_tag() -> None:
+    """Two containers may share a host name and pid numbers: a claim from another pid namespace,
+    or in the old ``host:pid:run`` form, is judged by its lease only, never by its pid."""
+    pid = dead_pid()
+    assert claim_holder_is_dead(f"{_HOST}:{pid}:{pid_namespace()}:abc:w0")
+    assert not claim_holder_is_dead(f"{_HOST}:{pid}:4026532999:abc:w0")  # another namespace
+    assert not claim_holder_is_dead(f"{_HOST}:{pid}:abc:w0")  # the old form, no namespace
+    assert not claim_holder_is_dead("another-host:1:x:y:w0")
+
+
 def test_row_claimed_elsewhere_is_left_alone_until_its_claim_is_stale(store, smtp) -> None:
     emails = seed(store, 4)
     deliver_issue(store, 1, "2026-W48", build_message, pool(smtp), options(limit=0))
-    holder = "another-host:4242:abc:w0"
+    holder = f"another-host:4242:{pid_namespace()}:abc:w0"
     assert not claim_holder_is_dead(holder)
     with store.atomic() as conn:
         conn.execute(update(deliveries).where(deliveries.c.email == emails[0]).values(

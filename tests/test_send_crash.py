@@ -95,3 +95,44 @@ def test_two_send_processes_at_once_never_deliver_the_same_message_twice(tmp_pat
         assert sum(sent) == len(everyone)
     finally:
         server.stop()
+
+
+def test_a_send_in_another_container_with_the_same_host_name_never_takes_live_claims(tmp_path: Path) -> None:
+    """Two senders, each in its own UTS and pid namespace with the same host name, one store:
+    the second sees the first's claims under a host name that is its own and a pid it cannot
+    see. Judged by host and pid, it took them at once and sent those messages a second time;
+    judged by the claim's pid namespace and lease, it leaves them to the first."""
+    import socket
+
+    from conftest import require_tool
+
+    unshare = require_tool("unshare")
+    handler = RecordingHandler(delay_s=0.1)
+    server = SmtpServer(handler, free_port()).start()
+    host = socket.gethostname()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NEWSLETTER_SECRET_KEY": "test-key"}
+
+    def contained(config: Path, exec_python: bool) -> subprocess.Popen:
+        # exec: python is pid 1 of its namespace; without: the shell is, and python pid 2 or 3.
+        run = f"{'exec ' if exec_python else ''}{sys.executable} -m newsletter --config {config} send"
+        return subprocess.Popen([unshare, "--uts", "--pid", "--fork", "--mount-proc", "sh", "-c",
+                                 f"hostname {host} && {run}{'' if exec_python else '; exit $?'}"],
+                                cwd=config.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    try:
+        config = setup_store(tmp_path, server.port, concurrency=2)
+        everyone = many_subscribers(config, 10)
+        first = contained(config, exec_python=False)
+        deadline = time.monotonic() + 60
+        while len(handler.messages) < 3 and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.01)
+        assert first.poll() is None, first.stdout.read().decode() if first.stdout else ""
+        second = contained(config, exec_python=True)
+        out_second = second.communicate(timeout=120)[0].decode()
+        out_first = first.communicate(timeout=120)[0].decode()
+        assert first.returncode == 0, out_first
+        assert "0 sent" in out_second, out_second  # everything was the first's, in flight
+        got = handler.recipients()
+        assert sorted(got) == sorted(everyone) and set(got.values()) == {1}, got
+    finally:
+        server.stop()

@@ -96,9 +96,10 @@ def test_missing_values_are_stored_as_sql_null(store: Store) -> None:
 
 def test_a_database_without_its_driver_is_a_clear_error_without_the_password() -> None:
     with pytest.raises(StoreError) as info:
-        Store("postgresql://reader:s3cret@127.0.0.1:1/papers")
+        Store("postgresql+psycopg2://reader:s3cret@127.0.0.1:1/papers")  # psycopg 3 is ours; psycopg2 is not here
     message = str(info.value)
-    assert "the Python driver for postgresql:// is not installed" in message and "pip install '" in message
+    assert "the Python driver for postgresql+psycopg2:// is not installed" in message
+    assert "pip install 'psycopg2-binary'" in message
     assert "s3cret" not in message and "reader:***@127.0.0.1" in message
 
 

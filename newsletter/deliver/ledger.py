@@ -44,27 +44,33 @@ from newsletter.store import Store, utcnow
 from newsletter.store import deliveries as rows
 from newsletter.store.deliveries import ClaimedDelivery
 from newsletter.store.runs import RunConnection
-from newsletter.store.locks import pid_is_running
+from newsletter.store.locks import pid_namespace, process_is_gone
 from newsletter.store.subscribers import mark_bounced
 
 _HOST = socket.gethostname()
 _LIVE_RUNS: set[str] = set()  # run tags of this process's ledgers that are still open
 
 
+def new_run_tag() -> str:
+    """``host:pid:pidns:random``: the random part names the run (two containers may share host
+    and pid); host, pid and pid namespace say when its process is provably gone."""
+    return f"{_HOST}:{os.getpid()}:{pid_namespace() or '-'}:{secrets.token_hex(4)}"
+
+
 def claim_holder_is_dead(claimed_by: str) -> bool:
-    """True when ``claimed_by`` (``host:pid:run:worker``) names a process of this host that is
-    no longer running, or an earlier run of this very process that has ended (its release
-    failed: a store that refused the write). Unknown hosts are never declared dead."""
+    """True when ``claimed_by`` (``host:pid:pidns:run:worker``) is provably gone: a process of
+    this host, in this pid namespace, that no longer runs, or an earlier run of this very process
+    that has ended (its release failed: a store that refused the write). Anything else (another
+    host, another namespace, an unknown form) is judged only by its lease."""
     parts = claimed_by.split(":")
-    if len(parts) < 2 or parts[0] != _HOST:
+    if len(parts) < 4 or not parts[1].isdigit():
         return False
-    try:
-        pid = int(parts[1])
-    except ValueError:
+    host, pid, namespace = parts[0], int(parts[1]), parts[2]
+    if host != _HOST or namespace != (pid_namespace() or "-"):
         return False
     if pid == os.getpid():
-        return len(parts) >= 3 and ":".join(parts[:3]) not in _LIVE_RUNS
-    return not pid_is_running(pid)
+        return ":".join(parts[:4]) not in _LIVE_RUNS
+    return process_is_gone(host, namespace, pid)
 
 
 class Ledger:
@@ -83,7 +89,7 @@ class Ledger:
         self.stale_after_s = stale_after_s
         self.renew_every_s = max(0.2, min(60.0, stale_after_s / 5))
         self.clock = clock
-        self.run_tag = f"{_HOST}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.run_tag = new_run_tag()
         _LIVE_RUNS.add(self.run_tag)
         self.db = RunConnection(store, group_commit=group_commit)
         self._transaction = self.db.transaction
@@ -131,6 +137,8 @@ class Ledger:
         """(up to ``limit`` rows to send, rows skipped as no longer active, daily cap reached)."""
         now = self.clock()
         with self._transaction() as conn:
+            if self.daily_cap_applies and self.cap.cap > 0:
+                rows.serialize_claims(conn)
             remaining = self.cap.remaining(conn, now) if self.daily_cap_applies else None
             if remaining is not None and remaining <= 0:
                 return [], 0, True

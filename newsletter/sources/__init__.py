@@ -89,6 +89,7 @@ def detect_format(data: bytes, name: str, content_type: str = "") -> str:
 
 def parse_bytes(data: bytes, name: str, *, content_type: str = "", location: str | None = None) -> ParsedSource:
     """The papers in ``data``; raises ``SourceError`` (``NAME: what is wrong``) when unreadable."""
+    # The readers import this package (normalize, decode_text): imported here, not at the top.
     from newsletter.sources.csvfiles import parse_csv
     from newsletter.sources.feeds import parse_feed
     from newsletter.sources.jsonfiles import parse_json

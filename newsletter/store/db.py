@@ -48,8 +48,17 @@ def utcnow() -> datetime:
 
 
 # The package that provides a driver module SQLAlchemy asked for, where the names differ.
-_DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
+_DRIVER_PACKAGES = {"psycopg": "newsletter[postgres]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
                     "pymysql": "PyMySQL"}
+
+
+def driver_url(url: str) -> str:
+    """``postgresql://`` (and ``postgres://``, as hosting services write it) with psycopg 3, the
+    driver ``newsletter[postgres]`` installs; SQLAlchemy's own default is psycopg2."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
 
 
 def without_password(url: str) -> str:
@@ -119,7 +128,7 @@ class Store:
             # checkpoints and deletes the WAL (measured 0.5-0.9 ms per empty transaction without a
             # pool, 0.15 ms with). No overflow limit: every delivery worker may hold one at once.
             kwargs = {"pool_size": 8, "max_overflow": -1} if self.is_sqlite and not url.endswith(":memory:") else {}
-            self.engine: Engine = create_engine(url, **kwargs)
+            self.engine: Engine = create_engine(driver_url(url), **kwargs)
         except (SQLAlchemyError, ValueError) as exc:
             raise StoreError(f"cannot open the store: {str(exc).replace(url, self.shown_url)}",
                              where=self.shown_url) from None

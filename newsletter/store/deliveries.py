@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from sqlalchemy import and_, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from newsletter.errors import NewsletterError
@@ -59,9 +60,25 @@ def create_deliveries(conn: Connection, issue_number: int, now: datetime) -> int
         literal(issue_number), subscribers.c.id, subscribers.c.email, literal(PENDING), literal(0),
         literal(""), literal(now, type_=deliveries.c.updated_at.type),
     ).where(subscribers.c.status == "active", subscribers.c.id.not_in(existing)).order_by(subscribers.c.id)
-    result = conn.execute(insert(deliveries).from_select(
-        ["issue_number", "subscriber_id", "email", "status", "attempts", "last_error", "updated_at"], source))
-    return int(result.rowcount or 0)
+    columns = ["issue_number", "subscriber_id", "email", "status", "attempts", "last_error", "updated_at"]
+    if conn.dialect.name == "postgresql":
+        # Two senders starting at once both see the rows missing (READ COMMITTED): the second's
+        # copies are dropped instead of failing its whole run on the unique constraint. (SQLite's
+        # BEGIN IMMEDIATE already runs the two one after the other.)
+        # (psycopg reports no row count for INSERT ... SELECT: the rows made are counted.)
+        statement = pg_insert(deliveries).from_select(columns, source).on_conflict_do_nothing(
+            index_elements=["issue_number", "subscriber_id"]).returning(literal(1))
+        return len(conn.execute(statement).all())
+    return int(conn.execute(insert(deliveries).from_select(columns, source)).rowcount or 0)
+
+
+def serialize_claims(conn: Connection) -> None:
+    """Make the claims of every sender on the store take turns until this transaction ends, so
+    a count read in it (the daily cap's) is still true when the claim commits. PostgreSQL runs
+    transactions side by side under READ COMMITTED: two senders each read 90 of a cap of 100
+    and each claimed 10. SQLite's BEGIN IMMEDIATE already serialises every writer."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7426411)")  # one number: "delivery claims"
 
 
 # The statements run once per message are built once: constructing a SQLAlchemy statement

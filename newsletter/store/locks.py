@@ -62,6 +62,23 @@ def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def pid_namespace() -> str:
+    """This process's pid namespace (the inode of ``/proc/self/ns/pid``), "" where it cannot be
+    read. Two containers may share a host name and hand out the same pids: a pid says whether a
+    process is gone only to a process in the same namespace."""
+    try:
+        return os.readlink("/proc/self/ns/pid").strip("pid:[]")
+    except OSError:
+        return ""
+
+
+def process_is_gone(host: str, namespace: str, pid: int) -> bool:
+    """True only when it is provable from here that process ``pid`` of ``host`` in pid
+    ``namespace`` has ended: same host, same known namespace, another pid, not running."""
+    return (host == socket.gethostname() and bool(namespace) and namespace == pid_namespace()
+            and pid != os.getpid() and not pid_is_running(pid))
+
+
 def pid_is_running(pid: int) -> bool:
     """Whether process ``pid`` on this host still runs; shared by the scheduler lock and the
     delivery claims, which both take over what a dead process left behind."""

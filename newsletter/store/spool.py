@@ -112,6 +112,8 @@ class UnsubscribeSpool:
             return 0
 
     def _apply(self, conn: Connection) -> int:
+        # Here, not at the top: the store's engine (db.py) imports this module, and
+        # store/subscribers.py imports db.py.
         from newsletter.store.subscribers import get_subscriber, set_status
 
         data = self._read()

@@ -39,7 +39,7 @@ from newsletter.errors import SubscriberError
 from newsletter.models import SUBSCRIBER_STATUSES, SUPPRESSED_STATUSES, Subscriber
 from newsletter.store.db import Store, utcnow
 from newsletter.store.schema import UTCDateTime, deliveries, events, subscribers
-from newsletter.subscribers.addresses import email_key, normalize_address
+from newsletter.subscribers.addresses import clean_name, email_key, normalize_address
 
 
 class AlreadySubscribedError(SubscriberError):
@@ -105,7 +105,6 @@ def add_subscriber(conn: Connection, email: str, name: str = "", status: str = "
     Adding never changes an existing subscriber: an address that unsubscribed must come back
     through ``set_status(..., allow_reactivate=True)``, a deliberate act.
     """
-    from newsletter.subscribers.addresses import clean_name
 
     _check_status(status)
     normalized = normalize_address(email)
@@ -166,7 +165,6 @@ def rename_subscriber(conn: Connection, email: str, name: str, now: datetime | N
     """Change the name a subscriber is greeted by (cleaned to one line); raises
     ``NotSubscribedError`` if the address is not on file. The status is left alone: a suppressed
     reader may still correct their name without being mailed again."""
-    from newsletter.subscribers.addresses import clean_name
 
     current = get_subscriber(conn, email)
     if current is None:

@@ -55,6 +55,7 @@ from newsletter.store import Store
 from newsletter.tokens import Signer, secret_key
 from newsletter.web import archive
 from newsletter.web.pages import Pages
+from newsletter.web.preview import preview_routes
 from newsletter.web.preferences import PreferencesOutcome, PreferencesView, preferences_for_token, rename_by_token
 from newsletter.web.security import (
     PREVIEW_SECURITY_HEADERS,
@@ -666,12 +667,8 @@ class PreviewGate:
         return token_matches(presented, self.token)
 
 
-def _preview_routes(config: Config, store: Store) -> list[BaseRoute] | None:
-    """The render area's preview routes, when that module is installed."""
-    try:
-        from newsletter.web.preview import preview_routes
-    except ImportError:
-        return None
+def _preview_routes(config: Config, store: Store) -> list[BaseRoute]:
+    """The render area's preview routes."""
     return list(preview_routes(config, store))
 
 
@@ -715,13 +712,12 @@ def create_app(config: Config, store: Store, *, subscribe_burst: float | None = 
         Route("/feed.xml", g(web.feed), methods=["GET", "HEAD"]),
     ]
     preview = _preview_routes(config, store)
-    if preview is not None:
-        token = preview_token if preview_token is not None else os.environ.get(config["web.preview_token_env"], "")
-        refuse = functools.partial(web.notice, "Preview not available",
-                                   "The preview answers only on this machine or with the preview token.", 403,
-                                   is_error=True)
-        preview_app = SecurityHeadersMiddleware(Router(preview, redirect_slashes=False), PREVIEW_SECURITY_HEADERS)
-        routes.append(Mount("/preview", app=PreviewGate(preview_app, token, refuse)))
+    token = preview_token if preview_token is not None else os.environ.get(config["web.preview_token_env"], "")
+    refuse = functools.partial(web.notice, "Preview not available",
+                               "The preview answers only on this machine or with the preview token.", 403,
+                               is_error=True)
+    preview_app = SecurityHeadersMiddleware(Router(preview, redirect_slashes=False), PREVIEW_SECURITY_HEADERS)
+    routes.append(Mount("/preview", app=PreviewGate(preview_app, token, refuse)))
     from newsletter.web.hooks import hook_routes  # ESP bounce and complaint webhooks
 
     routes.extend(hook_routes(config, store))

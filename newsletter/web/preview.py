@@ -22,11 +22,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from newsletter import api
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
 from newsletter.models import RenderedIssue
+from newsletter.render.messages import MessageFactory
 from newsletter.render.preview import SAMPLE_READER
 from newsletter.store import Store
+from newsletter.store.issues import get_issue, is_frozen, list_issues
+from newsletter.tokens import Signer, secret_key
 
 NEXT = "next"
 PHONE_WIDTH_PX = 375
@@ -43,8 +47,6 @@ class _Previewer:
         self.now = now
 
     def rendered(self, key: str) -> RenderedIssue | None:
-        from newsletter import api
-        from newsletter.store.issues import get_issue, is_frozen
 
         if key == NEXT:
             issue = api.next_issue(self.store, self.config, now=self.now)
@@ -58,8 +60,6 @@ class _Previewer:
         return api.render(self.store, self.config, issue)
 
     def parts(self, key: str) -> tuple[RenderedIssue, str, str, bytes] | None:
-        from newsletter.render.messages import MessageFactory
-        from newsletter.tokens import Signer, secret_key
 
         rendered = self.rendered(key)
         if rendered is None:
@@ -69,7 +69,6 @@ class _Previewer:
         return rendered, page_html, text, factory.build(SAMPLE_READER).data
 
     def past(self) -> list[tuple[str, int, str]]:
-        from newsletter.store.issues import is_frozen, list_issues
 
         with self.store.atomic() as conn:
             return [(i.key, i.number, i.title) for i in list_issues(conn) if is_frozen(i)]

@@ -23,6 +23,7 @@ from email.utils import format_datetime, getaddresses, make_msgid
 from sqlalchemy.exc import OperationalError
 
 from newsletter.config import Config
+from newsletter.deliver.transports import open_transport
 from newsletter.errors import DeliveryError, NewsletterError, SubscriberError
 from newsletter.models import Subscriber
 from newsletter.render.headers import header_text, new_message, one_address, set_header
@@ -210,7 +211,6 @@ def send_confirmation(config: Config, address: str, name: str, link: str) -> Non
 
 def send_message(config: Config, address: str, data: bytes) -> None:
     """Send a message the web app built (bytes ready for the wire) to ``address``."""
-    from newsletter.deliver.transports import open_transport
 
     try:
         transport = open_transport(config)
