@@ -383,3 +383,32 @@ def test_maildir_flag_mode_marks_read_and_starred_and_acts_once(tmp_path: Path, 
     assert name.endswith(":2,FS")
     second = api.process_bounces(store, flagging, [str(tmp_path / "Maildir")])
     assert second.counts["already_done"] == 1 and not second.actions
+
+
+def test_bounces_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """The same rules and reports on a PostgreSQL store (pgserver): the queries are portable."""
+    path = tmp_path / "newsletter.toml"
+    path.write_text(f'[store]\nurl = "{postgres_url}"\n[delivery]\noutbox = "{tmp_path / "outbox"}"\n'
+                    f'rate_per_second = 0\n[bounces]\nreturn_path = "{RETURN_PATH}"\n', encoding="utf-8")
+    config = load_config(path, env={})
+    store = open_store(config.store_url)
+    assert not api.ingest(store, config).failed
+    with store.atomic() as conn:
+        for address in READERS:
+            add_subscriber(conn, address)
+    sent = _send(store, config)
+    box = tmp_path / "box"
+    box.mkdir()
+    (box / "1.eml").write_bytes(sample("gmail_dsn_hard.eml", token=_token(store, config, sent, "left.company@gmail.com")))
+    (box / "2.eml").write_bytes(sample("arf_complaint.eml", token=_token(store, config, sent, "annoyed@example-isp.com")))
+    (box / "3.eml").write_bytes(sample("dsn_mailbox_full.eml"))
+    run = api.process_bounces(store, config, [str(box)])
+    assert (run.counts["hard"], run.counts["complaint"], run.counts["soft"]) == (1, 1, 1)
+    assert _status(store, "left.company@gmail.com") == "bounced"
+    assert _status(store, "annoyed@example-isp.com") == "complained"
+    [row] = api.issues(store)
+    assert row["bounces"] == {"hard": 1, "soft": 0, "complaint": 1}
+    store.dispose()
+    for args in (["subscribers", "show", "left.company@gmail.com"], ["subscribers", "stats"], ["issues"]):
+        result = CliRunner().invoke(main, ["--config", str(path), *args])
+        assert result.exit_code == 0, (args, result.output)
