@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from newsletter import pipeline
+from newsletter.bounces.run import BounceRun, process_bounces as _process_bounces
 from newsletter.config import Config, load_config
 from newsletter.deliver.golive import Check, GoLiveError, dns_advice, settings_checks, smtp_checks
 from newsletter.deliver.journal import Journal, journal_path
@@ -32,6 +33,7 @@ from newsletter.models import Issue, Paper, RenderedIssue, RunReport, Subscriber
 from newsletter.render.preview import PreviewFiles
 from newsletter.sources.report import IngestReport
 from newsletter.store import Store, open_store
+from newsletter.store.bounces import counts_by_issue as bounce_counts_by_issue
 from newsletter.store.copy import CopyReport, copy_store
 from newsletter.store.deliveries import issues_with_counts
 from newsletter.store.papers import list_papers
@@ -39,10 +41,11 @@ from newsletter.subscribers.exporter import export_subscribers
 from newsletter.subscribers.importer import ImportReport, import_subscribers
 
 __all__ = [
-    "Check", "Config", "CopyReport", "GoLiveError", "ImportReport", "IngestReport", "Issue", "NewsletterError", "Paper", "PreviewFiles",
+    "BounceRun", "Check", "Config", "CopyReport", "GoLiveError", "ImportReport", "IngestReport", "Issue",
+    "NewsletterError", "Paper", "PreviewFiles",
     "RenderedIssue", "RunReport", "Store", "Subscriber",
     "check", "copy_store", "dns_advice", "export_subscribers", "import_subscribers", "ingest", "issues", "load_config",
-    "next_issue", "open_store", "papers", "preview", "render", "resend", "send",
+    "next_issue", "open_store", "papers", "preview", "process_bounces", "render", "resend", "send",
 ]
 
 
@@ -102,7 +105,32 @@ def issues(store: Store) -> list[dict[str, Any]]:
     by a run whose store refused to record is applied first)."""
     Journal(journal_path(store)).apply(store)
     with store.atomic() as conn:
-        return issues_with_counts(conn)
+        found = issues_with_counts(conn)
+        reports = bounce_counts_by_issue(conn)
+    for row in found:
+        _add_bounce_rates(row, reports.get(row["number"], {}))
+    return found
+
+
+# Above these, an issue's readers' providers start to distrust the sender (Gmail asks senders to
+# stay below 0.3% of complaints; 0.1% is its "keep under" line; 2% of hard bounces means a stale list).
+COMPLAINT_RATE_WARNING = 0.001
+HARD_BOUNCE_RATE_WARNING = 0.02
+
+
+def _add_bounce_rates(row: dict[str, Any], counts: dict[str, int]) -> None:
+    """``bounces`` (hard, soft, complaint: readers), ``rates`` (of those sent or written) and
+    ``warnings`` of one issue row."""
+    delivered = row["deliveries"].get("sent", 0) + row["deliveries"].get("written", 0)
+    bounces = {k: counts.get(k, 0) for k in ("hard", "soft", "complaint")}
+    rates = {k: (v / delivered if delivered else 0.0) for k, v in bounces.items()}
+    warnings = []
+    if rates["complaint"] > COMPLAINT_RATE_WARNING:
+        warnings.append(f"issue {row['key']}: complaint rate {rates['complaint']:.2%} is above 0.1% "
+                        "(providers throttle or junk a sender past 0.3%)")
+    if rates["hard"] > HARD_BOUNCE_RATE_WARNING:
+        warnings.append(f"issue {row['key']}: hard-bounce rate {rates['hard']:.2%} is above 2% (a stale list)")
+    row.update(sent_total=delivered, bounces=bounces, rates=rates, warnings=warnings)
 
 
 def check(config: Config, *, smtp: bool = True) -> list[Check]:
@@ -112,3 +140,13 @@ def check(config: Config, *, smtp: bool = True) -> list[Check]:
     if smtp:
         checks += smtp_checks(config)
     return checks
+
+
+def process_bounces(store: Store, config: Config, sources: Sequence[str] | None = None, *,
+                    now: datetime | None = None) -> BounceRun:
+    """Read bounces, complaints and auto-replies from ``sources`` (maildir, mbox, .eml files,
+    ``imaps://`` or ``pop3s://``; default ``[bounces] mailbox``), each message in its own
+    transaction: hard bounces and complaints suppress at once, soft bounces after
+    ``[bounces] soft_limit`` within ``soft_days``. Messages acted on are marked as
+    ``[bounces] processed`` says; one that cannot be tied to our mail is left alone and counted."""
+    return _process_bounces(store, config, sources, now=now)

@@ -142,6 +142,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("schedule", "send", str, "monday at 08:00", "When `newsletter run` sends the weekly issue.",
             check=schedule_problem),
     Setting("schedule", "grace_hours", float, 48.0, "A send missed by at most this long is caught up.", minimum=0),
+    Setting("schedule", "bounces", str, "every hour", "When `newsletter run` reads the bounce mailbox (only with [bounces] mailbox set).",
+            check=schedule_problem),
     # [web]
     Setting("web", "host", str, "127.0.0.1", "Address `newsletter serve` listens on."),
     Setting("web", "port", int, 8000, "Port `newsletter serve` listens on.", minimum=0, maximum=65535),
@@ -151,6 +153,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web", "confirmations_per_domain_per_hour", int, 30, "Confirmation messages per hour to the addresses of one domain.", minimum=1),
     Setting("web", "confirmations_per_hour", int, 200, "Confirmation messages per hour in all: the ceiling on what the subscribe form can make the server send.", minimum=1),
     Setting("web", "unsubscribe_wait_s", float, 5.0, "How long an unsubscribe waits for the store's write lock before it is spooled to a file beside the store (applied by the next writer).", minimum=0.001),
+    # [bounces]
+    Setting("bounces", "return_path", str, "", "Envelope sender for issues, e.g. bounces@papers.example.org; each message then goes out "
+            "from bounces+TOKEN@... (VERP) so a bounce names its issue and reader. Empty: the From address, no VERP."),
+    Setting("bounces", "mailbox", str, "", "Where bounces arrive, read by `newsletter bounces` and the scheduler: a maildir folder, "
+            "an mbox file, imaps://user@host/INBOX or pop3s://user@host (password from NEWSLETTER_BOUNCES_PASSWORD)."),
+    Setting("bounces", "processed", str, "move:Processed", "What happens to a message once acted on: move:FOLDER, delete or flag.",
+            check=lambda v: None if v in ("delete", "flag") or (v.startswith("move:") and len(v) > 5)
+            else f"{v!r}: use move:FOLDER, delete or flag"),
+    Setting("bounces", "soft_limit", int, 3, "This many soft bounces (mailbox full, deferred for good) within soft_days mark an address bounced.",
+            minimum=1),
+    Setting("bounces", "soft_days", int, 30, "The window soft bounces are counted in, in days.", minimum=1, maximum=3650),
+    Setting("bounces", "hook_secret_env", str, "NEWSLETTER_HOOK_SECRET", "Environment variable with the shared secret of "
+            "the generic signed webhook POST /hooks/bounces (unset: the hook answers 404)."),
+    Setting("bounces", "postmark_auth_env", str, "NEWSLETTER_POSTMARK_HOOK_AUTH", "Environment variable with user:password "
+            "of Postmark's webhook POST /hooks/postmark, sent as HTTP basic auth (unset: 404)."),
+    Setting("bounces", "ses_topic_arn", str, "", "The SNS topic of Amazon SES notifications accepted at POST /hooks/ses "
+            "(empty: the hook answers 404)."),
+    Setting("bounces", "ses_cert_host", str, r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?", "Regular expression an SNS "
+            "SigningCertURL's host (and port) must match before the certificate is fetched."),
+    Setting("bounces", "ses_ca_file", str, "", "CA certificates (PEM) trusted when fetching the SNS signing certificate; "
+            "empty: the system's.", path="path"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -411,14 +434,15 @@ def _relative_to(config_file: Path, setting: Setting, value: Any) -> Any:
 
 
 # Read from the environment but not settings: the secrets and the configuration file's path.
-_OTHER_VARIABLES = frozenset({f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}SMTP_PASSWORD"})
+_OTHER_VARIABLES = frozenset({f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}SMTP_PASSWORD", f"{ENV_PREFIX}BOUNCES_PASSWORD"})
 
 
 def _unknown_environment(env: Mapping[str, str], values: Mapping[str, Any]) -> tuple[str, ...]:
     """A warning for each ``NEWSLETTER_*`` variable that is no setting: a misspelt
     ``NEWSLETTER_SMTP_HOSTNAME`` would otherwise leave mail going quietly to the outbox."""
     known = {s.env for s in SETTINGS} | _OTHER_VARIABLES | {
-        values["newsletter.secret_key_env"], values["web.preview_token_env"]}
+        values["newsletter.secret_key_env"], values["web.preview_token_env"],
+        values["bounces.hook_secret_env"], values["bounces.postmark_auth_env"]}
     warnings = []
     for name in sorted(n for n in env if n.startswith(ENV_PREFIX) and n not in known):
         close = difflib.get_close_matches(name, sorted(known), n=1)

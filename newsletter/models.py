@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Mapping
 
-SubscriberStatus = Literal["pending", "active", "unsubscribed", "bounced"]
-SUBSCRIBER_STATUSES: tuple[str, ...] = ("pending", "active", "unsubscribed", "bounced")
-SUPPRESSED_STATUSES: tuple[str, ...] = ("unsubscribed", "bounced")
+SubscriberStatus = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
+SUBSCRIBER_STATUSES: tuple[str, ...] = ("pending", "active", "unsubscribed", "bounced", "complained")
+# Never mailed again, and never made active by an import, an add or a form without a deliberate
+# act naming the status (``complained``: the reader marked an issue as spam).
+SUPPRESSED_STATUSES: tuple[str, ...] = ("unsubscribed", "bounced", "complained")
 
 
 @dataclass(frozen=True)

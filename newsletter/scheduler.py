@@ -21,6 +21,7 @@ since a slot already done is never run twice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from time import monotonic
@@ -42,7 +43,7 @@ from newsletter.store.meta import get_value, set_value
 
 log = logging.getLogger(__name__)
 
-JOB_NAMES: tuple[str, ...] = ("ingest", "send")  # also the order when both are due at once
+JOB_NAMES: tuple[str, ...] = ("ingest", "send", "bounces")  # also the order when several are due at once
 # cron and timers start a little late or early; an interval job due "every hour" must not be
 # skipped because the last run began 2 seconds after the hour.
 INTERVAL_SLACK = timedelta(seconds=60)
@@ -87,6 +88,9 @@ def load_plan(config: Config, now: datetime | None = None) -> SchedulePlan:
     jobs: dict[str, JobSpec] = {}
     for job in JOB_NAMES:
         name = f"schedule.{job}"
+        if job == "bounces" and not config["bounces.mailbox"]:
+            jobs[job] = JobSpec("off (no [bounces] mailbox)", "off")  # nothing to read
+            continue
         try:
             jobs[job] = parse_job_spec(config[name])
         except ValueError as exc:
@@ -225,7 +229,9 @@ class Scheduler:
     """
 
     def __init__(self, plan: SchedulePlan, jobs: dict[str, JobFunc], state: SchedulerState) -> None:
-        missing = [name for name in JOB_NAMES if name not in jobs]
+        # A plan made without a job (an older caller) has it off.
+        plan = dataclasses.replace(plan, jobs={**{n: JobSpec("off", "off") for n in JOB_NAMES}, **plan.jobs})
+        missing = [name for name in JOB_NAMES if name not in jobs and plan.jobs[name].kind != "off"]
         if missing:
             raise ValueError(f"no function for job(s) {', '.join(missing)}")
         self.plan = plan
@@ -482,4 +488,7 @@ def pipeline_jobs(store: Any, config: Config, stop: threading.Event) -> dict[str
         # morning is still last week's issue.
         return api.send(store, config, stop=stop, now=slot)
 
-    return {"ingest": ingest, "send": send}
+    def bounces(slot: datetime) -> Any:
+        return api.process_bounces(store, config)
+
+    return {"ingest": ingest, "send": send, "bounces": bounces}

@@ -5,6 +5,13 @@ in a temporary folder, listening on a loopback port, delivering virtual mailboxe
 Postfix answers as it does on the Internet: ``550 5.1.1 ... User unknown in virtual mailbox
 table`` to RCPT for an unknown mailbox, and, with ``smtpd_delay_reject`` (its default), a
 refused sender at RCPT too (``554 5.1.8 ... Sender address rejected``).
+
+For bounce tests it can also fail *after* accepting, as most real bounces happen: with
+``accept_unknown`` an unknown mailbox is accepted at RCPT and then bounced by the virtual
+delivery agent, and mail for each of ``dead_domains`` is accepted and failed by the ``error``
+transport; either way Postfix writes an RFC 3464 DSN to the envelope sender. Mail for each of
+``slow_domains`` is deferred (the ``retry`` transport, 4.2.2) and a "delayed" DSN sent soon. With
+``recipient_delimiter="+"``, ``bounces+TOKEN@DOMAIN`` is delivered to the ``bounces`` maildir.
 """
 
 from __future__ import annotations
@@ -57,15 +64,21 @@ class Postfix:
         raise AssertionError(f"Postfix did not deliver to every one of {addresses} in {timeout_s} s:\n{log}")
 
     def stop(self) -> None:
-        subprocess.run(["postfix", "-c", str(self.config_dir), "stop"], capture_output=True, timeout=30)
         pid_file = self.folder / "spool" / "pid" / "master.pid"
+        try:
+            master = int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            master = 0
+        subprocess.run(["postfix", "-c", str(self.config_dir), "stop"], capture_output=True, timeout=30)
+        # Wait for this instance's master process to end (its pid file can outlive it).
         deadline = time.monotonic() + 15
-        while pid_file.exists() and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (_alive(master) if master else pid_file.exists()):
             time.sleep(0.1)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start_postfix(mailboxes: tuple[str, ...]) -> Postfix:
+def start_postfix(mailboxes: tuple[str, ...], *, accept_unknown: bool = False, dead_domains: tuple[str, ...] = (),
+                  slow_domains: tuple[str, ...] = (), recipient_delimiter: str = "") -> Postfix:
     """A Postfix instance in a new folder on a free loopback port, with ``mailboxes`` (local
     parts at ``DOMAIN``) as its only recipients and ``BANNED_SENDER`` refused. The folder
     is outside pytest's (which only root may enter): Postfix's daemons run as ``postfix``."""
@@ -82,6 +95,21 @@ def start_postfix(mailboxes: tuple[str, ...]) -> Postfix:
     (etc / "mailboxes").write_text("".join(f"{m}@{DOMAIN} {m}/\n" for m in mailboxes), encoding="utf-8")
     (etc / "senders").write_text(f"{BANNED_SENDER} REJECT 5.1.8 Sender address rejected: not allowed here\n",
                                  encoding="utf-8")
+    extra = ""
+    if accept_unknown:
+        extra += "smtpd_reject_unlisted_recipient = no\n"
+    if dead_domains or slow_domains:
+        (etc / "transport").write_text(
+            "".join(f"{d} error:5.1.2 host {d} does not accept mail (test)\n" for d in dead_domains)
+            + "".join(f"{d} retry:4.2.2 mailbox of {d} full, try later (test)\n" for d in slow_domains),
+            encoding="utf-8")
+        extra += f"transport_maps = texthash:{etc / 'transport'}\n"
+    if slow_domains:
+        # Deferred mail is retried every second and a "delayed" DSN goes out after the first try.
+        extra += ("delay_warning_time = 1s\nqueue_run_delay = 1s\nminimal_backoff_time = 1s\n"
+                  "maximal_backoff_time = 2s\n")
+    if recipient_delimiter:
+        extra += f"recipient_delimiter = {recipient_delimiter}\n"
     (etc / "main.cf").write_text(f"""\
 compatibility_level = 3.6
 queue_directory = {spool}
@@ -104,7 +132,7 @@ smtpd_sender_restrictions = check_sender_access texthash:{etc / "senders"}
 maillog_file = {folder / "maillog"}
 maillog_file_prefixes = {folder}
 smtputf8_enable = yes
-""", encoding="utf-8")
+{extra}""", encoding="utf-8")
     master = Path("/etc/postfix/master.cf").read_text(encoding="utf-8")
     # The public smtpd on our port, not 25, and not chrooted (the chroot would need a copy of
     # /etc in the spool folder).
@@ -120,6 +148,22 @@ smtputf8_enable = yes
         raise RuntimeError(f"Postfix did not start: {result.stdout}{result.stderr}{log[-2000:]}")
     _wait_for_port(port)
     return instance
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive: Postfix's master is not our child, so read its state.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _wait_for_port(port: int, timeout_s: float = 20.0) -> None:

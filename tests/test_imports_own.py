@@ -211,7 +211,7 @@ def test_bad_rows_are_listed_by_file_and_line_and_nothing_is_imported(store: Sto
         import_subscribers(store, path, now=NOW)
     assert [str(e) for e in info.value.errors] == [
         f"{path}:3: not-an-address: An email address must have an @-sign.",
-        f"{path}:4: ok.two@example.org: status: 'sleeping' is not one of pending, active, unsubscribed, bounced",
+        f"{path}:4: ok.two@example.org: status: 'sleeping' is not one of pending, active, unsubscribed, bounced, complained",
         # line 5's quoted name runs onto line 6: the next record starts on line 7
         f"{path}:7: ok.four@example.org: created_at: not a date and time: 'yesterday'",
         f"{path}:8: (no address): no address given"]

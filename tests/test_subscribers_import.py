@@ -321,7 +321,7 @@ def test_any_invalid_row_means_nothing_changes_and_every_bad_row_is_listed(store
     assert lines[0].startswith(f"{path}:3: bad@@example.org: ")
     assert lines[1] == f"{path}:6: (no address): no address given"
     assert lines[2] == (f"{path}:7: x@example.org: status: 'subscribed' is not one of "
-                        "pending, active, unsubscribed, bounced")
+                        "pending, active, unsubscribed, bounced, complained")
     assert lines[3] == f"{path}:8: y@example.org: 4 fields but the header has 3"
     assert len(lines) == 4
     assert "4 invalid rows of 6; nothing was imported" in str(info.value)

@@ -87,7 +87,8 @@ def test_bounce_and_active_list(store: Store) -> None:
         assert not is_active(conn, 9999)
         assert [s.email for s in list_subscribers(conn, "bounced")] == ["b@example.org"]
         stats = subscriber_stats(conn, now=NOW)
-    assert stats == {"total": 4, "by_status": {"pending": 1, "active": 1, "unsubscribed": 1, "bounced": 1},
+    assert stats == {"total": 4, "by_status": {"pending": 1, "active": 1, "unsubscribed": 1, "bounced": 1,
+                                                  "complained": 0},
                      "suppressed": 2, "last_30_days": {"bounced": 1, "subscribed": 4, "unsubscribed": 1}}
 
 

@@ -106,9 +106,9 @@ def main(ctx: click.Context, config_path: str | None, db_url: str | None) -> Non
 
 
 def _register() -> None:
-    from newsletter.cli import ingest, issue, run, send, serve, store, subscribers
+    from newsletter.cli import bounces, ingest, issue, run, send, serve, store, subscribers
 
-    for module in (ingest, subscribers, issue, send, run, serve, store):
+    for module in (ingest, subscribers, issue, send, bounces, run, serve, store):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -200,8 +200,10 @@ def issues_command(app: AppContext, as_json: bool) -> None:
 
     Columns: sent (accepted by the SMTP server), written (to the outbox folder, shown when any),
     failed, uncertain (sent whole, reply lost: see `resend --uncertain`; shown when any), pending
-    (left for later, or in flight), skipped (unsubscribed or bounced before their turn). A delivery journal left by a
-    run whose store refused to record is applied first.
+    (left for later, or in flight), skipped (unsubscribed or bounced before their turn); hard
+    (hard bounces) and spam (complaints): readers, and their share of those sent, from
+    `newsletter bounces`, shown once there are any, with a warning past 2% hard bounces or 0.1%
+    complaints. A delivery journal left by a run whose store refused to record is applied first.
     The JSON output also has the title and every state separately.
 
     \b
@@ -231,13 +233,23 @@ def issues_command(app: AppContext, as_json: bool) -> None:
         table.add_column(name, no_wrap=True)
     for name in shown:
         table.add_column(name, justify="right", no_wrap=True)
+    # Bounce columns only once `newsletter bounces` has tied a report to some issue: 80 columns
+    # hold them beside the usual ones, not beside "written" and "uncertain" too.
+    with_bounces = any(row["bounces"]["hard"] or row["bounces"]["complaint"] for row in found)
+    for name in ("hard", "spam") if with_bounces else ():  # hard bounces, complaints: count and rate
+        table.add_column(name, justify="right", no_wrap=True)
     table.add_column("last delivery (UTC)")  # the one column that may wrap in a narrow terminal
     for row in found:
         d = {**row["deliveries"], "pending": row["deliveries"]["pending"] + row["deliveries"]["sending"]}
-        table.add_row(str(row["number"]), row["key"], row["status"], *(str(d[c]) for c in shown),
+        b, r = row["bounces"], row["rates"]
+        rates = (f"{b['hard']} {r['hard']:.1%}", f"{b['complaint']} {r['complaint']:.2%}") if with_bounces else ()
+        table.add_row(str(row["number"]), row["key"], row["status"], *(str(d[c]) for c in shown), *rates,
                       row["last_sent_at"].strftime("%Y-%m-%d %H:%M") if row["last_sent_at"] else "")
     console.print(table, markup=False)
     console.print(f"{len(found)} issue(s) in {app.store.shown_url}", markup=False)
+    for row in found:
+        for warning in row["warnings"]:
+            err_console.print(f"Warning: {warning}", markup=False, style="yellow", soft_wrap=True)
 
 
 @click.command("check")

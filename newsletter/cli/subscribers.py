@@ -8,6 +8,7 @@ Each command parses, calls one function of ``newsletter.store.subscribers`` or
 from __future__ import annotations
 
 import itertools
+from datetime import timedelta
 import json
 import os
 import sys
@@ -24,13 +25,14 @@ from newsletter.cli import AppContext, console, err_console, pass_app
 from newsletter.errors import ImportRowsError, SubscriberError
 from newsletter.files import open_private_text
 from newsletter.subscribers.addresses import MAX_NAME_CHARS, bounded_name
-from newsletter.models import SUBSCRIBER_STATUSES, Subscriber
+from newsletter.models import SUBSCRIBER_STATUSES, SUPPRESSED_STATUSES, Subscriber
 from newsletter.store import subscribers as store_subscribers
 from newsletter.subscribers.exporter import export_subscribers
 from newsletter.subscribers.formats import FORMAT_NAMES, FORMATS
 from newsletter.subscribers.importer import ImportReport, import_subscribers
 
 FORMAT_LABELS = {f.name: f.label for f in FORMATS}
+_THIRTY_DAYS = timedelta(days=30)
 TABLE_MAX_ROWS = 200
 # Room the table needs beside the email column: borders, padding, and a few characters for each
 # other column (name, status, since, reason) to fold into.
@@ -52,10 +54,10 @@ def _as_json(s: Subscriber) -> dict[str, Any]:
 
 @click.group("subscribers")
 def subscribers() -> None:
-    """Manage the mailing list: add, remove, unsubscribe, list, import, export, stats.
+    """Manage the mailing list: add, remove, unsubscribe, list, show, import, export, stats.
 
-    Unsubscribed and bounced addresses stay on file as suppressed: no import or add
-    makes them active again.
+    Unsubscribed, bounced and complained addresses stay on file as suppressed: no import or add
+    makes them active again (add --force STATUS, on the owner's request, does).
 
     \b
     Example:
@@ -78,16 +80,34 @@ def _name_option(value: str) -> str:
 @click.option("--name", default="", callback=lambda ctx, param, value: _name_option(value),
               help=f"The subscriber's name (any script; kept as given; at most {MAX_NAME_CHARS} characters).")
 @click.option("--pending", is_flag=True, help="Add as pending (asked, not yet confirmed) instead of active.")
+@click.option("--force", "force_status", type=click.Choice(SUPPRESSED_STATUSES), default=None,
+              help="Make an address on file with exactly this suppressed status active again (on its owner's request).")
 @pass_app
-def add_command(app: AppContext, email: str, name: str, pending: bool) -> None:
+def add_command(app: AppContext, email: str, name: str, pending: bool, force_status: str | None) -> None:
     """Add one address to the list (active unless --pending).
+
+    An address on file as unsubscribed, bounced or complained stays suppressed; --force STATUS,
+    naming the status it has, makes it active (or pending) again, recorded as an event.
 
     \b
     Example:
       newsletter subscribers add ada@example.org --name "Ada Lovelace"
+      newsletter subscribers add ada@example.org --force complained
     """
+    status = "pending" if pending else "active"
     with app.store.atomic() as conn:
-        s = store_subscribers.add_subscriber(conn, email, name=name, status="pending" if pending else "active",
+        existing = store_subscribers.get_subscriber(conn, email) if force_status else None
+        if existing is not None:
+            if existing.status != force_status:
+                raise SubscriberError(f"is {existing.status}, not {force_status}: --force must name the status it has",
+                                      where=existing.email)
+            s = store_subscribers.set_status(conn, email, status, f"reactivated by command line (was {force_status})",
+                                             allow_reactivate=True)
+            if name:
+                s = store_subscribers.rename_subscriber(conn, email, name)
+            console.print(f"{escape(s.email)} was {force_status} and is now {s.status}", soft_wrap=True)
+            return
+        s = store_subscribers.add_subscriber(conn, email, name=name, status=status,
                                              detail="added by command line")
     console.print(f"Added {escape(s.email)} ({s.status})" + (f", name {escape(s.name)}" if s.name else "")
                   + f" to {escape(app.store.shown_url)}")
@@ -290,8 +310,16 @@ def stats_command(app: AppContext, as_json: bool) -> None:
       newsletter subscribers stats
       newsletter subscribers stats --json
     """
+    from newsletter.store import bounces as store_bounces
+    from newsletter.store.db import utcnow
+
     with app.store.atomic() as conn:
         stats = store_subscribers.subscriber_stats(conn)
+        stats["bounce_reports_last_30_days"] = store_bounces.counts_since(conn, utcnow() - _THIRTY_DAYS)
+    from newsletter import api
+
+    stats["issues"] = [{"key": row["key"], "sent": row["sent_total"], **{f"{k}_rate": v for k, v in row["rates"].items()},
+                        "warnings": row["warnings"]} for row in api.issues(app.store)[:5]]
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return
@@ -302,6 +330,59 @@ def stats_command(app: AppContext, as_json: bool) -> None:
     console.print(table)
     recent = ", ".join(f"{count:,} {kind}" for kind, count in stats["last_30_days"].items()) or "none"
     console.print(f"Suppressed (never mailed): {stats['suppressed']:,}. Last 30 days: {recent}")
+    reports = stats["bounce_reports_last_30_days"]
+    console.print(f"Bounce mailbox, last 30 days: {reports.get('hard', 0):,} hard bounces, {reports.get('soft', 0):,} soft "
+                  f"bounces, {reports.get('complaint', 0):,} complaints")
+    for row in stats["issues"]:
+        console.print(f"  {row['key']}: {row['sent']:,} sent, hard bounces {row['hard_rate']:.2%}, "
+                      f"complaints {row['complaint_rate']:.2%}", markup=False)
+        for warning in row["warnings"]:
+            err_console.print(f"  Warning: {warning}", markup=False, style="yellow", soft_wrap=True)
+
+
+@subscribers.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Every field, event and bounce report as JSON.")
+@pass_app
+def show_command(app: AppContext, email: str, as_json: bool) -> None:
+    """Show one subscriber: status and why, then every event (sign-up, unsubscribe, bounce,
+    complaint) with its evidence, and every bounce or complaint report read about them.
+
+    \b
+    Example:
+      newsletter subscribers show ada@example.org
+    """
+    from newsletter.store import bounces as store_bounces
+
+    with app.store.atomic() as conn:
+        s = store_subscribers.get_subscriber(conn, email)
+        if s is None:
+            raise store_subscribers.NotSubscribedError("not on the list", where=email.strip())
+        events = store_subscribers.subscriber_events(conn, s.email)
+        reports = store_bounces.reports_of(conn, s.id)  # type: ignore[arg-type]
+
+    def t(value: Any) -> str:
+        return value.strftime("%Y-%m-%d %H:%M") if value else ""
+    if as_json:
+        click.echo(json.dumps({**_as_json(s), "events": [{**e, "at": e["at"].isoformat()} for e in events],
+                               "bounce_reports": [{k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                                                   for k, v in r.items()} for r in reports]}, indent=2))
+        return
+    console.print(f"{escape(s.email)}" + (f" ({escape(s.name)})" if s.name else ""), style="bold")
+    console.print(f"status: {s.status} since {t(s.status_changed_at)}" +
+                  (f": {escape(s.status_reason)}" if s.status_reason else ""), soft_wrap=True)
+    table = Table("when (UTC)", "event", "detail")
+    table.columns[2].overflow = "fold"
+    for e in events:
+        table.add_row(t(e["at"]), e["kind"], escape(e["detail"]))
+    console.print(table)
+    if reports:
+        table = Table("when (UTC)", "report", "issue", "status", "reported by", "diagnostic")
+        table.columns[5].overflow = "fold"
+        for r in reports:
+            table.add_row(t(r["at"]), r["kind"], r["issue_key"] or "", r["status_code"], escape(r["reporting_mta"]),
+                          escape(r["diagnostic"]))
+        console.print(table)
 
 
 COMMANDS: list[click.Command] = [subscribers]

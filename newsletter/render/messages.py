@@ -54,6 +54,7 @@ _MSGID_SENTINEL = "<xnl-message-id@placeholder.invalid>"
 _UNSUB_SENTINEL = "<https://placeholder.invalid/xnl-unsubscribe>"
 _TEXT_SENTINEL = "XNLTEXTBODYX"
 _HTML_SENTINEL = "XNLHTMLBODYX"
+_TOKEN_SENTINEL = "xnltokenplaceholderxxxxxxx"  # as long as a real token
 
 
 
@@ -150,6 +151,21 @@ class MessageFactory:
                          if config["newsletter.reply_to"] else None)
         self.sender = self.from_address.addr_spec
         self.domain = self.from_address.domain
+        # [bounces] return_path: each message's envelope sender is return_path with a signed
+        # token naming the issue and reader (VERP), repeated in X-Newsletter-Token for feedback
+        # reports that quote only the headers; Feedback-ID is Gmail's feedback-loop key.
+        self.return_path = config["bounces.return_path"]
+        if self.return_path:
+            from newsletter.bounces.verp import make_token, return_path_problem
+
+            problem = return_path_problem(self.return_path)
+            if problem:
+                raise RenderError(problem, where="bounces.return_path")
+            self._make_token = make_token
+            local, _, domain = self.return_path.rpartition("@")
+            self._verp_head, self._verp_tail = f"{local}+", f"@{domain}"
+        self.feedback_id = (f"{header_text(rendered.issue.key)}:{list_label(config['newsletter.name'])}:"
+                            f"{self.domain}") if self.return_path else ""
         self.base_url = config["newsletter.base_url"].rstrip("/")
         if self.base_url and not re.match(r"^https?://[^\s<>\"']+$", self.base_url):
             raise RenderError(f"expected an absolute URL such as https://papers.example.org, got {self.base_url!r}",
@@ -216,6 +232,20 @@ class MessageFactory:
         return (placeholders.fill(self.rendered.html, values.for_html()),
                 placeholders.fill(self.rendered.text, values.for_text()))
 
+    def token(self, subscriber: Subscriber) -> str:
+        """The return-path token of this reader's copy; "" without VERP (no return_path, or a
+        test copy to someone not on file)."""
+        if not self.return_path or subscriber.id is None:
+            return ""
+        return self._make_token(self.signer, self.rendered.issue.number, subscriber.id)
+
+    def envelope_sender(self, token: str) -> str:
+        if not self.return_path:
+            return self.sender
+        if not token:
+            return self.return_path
+        return self._verp_head + token + self._verp_tail  # verp_address(), without re-splitting
+
     @staticmethod
     def _check_address(email: str) -> None:
         if not email or UNSAFE_ADDRESS.search(email) or email.count("@") != 1:
@@ -223,7 +253,8 @@ class MessageFactory:
 
     # -- the reference path ----------------------------------------------------------------
 
-    def _headers(self, msg: EmailMessage, *, to: Address, message_id: str, unsubscribe: str) -> None:
+    def _headers(self, msg: EmailMessage, *, to: Address, message_id: str, unsubscribe: str,
+                 token: str = _TOKEN_SENTINEL) -> None:
         set_header(msg, "From", self.from_address)
         set_header(msg, "To", to)
         set_header(msg, "Subject", self.subject)
@@ -235,6 +266,9 @@ class MessageFactory:
         set_header(msg, "List-Unsubscribe", unsubscribe)
         if self.one_click:
             set_header(msg, "List-Unsubscribe-Post", LIST_UNSUBSCRIBE_POST)
+        if self.return_path:
+            set_header(msg, "Feedback-ID", self.feedback_id)
+            set_header(msg, "X-Newsletter-Token", token or "none")
 
     def _to(self, subscriber: Subscriber) -> Address:
         self._check_address(subscriber.email)
@@ -254,7 +288,7 @@ class MessageFactory:
         is_ascii = subscriber.email.isascii()
         msg = new_message(utf8=not is_ascii)
         self._headers(msg, to=self._to(subscriber), message_id=message_id or make_msgid(domain=self.domain),
-                      unsubscribe=f"<{self.unsubscribe_url(subscriber.email)}>")
+                      unsubscribe=f"<{self.unsubscribe_url(subscriber.email)}>", token=self.token(subscriber))
         msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
         msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
         return msg
@@ -271,10 +305,15 @@ class MessageFactory:
         data = msg.as_bytes(policy=SMTP_POLICY)
         pieces: list[bytes] = []
         rest = data
+        # Without VERP the token piece is empty: the sentinel is then looked for as "" (found at once).
+        token_line = f"X-Newsletter-Token: {_TOKEN_SENTINEL}\r\n" if self.return_path else ""
         for sentinel in (f"To: {_TO_SENTINEL}\r\n", str(msg["Date"]).join(("Date: ", "\r\n")),
                          f"Message-ID: {_MSGID_SENTINEL}\r\n",
-                         f"List-Unsubscribe: {_UNSUB_SENTINEL}\r\n", f"{_TEXT_SENTINEL}\r\n",
+                         f"List-Unsubscribe: {_UNSUB_SENTINEL}\r\n", token_line, f"{_TEXT_SENTINEL}\r\n",
                          f"{_HTML_SENTINEL}\r\n"):
+            if not sentinel:
+                pieces.append(b"")
+                continue
             head, found, rest = rest.partition(sentinel.encode("ascii"))
             if not found:
                 raise RenderError(f"the message skeleton lacks {sentinel.strip()!r}", where="messages")
@@ -293,7 +332,7 @@ class MessageFactory:
         if not subscriber.email.isascii():
             # Internationalised addresses need SMTPUTF8 headers: take the reference path.
             msg = self.build_email_message(subscriber, message_id)
-            return OutgoingMessage(message_id=str(msg["Message-ID"]), sender=self.sender,
+            return OutgoingMessage(message_id=str(msg["Message-ID"]), sender=self.envelope_sender(self.token(subscriber)),
                                    recipient=subscriber.email, data=msg.as_bytes(policy=SMTPUTF8_POLICY))
         values = self.personal(subscriber)
         message_id = message_id or make_msgid(domain=self.domain)
@@ -302,13 +341,16 @@ class MessageFactory:
         text = self._text_body.render({k: v.encode("utf-8") for k, v in values.for_text().items()})
         html = self._html_body.render({k: v.encode("utf-8") for k, v in values.for_html().items()})
         p = self._pieces
+        token = self.token(subscriber)
         data = b"".join((
             p[0], self._to_line(subscriber),
             p[1], self._date_line(),
             p[2], b"Message-ID: ", message_id.encode("ascii"), b"\r\n",
             p[3], b"List-Unsubscribe: <", values.unsubscribe_url.encode("ascii"), b">\r\n",
-            p[4], text,
-            p[5], html,
-            p[6],
+            p[4], b"X-Newsletter-Token: " + (token or "none").encode("ascii") + b"\r\n" if self.return_path else b"",
+            p[5], text,
+            p[6], html,
+            p[7],
         ))
-        return OutgoingMessage(message_id=message_id, sender=self.sender, recipient=subscriber.email, data=data)
+        return OutgoingMessage(message_id=message_id, sender=self.envelope_sender(token), recipient=subscriber.email,
+                               data=data)

@@ -114,7 +114,7 @@ subscribers = Table(
     Column("email", String, nullable=False),          # normalised, as given
     Column("email_key", String, nullable=False, unique=True),  # lower-cased, for comparison
     Column("name", Text, nullable=False),
-    Column("status", String, nullable=False),         # pending | active | unsubscribed | bounced
+    Column("status", String, nullable=False),         # pending | active | unsubscribed | bounced | complained
     Column("status_reason", Text, nullable=False),
     Column("attributes", JSON, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
@@ -155,6 +155,28 @@ events = Table(
     Column("at", UTCDateTime(), nullable=False),
 )
 
+# What each bounce, complaint or auto-reply read from the bounce mailbox said, about whom: the
+# evidence behind a status change, the soft-bounce count, the per-issue rates, and (by
+# ``message_key``, a digest of the raw message) what a second read of the mailbox must not count again.
+bounce_reports = Table(
+    "bounce_reports", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("message_key", String, nullable=False),   # sha256 of the message as read
+    Column("kind", String, nullable=False),          # hard | soft | complaint | auto_reply
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id")),
+    Column("issue_number", Integer),                 # when the token or Message-ID names it
+    Column("email", String, nullable=False),
+    Column("status_code", String, nullable=False),   # 5.1.1
+    Column("reporting_mta", Text, nullable=False),
+    Column("diagnostic", Text, nullable=False),
+    Column("attributed_by", String, nullable=False),  # envelope-token | quoted-token | message-id | address
+    Column("source", Text, nullable=False),          # the mailbox or hook it came from
+    Column("at", UTCDateTime(), nullable=False),
+    UniqueConstraint("message_key", "subscriber_id", name="uq_bounce_report_message_subscriber"),
+    Index("ix_bounce_reports_subscriber", "subscriber_id", "kind", "at"),
+    Index("ix_bounce_reports_issue", "issue_number", "kind"),
+)
+
 locks = Table(
     "locks", metadata,
     Column("name", String, primary_key=True),
@@ -191,7 +213,7 @@ def _create_table(name: str):  # type: ignore[no-untyped-def]
 
 
 # Tables a later migration creates, so migration 1 leaves them out.
-_LATER_TABLES = {"rate_buckets"}
+_LATER_TABLES = {"rate_buckets", "bounce_reports"}
 
 
 def _drop_sends(conn) -> None:  # type: ignore[no-untyped-def]
@@ -205,4 +227,5 @@ MIGRATIONS = (
     (1, "initial schema: papers, sources, issues, subscribers, deliveries, events, locks", _initial_schema),
     (2, "drop the unused sends table", _drop_sends),
     (3, "rate_buckets: the send rate shared by every sender on the store", _create_table("rate_buckets")),
+    (4, "bounce_reports: bounces and complaints read back, with their evidence", _create_table("bounce_reports")),
 )

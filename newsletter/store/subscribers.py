@@ -191,6 +191,32 @@ def mark_bounced(conn: Connection, email: str, reason: str, now: datetime | None
     return set_status(conn, email, "bounced", reason, now=now)
 
 
+def mark_complained(conn: Connection, email: str, reason: str, now: datetime | None = None) -> Subscriber:
+    """Suppress an address whose owner reported an issue as spam (a feedback report); idempotent.
+    A complaint outranks a bounce and an unsubscribe: it is what the mailbox providers count."""
+    return set_status(conn, email, "complained", reason, now=now)
+
+
+def record_event(conn: Connection, email: str, kind: str, detail: str, now: datetime | None = None) -> None:
+    """An event about a subscriber on file that changes no status (a soft bounce, an auto-reply)."""
+    current = get_subscriber(conn, email)
+    if current is None:
+        raise NotSubscribedError("not on the list", where=email.strip())
+    _record_event(conn, current.id, current.email, kind, detail, now or utcnow())
+
+
+def subscriber_events(conn: Connection, email: str) -> list[dict[str, Any]]:
+    """Every event of one address, oldest first: what happened, when, and the evidence."""
+    key = _key_of(email)
+    current = get_subscriber(conn, email)
+    query = select(events.c.kind, events.c.detail, events.c.at, events.c.email).order_by(events.c.at, events.c.id)
+    if current is not None:
+        query = query.where((events.c.subscriber_id == current.id) | (func.lower(events.c.email) == key))
+    else:
+        query = query.where(func.lower(events.c.email) == key)
+    return [{"kind": row.kind, "detail": row.detail, "at": row.at} for row in conn.execute(query)]
+
+
 def remove_subscriber(conn: Connection, email: str, *, forget: bool = False,
                       now: datetime | None = None) -> Subscriber:
     """Delete a subscriber (added by mistake, or asking to be forgotten) with their delivery rows.

@@ -719,6 +719,9 @@ def create_app(config: Config, store: Store, *, subscribe_burst: float | None = 
                                is_error=True)
     preview_app = SecurityHeadersMiddleware(Router(preview, redirect_slashes=False), PREVIEW_SECURITY_HEADERS)
     routes.append(Mount("/preview", app=PreviewGate(preview_app, token, refuse)))
+    from newsletter.web.hooks import hook_routes  # ESP bounce and complaint webhooks
+
+    routes.extend(hook_routes(config, store))
     web.routes = routes
     app = Starlette(
         routes=routes,

@@ -1,0 +1,1 @@
+"""Bounces and complaints read back from mail: readers, classification, actions."""
