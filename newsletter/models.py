@@ -70,6 +70,7 @@ class Issue:
     created_at: datetime
     editor_note: str = ""
     status: str = "draft"  # draft | frozen (sent to someone: parts and papers never change)
+    subject: str = ""      # the editor's subject line; empty: the templates choose one
 
 
 @dataclass(frozen=True)

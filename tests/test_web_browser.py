@@ -151,7 +151,7 @@ def test_the_preferences_link_of_a_delivered_issue_renames_in_a_browser(tmp_path
     message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
     assert message["To"].addresses[0].addr_spec == "grace@example.org"
     html = message.get_body(preferencelist=("html",)).get_content()
-    link = re.search(r'<a href="([^"]+)"[^>]*>your subscription page</a>', html).group(1)
+    link = re.search(r'<a [^>]*href="([^"]+)"[^>]*>Your subscription page</a>', html).group(1)
     assert link.startswith(server.url + "/preferences/")
     text = message.get_body(preferencelist=("plain",)).get_content()
     assert f"Your subscription page: {link}" in text
