@@ -154,6 +154,17 @@ events = Table(
     Column("at", UTCDateTime(), nullable=False),
 )
 
+issue_edits = Table(
+    "issue_edits", metadata,
+    Column("key", String, primary_key=True),          # the issue they change: 2026-W49
+    Column("pinned", JSON, nullable=False),           # paper ids, in pin order: always in
+    Column("dropped", JSON, nullable=False),          # paper ids never in this issue
+    Column("moves", JSON, nullable=False),            # [[paper id, 1-based position], ...] applied in order
+    Column("subject", Text),                          # the editor's subject line, or NULL
+    Column("note", Text),                             # the editor's note (Markdown), or NULL: the configured one
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
 locks = Table(
     "locks", metadata,
     Column("name", String, primary_key=True),
@@ -179,9 +190,16 @@ def _drop_sends(conn) -> None:  # type: ignore[no-untyped-def]
     conn.exec_driver_sql("DROP TABLE IF EXISTS sends")
 
 
+def _issue_edits(conn) -> None:  # type: ignore[no-untyped-def]
+    """The editor's pins, drops, moves, subject and note for an issue not yet sent. (A store
+    created since has it from migration 1, which makes the tables as they are now.)"""
+    issue_edits.create(conn, checkfirst=True)
+
+
 # Numbered steps from an empty store to the schema above, each run once and recorded. A new
 # step is written against what the earlier ones made (ALTER, CREATE, DROP), never by editing one.
 MIGRATIONS = (
     (1, "initial schema: papers, sources, issues, subscribers, deliveries, events, locks", _initial_schema),
     (2, "drop the unused sends table", _drop_sends),
+    (3, "the editor's changes to the next issue", _issue_edits),
 )
