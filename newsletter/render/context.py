@@ -221,7 +221,7 @@ def greeting(papers: list[Paper], window_label: str, window_first: date) -> str:
     else:
         text = (f"here are {n} papers new to us between {window_label}: the {scored} with upvotes first, "
                 f"most upvoted first, then {n - scored} without upvotes, newest first.")
-    published = published_range(papers)
+    published = published_range(papers) if all(p.published_at for p in papers) else None
     if published is not None and published[0] < window_first:
         text += f" They were published between {range_label(*published)}." if published[0] != published[1] \
             else f" {'It was' if n == 1 else 'They were'} published on {range_label(*published)}."
