@@ -110,6 +110,17 @@ def test_subscribe_confirm_and_unsubscribe_in_a_browser(tmp_path: Path, db_url: 
             subscriber = get_subscriber(conn, "grace@example.org")
         assert subscriber.status == "active" and subscriber.confirmed_at is not None
 
+        # The welcome message follows the confirmation: what, when, how to leave; CRLF on the wire.
+        handler.wait_for(2)
+        sender, recipients, data = handler.messages[1]
+        assert recipients == ["grace@example.org"] and b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
+        welcome = email.message_from_bytes(data, policy=email.policy.default)
+        assert welcome["Subject"] == "Welcome to Trending Papers Weekly" and welcome["To"] == "Grace Hopper <grace@example.org>"
+        text = welcome.get_body(preferencelist=("plain",)).get_content()
+        assert "every Monday at 08:00 (UTC)" in text and f"{server.url}/unsubscribe/" in text
+        assert welcome["List-Unsubscribe"].startswith(f"<{server.url}/unsubscribe/")
+        assert "Hi Grace Hopper" in welcome.get_body(preferencelist=("html",)).get_content()
+
         # The unsubscribe link every issue carries: opening it changes nothing, the button does.
         token = Signer(secret_key(config, store)).unsubscribe_token("grace@example.org")
         page.goto(f"{server.url}/unsubscribe/{token}")
