@@ -34,9 +34,25 @@ def init(directory: Path) -> None:
         else:
             console.print(f"kept   {entry.path} (exists, left as it was)", markup=False, soft_wrap=True)
     written = sum(e.written for e in entries)
-    console.print(f"{written} file(s) written, {len(entries) - written} kept. Edit "
-                  f"{directory / 'newsletter.toml'} and the templates, then run: newsletter ingest && newsletter preview",
-                  markup=False, soft_wrap=True)
+    console.print(f"{written} file(s) written, {len(entries) - written} kept.", markup=False, soft_wrap=True)
+    console.print("", markup=False)
+    console.print("Next, in order:", markup=False)
+    for number, (command, why) in enumerate(next_steps(directory), start=1):
+        console.print(f"  {number}. {command}", markup=False, soft_wrap=True)
+        console.print(f"     {why}", markup=False, soft_wrap=True)
+
+
+def next_steps(directory: Path) -> list[tuple[str, str]]:
+    """What to do after ``init``, in order: the walkthrough the README's quick start follows."""
+    steps = [] if directory == Path(".") else [(f"cd {directory}", "the folder init wrote")]
+    return steps + [
+        ("edit newsletter.toml", "name, from and postal_address; base_url, logo_url and accent when you have them"),
+        ("newsletter ingest", "the bundled sample papers until [sources] urls lists your feeds"),
+        ("newsletter subscribers import subscribers.csv", "your readers (put your own addresses in that file first)"),
+        ("newsletter papers", "exactly what the next issue holds; `newsletter issue pin|drop|move` changes it"),
+        ("newsletter preview", "the issue as a reader gets it, in preview/ (--serve: in a browser)"),
+        ("newsletter send", "to outbox/ until [smtp] is set; run `newsletter check` before the first real send"),
+    ]
 
 
 @click.command("preview")
