@@ -30,7 +30,8 @@ def issue(ps, subject=""):
 
 def test_with_scores_the_greeting_ranks_by_upvotes(tmp_path):
     r = render_issue(issue(papers([312, 200, 50, 9])), make_config(tmp_path))
-    assert "upvoted most" in r.text and "23\u201330 November 2026" in r.text
+    assert "upvoted most" in r.text and "from 23 to 30 November 2026" in " ".join(r.text.split())
+    assert "23\u201330 November 2026" in r.text
     assert "\u25b2 312 upvotes" in r.html and "\u25b2 312 upvotes" in r.text
 
 
@@ -39,7 +40,7 @@ def test_without_scores_the_greeting_says_new_and_when_they_were_published(tmp_p
     r = render_issue(issue(papers([None] * 4, published=old)), make_config(tmp_path))
     intro = " ".join(r.text.split("\n\n")[1].split())
     assert "upvote" in intro and "not ranked by popularity" in intro and "most upvoted" not in intro
-    assert "new to us between 23\u201330 November 2026" in intro
+    assert "new to us, found from 23 to 30 November 2026" in intro
     assert "published on 5 December 2023" in intro
     assert "\u25b2" not in r.html and "upvotes</span>" not in r.html
     assert "5 Dec 2023" in r.html

@@ -199,32 +199,43 @@ def range_label(first: date, last: date) -> str:
     return f"{first.day} {first:%B %Y} \u2013 {last.day} {last:%B %Y}"
 
 
+def range_words(first: date, last: date) -> str:
+    """``from 23 to 30 November 2026``: a range for a sentence, where a dash reads badly."""
+    if first == last:
+        return f"on {last.day} {last:%B %Y}"
+    if (first.year, first.month) == (last.year, last.month):
+        return f"from {first.day} to {last.day} {last:%B %Y}"
+    if first.year == last.year:
+        return f"from {first.day} {first:%B} to {last.day} {last:%B %Y}"
+    return f"from {first.day} {first:%B %Y} to {last.day} {last:%B %Y}"
+
+
 def published_range(papers: list[Paper]) -> tuple[date, date] | None:
     days = sorted(p.published_at.astimezone(timezone.utc).date() for p in papers if p.published_at)
     return (days[0], days[-1]) if days else None
 
 
-def greeting(papers: list[Paper], window_label: str, window_first: date) -> str:
+def greeting(papers: list[Paper], window: tuple[date, date]) -> str:
     """The sentence after "Hi NAME," saying what the issue holds and how it was ordered, from
     what the papers carry: "most upvoted" only when they have upvotes, and when they were
     published if that is not within the window (a feed's backlog is not this week's news)."""
     n = len(papers)
+    window_words, window_first = range_words(*window), window[0]
     scored = sum(p.score is not None for p in papers)
     are, noun = ("is", "paper") if n == 1 else ("are", "papers")
     if scored == n:
-        text = (f"here {are} the {n} {noun} readers upvoted most among those new to us between "
-                f"{window_label}, most upvoted first.") if n > 1 else (
-                f"here is the paper readers upvoted most among those new to us between {window_label}.")
+        text = (f"here {are} the {n} {noun} readers upvoted most among those we found "
+                f"{window_words}, most upvoted first.") if n > 1 else (
+                f"here is the paper readers upvoted most among those we found {window_words}.")
     elif scored == 0:
-        text = (f"here {are} {n} {noun} new to us between {window_label}, newest first. "
+        text = (f"here {are} {n} {noun} new to us, found {window_words}, newest first. "
                 "Our sources give no upvotes for them, so they are not ranked by popularity.")
     else:
-        text = (f"here are {n} papers new to us between {window_label}: the {scored} with upvotes first, "
+        text = (f"here are {n} papers we found {window_words}: the {scored} with upvotes first, "
                 f"most upvoted first, then {n - scored} without upvotes, newest first.")
     published = published_range(papers) if all(p.published_at for p in papers) else None
     if published is not None and published[0] < window_first:
-        text += f" They were published between {range_label(*published)}." if published[0] != published[1] \
-            else f" {'It was' if n == 1 else 'They were'} published on {range_label(*published)}."
+        text += f" {'It was' if n == 1 else 'They were'} published {range_words(*published)}."
     return text
 
 
@@ -295,7 +306,7 @@ def template_context(issue: Issue, config: Config, subject: str = "") -> dict[st
             "key": issue.key, "number": issue.number, "title": issue.title,
             "date_label": date_label(issue), "created_at": issue.created_at,
             "date_range": window_label,
-            "greeting": greeting(list(issue.papers), window_label, first) if papers else "",
+            "greeting": greeting(list(issue.papers), (first, last)) if papers else "",
             "subject": issue_subject,
             "web_url": f"{base_url}/archive/{issue.key}" if base_url else "",
         },
