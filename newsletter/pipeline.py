@@ -147,8 +147,10 @@ def plan_next_issue(store: Store, config: Config, now: datetime | None = None, *
                       created_at=now, editor_note=note, status="draft", subject=edits.subject or "")
         saved = save_draft(conn, issue)
         if not is_frozen(saved):
+            # A draft is dated now: its papers were chosen from the window ending now, and the
+            # dates the issue says it covers must be those (the row keeps its first date).
             saved = Issue(key=saved.key, number=saved.number, title=saved.title, papers=saved.papers,
-                          created_at=saved.created_at, editor_note=saved.editor_note, status=saved.status,
+                          created_at=now, editor_note=saved.editor_note, status=saved.status,
                           subject=edits.subject or "")
         return IssuePlan(issue=saved, left_out=tuple(left_out), edits=edits, frozen=is_frozen(saved))
 

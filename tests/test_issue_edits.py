@@ -98,3 +98,19 @@ def test_reset_unknown_ids_and_moves_of_absent_papers(tmp_path):
     assert absent.exit_code == 1 and "not in the next issue" in absent.output
     bare = before[2].split(":", 1)[1]  # a bare arXiv id names the same paper
     assert invoke(config, "issue", "move", bare, "1").exit_code == 0 and _ids(config)[0] == before[2]
+
+
+def test_a_draft_rebuilt_later_in_the_week_covers_the_window_ending_then(tmp_path):
+    from newsletter import pipeline
+    from newsletter.config import load_config
+    from newsletter.store import open_store
+
+    config = load_config(setup_store(tmp_path), env={})
+    store = open_store(config.store_url)
+    monday = datetime.now(timezone.utc)
+    monday = monday - timedelta(days=monday.weekday())
+    first = pipeline.build_issue(store, config, now=monday)
+    later = pipeline.build_issue(store, config, now=monday + timedelta(days=3))
+    assert first is not None and later is not None and first.key == later.key
+    assert later.created_at == monday + timedelta(days=3)
+    store.dispose()
