@@ -94,6 +94,14 @@ def accent_problem(text: str) -> str | None:
     """An accent colour must be a 6-digit hex colour (some mail clients read no other form)."""
     if text and not re.fullmatch(r"#[0-9a-fA-F]{6}", text):
         return f"{text!r} is not a colour such as #1a56db (a # and six hex digits)"
+    if text:
+        # White button text sits on it and it colours links on white: WCAG AA asks 4.5:1.
+        channels = [int(text[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        contrast = 1.05 / (0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2] + 0.05)
+        if contrast < 4.5:
+            return (f"{text} is too light: {contrast:.1f}:1 against white, and links and buttons need 4.5:1 "
+                    "(try a darker shade)")
     return None
 
 

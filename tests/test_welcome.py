@@ -64,3 +64,27 @@ def test_an_operators_own_welcome_text(tmp_path):
     config = _config(tmp_path, f'templates = "{own}"\n')
     msg = build_welcome(config, "ada@example.org", "Ada", unsubscribe_url="https://papers.example.org/u/T")
     assert "Glad you are here, Ada." in msg.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_the_welcome_html_parses_cleanly(tmp_path):
+    import html5lib
+
+    config = _config(tmp_path)
+    msg = build_welcome(config, "ada@example.org", "Ada", unsubscribe_url="https://papers.example.org/unsubscribe/T",
+                        latest_url="https://papers.example.org/archive/2026-W48", latest_title="#4")
+    parser = html5lib.HTMLParser(strict=False)
+    parser.parse(msg.get_body(preferencelist=("html",)).get_content())
+    assert parser.errors == []
+
+
+@pytest.mark.parametrize("accent, ok", [("#1a56db", True), ("#7a2e8c", True), ("#ffcc00", False), ("blue", False)])
+def test_the_accent_must_be_a_dark_enough_hex_colour(tmp_path, accent, ok):
+    from newsletter.errors import NewsletterError
+
+    path = tmp_path / "newsletter.toml"
+    path.write_text(f'[newsletter]\naccent = "{accent}"\n', encoding="utf-8")
+    if ok:
+        assert load_config(path, env={})["newsletter.accent"] == accent
+    else:
+        with pytest.raises(NewsletterError, match="accent"):
+            load_config(path, env={})
