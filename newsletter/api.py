@@ -28,8 +28,8 @@ from newsletter.config import Config, load_config
 from newsletter.deliver.golive import Check, GoLiveError, dns_advice, settings_checks, smtp_checks
 from newsletter.deliver.journal import Journal, journal_path
 from newsletter.deliver.sender import ProgressCallback
-from newsletter.errors import NewsletterError
-from newsletter.models import Issue, Paper, RenderedIssue, RunReport, Subscriber
+from newsletter.errors import IssueFrozenError, NewsletterError
+from newsletter.models import Issue, IssueEdits, IssuePlan, LeftOut, Paper, RenderedIssue, RunReport, Subscriber
 from newsletter.render.preview import PreviewFiles
 from newsletter.sources.report import IngestReport
 from newsletter.store import Store, open_store
@@ -41,11 +41,12 @@ from newsletter.subscribers.exporter import export_subscribers
 from newsletter.subscribers.importer import ImportReport, import_subscribers
 
 __all__ = [
-    "BounceRun", "Check", "Config", "CopyReport", "GoLiveError", "ImportReport", "IngestReport", "Issue",
-    "NewsletterError", "Paper", "PreviewFiles",
+    "BounceRun", "Check", "Config", "CopyReport", "GoLiveError", "ImportReport", "IngestReport", "Issue", "IssueEdits",
+    "IssueFrozenError", "IssuePlan", "LeftOut", "NewsletterError", "Paper", "PreviewFiles",
     "RenderedIssue", "RunReport", "Store", "Subscriber",
-    "check", "copy_store", "dns_advice", "export_subscribers", "import_subscribers", "ingest", "issues", "load_config",
-    "next_issue", "open_store", "papers", "preview", "process_bounces", "render", "resend", "send",
+    "check", "copy_store", "dns_advice", "edit_issue", "export_subscribers", "import_subscribers", "ingest", "issues",
+    "load_config", "next_issue", "next_issue_plan", "open_store", "papers", "preview", "process_bounces", "render",
+    "resend", "send",
 ]
 
 
@@ -68,6 +69,21 @@ def next_issue(store: Store, config: Config, now: datetime | None = None) -> Iss
     """The issue the next send delivers (the week's frozen issue if it went out to anyone);
     None when there is no paper for it."""
     return pipeline.build_issue(store, config, now=now)
+
+
+def next_issue_plan(store: Store, config: Config, now: datetime | None = None) -> IssuePlan:
+    """Exactly what the next issue holds, in order, the editor's changes, and every other
+    paper in the store with why it was left out (dropped, below min_score, over max_papers,
+    outside the window, already sent)."""
+    return pipeline.plan_next_issue(store, config, now=now)
+
+
+def edit_issue(store: Store, config: Config, action: str, paper_id: str | None = None, *,
+               position: int | None = None, text: str | None = None, now: datetime | None = None) -> IssuePlan:
+    """The editor's hand on the next issue: ``pin``, ``drop``, ``move`` (``position``, from 1),
+    ``subject`` (``text``), ``note`` (``text``, Markdown; None: the configured note) or
+    ``reset``. Stored in the store; refused (``IssueFrozenError``) once the issue was sent."""
+    return pipeline.edit_next_issue(store, config, action, paper_id, position=position, text=text, now=now)
 
 
 def render(store: Store, config: Config, issue: Issue) -> RenderedIssue:

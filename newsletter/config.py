@@ -90,6 +90,28 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def accent_problem(text: str) -> str | None:
+    """An accent colour must be a 6-digit hex colour (some mail clients read no other form)."""
+    if text and not re.fullmatch(r"#[0-9a-fA-F]{6}", text):
+        return f"{text!r} is not a colour such as #1a56db (a # and six hex digits)"
+    if text:
+        # White button text sits on it and it colours links on white: WCAG AA asks 4.5:1.
+        channels = [int(text[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        contrast = 1.05 / (0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2] + 0.05)
+        if contrast < 4.5:
+            return (f"{text} is too light: {contrast:.1f}:1 against white, and links and buttons need 4.5:1 "
+                    "(try a darker shade)")
+    return None
+
+
+def logo_problem(text: str) -> str | None:
+    """A logo is fetched by every reader's mail client: an absolute https URL only."""
+    if text and not re.fullmatch(r"https://[^\s<>\"']+", text):
+        return f"{text!r} is not an absolute https URL of an image"
+    return None
+
+
 def duration_problem(text: str) -> str | None:
     """What is wrong with a duration setting, or None."""
     try:
@@ -109,6 +131,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("newsletter", "secret_key_env", str, "NEWSLETTER_SECRET_KEY", "Environment variable holding the key that signs tokens."),
     Setting("newsletter", "templates", str, "", "Folder of your own templates; each file there overrides the default of that name.",
             path="path"),
+    Setting("newsletter", "logo_url", str, "", "https URL of a logo shown above the name in the issue's header (about 48 px high); empty: none.",
+            check=logo_problem),
+    Setting("newsletter", "accent", str, "#1a56db", "Accent colour of links, buttons and the rank (#rrggbb); keep it dark enough for white text.",
+            check=accent_problem),
+    Setting("newsletter", "welcome", bool, True, "Send a welcome message (templates/welcome.*) when a subscription is confirmed."),
     Setting("newsletter", "editor_note", str, "", "Markdown text, or a path to a Markdown file, shown at the top of the next issue."),
     # [sources]
     Setting("sources", "urls", list, [], "Paths or http(s) URLs ingested by `newsletter ingest` without arguments."),
@@ -118,6 +145,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("issue", "days", int, 7, "The window a weekly issue draws from, in days.", minimum=1, maximum=3650),
     Setting("issue", "max_papers", int, 10, "At most this many papers in one issue.", minimum=1),
     Setting("issue", "min_score", int, 0, "Papers with a known score below this are left out.", minimum=0),
+    Setting("issue", "subject_chars", int, 60, "Longest subject line, in characters (the top paper's title is cut on a word).", minimum=20, maximum=200),
+    Setting("issue", "excerpt_chars", int, 420, "Longest abstract excerpt, in characters (cut after a whole sentence).", minimum=80, maximum=5000),
+    Setting("issue", "max_authors", int, 3, "Authors named before \"et al.\".", minimum=1, maximum=50),
     # [store]
     Setting("store", "url", str, "sqlite:///newsletter.db", "SQLAlchemy URL of the store: a SQLite file or postgresql://...",
             path="sqlite_url"),

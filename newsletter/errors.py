@@ -73,3 +73,7 @@ class LockedError(NewsletterError):
 
 class NothingToSendError(NewsletterError):
     """No papers for an issue, or no subscribers to send to: not a failure, but nothing happens."""
+
+
+class IssueFrozenError(NewsletterError):
+    """The editor tried to change an issue that has already gone out to someone."""

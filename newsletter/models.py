@@ -72,6 +72,41 @@ class Issue:
     created_at: datetime
     editor_note: str = ""
     status: str = "draft"  # draft | frozen (sent to someone: parts and papers never change)
+    subject: str = ""      # the editor's subject line; empty: the templates choose one
+
+
+@dataclass(frozen=True)
+class IssueEdits:
+    """The editor's hand on an issue not yet sent: stored per issue key, applied on every build."""
+
+    pinned: tuple[str, ...] = ()               # paper ids always in, in pin order, ahead of the ranked ones
+    dropped: tuple[str, ...] = ()              # paper ids never in this issue
+    moves: tuple[tuple[str, int], ...] = ()    # (paper id, 1-based position), applied in order
+    subject: str | None = None                 # the editor's subject line
+    note: str | None = None                    # the editor's note (Markdown); None: newsletter.editor_note
+
+    @property
+    def is_empty(self) -> bool:
+        return self == IssueEdits()
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A paper the next issue does not hold, and why."""
+
+    paper: Paper
+    reason: str          # "dropped" | "already sent" | "outside the window" | "below min_score" | "over max_papers"
+    detail: str = ""     # "score 3 < min_score 5", "first seen 2 Oct 2026", "in issue 2026-W47"
+
+
+@dataclass(frozen=True)
+class IssuePlan:
+    """What ``newsletter papers`` shows: the next issue, in order, and what was left out."""
+
+    issue: Issue | None
+    left_out: tuple[LeftOut, ...] = ()
+    edits: IssueEdits = IssueEdits()
+    frozen: bool = False
 
 
 @dataclass(frozen=True)

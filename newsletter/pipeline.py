@@ -17,14 +17,14 @@ from typing import Callable, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from newsletter.compose import compose_issue, issue_key, load_editor_note
-from newsletter.compose.issue import window_start
+from newsletter.compose import issue_key, load_editor_note
+from newsletter.compose.issue import plan_issue, window_start
 from newsletter.config import Config, parse_duration
 from newsletter.deliver.golive import require_go_live
 from newsletter.deliver.sender import ProgressCallback, SendOptions, deliver_issue
 from newsletter.deliver.transports import PermanentFailure, SmtpSettings, TemporaryFailure, open_transport
-from newsletter.errors import DeliveryError, NewsletterError, NothingToSendError, SubscriberError
-from newsletter.models import Issue, RenderedIssue, RunReport, Subscriber
+from newsletter.errors import DeliveryError, IssueFrozenError, NewsletterError, NothingToSendError, SubscriberError
+from newsletter.models import Issue, IssueEdits, IssuePlan, RenderedIssue, RunReport, Subscriber
 from newsletter.render.issue import render_issue as render
 from newsletter.render.messages import MessageFactory
 from newsletter.render.preview import SAMPLE_READER, PreviewFiles, write_preview
@@ -36,9 +36,10 @@ from newsletter.store.db import utcnow
 from newsletter.store.deliveries import (PENDING, SENT, WRITTEN, UnknownIssueError, issue_key_for_number,
                                          issue_number_for_key, latest_issue_with, reset_status,
                                          settled_subscriber_ids, status_counts)
-from newsletter.store.issues import (freeze_issue, get_frozen_rendering, get_issue, is_frozen, next_issue_number,
-                                     save_draft, sent_paper_ids)
-from newsletter.store.papers import SourceState, get_source_state, list_papers, save_source_state, upsert_papers
+from newsletter.store.issues import (freeze_issue, get_edits, get_frozen_rendering, get_issue, is_frozen,
+                                     next_issue_number, save_draft, save_edits, sent_paper_keys)
+from newsletter.store.papers import (SourceState, get_paper, get_source_state, list_papers, save_source_state,
+                                     upsert_papers)
 from newsletter.store.subscribers import active_subscribers, get_subscriber, subscriber_stats
 from newsletter.subscribers.addresses import normalize_address
 from newsletter.tokens import Signer, secret_key
@@ -116,24 +117,107 @@ def ingest(store: Store, config: Config, sources: Sequence[str] | None = None, *
 
 def build_issue(store: Store, config: Config, now: datetime | None = None) -> Issue | None:
     """The current week's issue: the frozen one if it already went to anyone, else a fresh draft
-    from the window's best papers not sent before (saved, so its number is stable); None when
-    there is no paper to send."""
+    from the window's best papers not sent before, with the editor's pins, drops, moves,
+    subject and note applied (saved, so its number is stable); None when there is no paper."""
+    return plan_next_issue(store, config, now=now, with_left_out=False).issue
+
+
+def plan_next_issue(store: Store, config: Config, now: datetime | None = None, *,
+                    with_left_out: bool = True) -> IssuePlan:
+    """The next issue (as ``build_issue``) and, with ``with_left_out``, every other paper in the
+    store with why it is not in it."""
     now = now or utcnow()
     key = issue_key(now, config["schedule.timezone"])
-    note = load_editor_note(config)
     with store.atomic() as conn:
         existing = get_issue(conn, key)
         if existing is not None and is_frozen(existing):
-            return existing
-        candidates = list_papers(conn, first_seen_since=window_start(now, config["issue.days"]),
-                                 exclude_ids=sent_paper_ids(conn))
-        issue = compose_issue(candidates, key=key, number=next_issue_number(conn, key),
-                              name=config["newsletter.name"], now=now,
-                              max_papers=config["issue.max_papers"], min_score=config["issue.min_score"],
-                              editor_note=note)
-        if issue is None:
-            return None
-        return save_draft(conn, issue)
+            return IssuePlan(issue=existing, frozen=True, edits=get_edits(conn, key))
+        edits = get_edits(conn, key)
+        since = window_start(now, config["issue.days"])
+        candidates = list_papers(conn) if with_left_out else list_papers(conn, first_seen_since=since)
+        known = {p.id for p in candidates}
+        candidates += [p for p in (get_paper(conn, i) for i in edits.pinned if i not in known) if p is not None]
+        chosen, left_out = plan_issue(candidates, since=since, max_papers=config["issue.max_papers"],
+                                      min_score=config["issue.min_score"], sent=sent_paper_keys(conn), edits=edits)
+        if not chosen:
+            return IssuePlan(issue=None, left_out=tuple(left_out), edits=edits)
+        number = next_issue_number(conn, key)
+        note = edits.note if edits.note is not None else load_editor_note(config)
+        issue = Issue(key=key, number=number, title=f"{config['newsletter.name']} #{number}", papers=tuple(chosen),
+                      created_at=now, editor_note=note, status="draft", subject=edits.subject or "")
+        saved = save_draft(conn, issue)
+        if not is_frozen(saved):
+            # A draft is dated now: its papers were chosen from the window ending now, and the
+            # dates the issue says it covers must be those (the row keeps its first date).
+            saved = Issue(key=saved.key, number=saved.number, title=saved.title, papers=saved.papers,
+                          created_at=now, editor_note=saved.editor_note, status=saved.status,
+                          subject=edits.subject or "")
+        return IssuePlan(issue=saved, left_out=tuple(left_out), edits=edits, frozen=is_frozen(saved))
+
+
+def _resolve_paper_id(conn, paper_id: str) -> str:  # type: ignore[no-untyped-def]
+    """``2401.12345`` and ``arxiv:2401.12345`` name the same paper; an unknown id is an error."""
+    for candidate in (paper_id.strip(), f"arxiv:{paper_id.strip()}"):
+        if get_paper(conn, candidate) is not None:
+            return candidate
+    raise NewsletterError("no such paper in the store (see `newsletter papers --all`)", where=paper_id)
+
+
+def edit_next_issue(store: Store, config: Config, action: str, paper_id: str | None = None, *,
+                    position: int | None = None, text: str | None = None,
+                    now: datetime | None = None) -> IssuePlan:
+    """Change the next issue before it is sent: ``pin``, ``drop``, ``move`` (to ``position``),
+    ``subject`` (``text``; empty: the default again), ``note`` (``text``; None: the configured
+    note again) or ``reset``. Refused with ``IssueFrozenError`` once the issue went to anyone.
+    Returns the plan after the change."""
+    now = now or utcnow()
+    key = issue_key(now, config["schedule.timezone"])
+    with store.atomic() as conn:
+        existing = get_issue(conn, key)
+        if existing is not None and is_frozen(existing):
+            raise IssueFrozenError(f"issue #{existing.number} has been sent, so it can no longer change; "
+                                   "edits apply to an issue not yet sent", where=key)
+        edits = get_edits(conn, key)
+        pinned, dropped, moves = list(edits.pinned), list(edits.dropped), list(edits.moves)
+        if action == "reset":
+            edits = IssueEdits()
+        elif action in ("pin", "drop", "move"):
+            assert paper_id is not None
+            pid = _resolve_paper_id(conn, paper_id)
+            if action == "pin":
+                if pid in sent_paper_keys(conn):
+                    raise NewsletterError(f"went out in issue {sent_paper_keys(conn)[pid]}; a paper is never sent twice",
+                                          where=pid)
+                pinned = [p for p in pinned if p != pid] + [pid]
+                dropped = [p for p in dropped if p != pid]
+            elif action == "drop":
+                dropped = [p for p in dropped if p != pid] + [pid]
+                pinned = [p for p in pinned if p != pid]
+                moves = [m for m in moves if m[0] != pid]
+            else:
+                moves.append((pid, int(position or 1)))
+            edits = IssueEdits(pinned=tuple(pinned), dropped=tuple(dropped), moves=tuple(moves),
+                               subject=edits.subject, note=edits.note)
+        elif action == "subject":
+            edits = IssueEdits(pinned=edits.pinned, dropped=edits.dropped, moves=edits.moves,
+                               subject=" ".join((text or "").split()) or None, note=edits.note)
+        elif action == "note":
+            edits = IssueEdits(pinned=edits.pinned, dropped=edits.dropped, moves=edits.moves,
+                               subject=edits.subject, note=text)
+        else:
+            raise ValueError(action)
+        save_edits(conn, key, edits, now=now)
+    plan = plan_next_issue(store, config, now=now)
+    if action == "move":
+        assert paper_id is not None
+        with store.atomic() as conn:
+            pid = _resolve_paper_id(conn, paper_id)
+        if plan.issue is None or pid not in {p.id for p in plan.issue.papers}:
+            with store.atomic() as conn:  # a move of a paper the issue does not hold is not kept
+                save_edits(conn, key, IssueEdits(pinned=edits.pinned, dropped=edits.dropped, moves=edits.moves[:-1],
+                                                 subject=edits.subject, note=edits.note), now=now)
+            raise NewsletterError("is not in the next issue: `newsletter issue pin` it first", where=pid)
+    return plan
 
 
 def render_issue(store: Store, config: Config, issue: Issue) -> RenderedIssue:

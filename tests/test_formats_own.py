@@ -314,7 +314,7 @@ def test_ingest_base_url_resolves_a_saved_feed_file(tmp_path: Path, monkeypatch:
     feed = str(FORMATS / "blog_atom_relative_links.atom")
     result = runner.invoke(main, ["--db", db, "ingest", "--base-url", "https://tool.example.org/", feed])
     assert result.exit_code == 0, result.output
-    urls = sorted(p["url"] for p in json.loads(runner.invoke(main, ["--db", db, "papers", "--json"]).output))
+    urls = sorted(p["url"] for p in json.loads(runner.invoke(main, ["--db", db, "papers", "--all", "--json"]).output))
     assert urls == ["https://tool.example.org/2026/01/15/v2-0/", "https://tool.example.org/2026/03/01/v2-1/"]
     refused = runner.invoke(main, ["--db", db, "ingest", "--base-url", "tool.example.org", feed])
     assert refused.exit_code == 2 and "not an http(s) URL" in refused.output
@@ -479,14 +479,14 @@ def test_papers_json_of_a_text_page_ingests_again_as_the_same_papers(tmp_path: P
     db, fresh = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
     for name in ("trending_page.txt", "biorxiv.rdf", "hf_daily_papers_2024.json"):
         assert runner.invoke(main, ["--db", db, "ingest", str(FORMATS / name)]).exit_code == 0
-    exported = runner.invoke(main, ["--db", db, "papers", "--json", "--limit", "1000"]).output
+    exported = runner.invoke(main, ["--db", db, "papers", "--all", "--json", "--limit", "1000"]).output
     (tmp_path / "all.json").write_text(exported, encoding="utf-8")
     before = {p["id"] for p in json.loads(exported)}
     assert len(before) == 9 and sum(i.startswith("title:") for i in before) == 2
     again = runner.invoke(main, ["--db", db, "ingest", "all.json"])
     assert again.exit_code == 0 and "0 new" in again.output, again.output
     assert runner.invoke(main, ["--db", fresh, "ingest", "all.json"]).exit_code == 0
-    copied = json.loads(runner.invoke(main, ["--db", fresh, "papers", "--json", "--limit", "1000"]).output)
+    copied = json.loads(runner.invoke(main, ["--db", fresh, "papers", "--all", "--json", "--limit", "1000"]).output)
     assert {p["id"] for p in copied} == before
     assert {p["id"]: p["score"] for p in copied}["arxiv:2410.20003"] == 0
 

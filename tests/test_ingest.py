@@ -160,7 +160,7 @@ def test_cli_ingest_and_papers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     result = runner.invoke(main, ["--db", db, "ingest", "ftp://example.org/papers.xml"])
     assert result.exit_code == 1
     assert "ftp://example.org/papers.xml: only http:// and https:// URLs (or file paths) can be read" in result.output
-    result = runner.invoke(main, ["--db", db, "papers", "--json"])
+    result = runner.invoke(main, ["--db", db, "papers", "--all", "--json"])
     assert result.exit_code == 0
     listed = json.loads(result.output)
     assert len(listed) == 14
@@ -180,15 +180,15 @@ def test_papers_json_ingested_again_is_the_same_papers(tmp_path: Path, monkeypat
     db, fresh = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
     assert runner.invoke(main, ["--db", db, "ingest", str(fixtures_dir / "seed-trending-papers.txt")]).exit_code == 0
     assert runner.invoke(main, ["--db", db, "ingest"]).exit_code == 0  # the bundled sample as well
-    exported = runner.invoke(main, ["--db", db, "papers", "--json", "--limit", "1000"]).output
+    exported = runner.invoke(main, ["--db", db, "papers", "--all", "--json", "--limit", "1000"]).output
     (tmp_path / "all.json").write_text(exported, encoding="utf-8")
     before = {p["id"] for p in json.loads(exported)}
     assert any(i.startswith("title:") for i in before)
     again = runner.invoke(main, ["--db", db, "ingest", "all.json"])
     assert again.exit_code == 0 and f"0 new" in again.output, again.output
-    assert {p["id"] for p in json.loads(runner.invoke(main, ["--db", db, "papers", "--json", "--limit", "1000"]).output)} == before
+    assert {p["id"] for p in json.loads(runner.invoke(main, ["--db", db, "papers", "--all", "--json", "--limit", "1000"]).output)} == before
     assert runner.invoke(main, ["--db", fresh, "ingest", "all.json"]).exit_code == 0
-    copied = json.loads(runner.invoke(main, ["--db", fresh, "papers", "--json", "--limit", "1000"]).output)
+    copied = json.loads(runner.invoke(main, ["--db", fresh, "papers", "--all", "--json", "--limit", "1000"]).output)
     assert {p["id"] for p in copied} == before
 
 

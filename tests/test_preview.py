@@ -383,3 +383,15 @@ def test_preview_server_text_part_past_issues_and_template_reload(server, browse
     past = httpx.get(running.url + f"/issues/{issue.key}/")
     assert past.status_code == 200 and "Edited subject for issue 1" in past.text
     assert httpx.get(running.url + "/issues/1999-W01/").status_code == 404
+
+
+def test_init_prints_the_next_steps_in_order_including_the_import(tmp_path):
+    result = run("init", str(tmp_path / "digest"))
+    assert result.exit_code == 0, result.output
+    steps = result.output.split("Next, in order:")[1]
+    order = [f"cd {tmp_path / 'digest'}", "edit newsletter.toml", "newsletter ingest",
+             "newsletter subscribers import subscribers.csv", "newsletter papers", "newsletter preview", "newsletter send"]
+    positions = [steps.find(step) for step in order]
+    assert -1 not in positions and positions == sorted(positions), positions
+    for name in ("welcome.txt.j2", "welcome.html.j2", "welcome-subject.txt.j2"):
+        assert (tmp_path / "digest" / "templates" / name).is_file()

@@ -122,7 +122,7 @@ def test_a_feed_file_with_relative_links_resolves_against_the_base_url_given(
     result = runner.invoke(main, ["--db", db, "ingest", "--base-url", "https://www.qemu.org/",
                                   str(fixtures_dir / QEMU)])
     assert result.exit_code == 0, result.output
-    listed = runner.invoke(main, ["--db", db, "papers", "--json"])
+    listed = runner.invoke(main, ["--db", db, "papers", "--all", "--json"])
     urls = sorted(p["url"] for p in json.loads(listed.output))
     assert len(urls) == 10 and "https://www.qemu.org/2025/08/26/qemu-10-1-0/" in urls
     assert all(u.startswith("https://www.qemu.org/20") for u in urls)

@@ -110,6 +110,17 @@ def test_subscribe_confirm_and_unsubscribe_in_a_browser(tmp_path: Path, db_url: 
             subscriber = get_subscriber(conn, "grace@example.org")
         assert subscriber.status == "active" and subscriber.confirmed_at is not None
 
+        # The welcome message follows the confirmation: what, when, how to leave; CRLF on the wire.
+        handler.wait_for(2)
+        sender, recipients, data = handler.messages[1]
+        assert recipients == ["grace@example.org"] and b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
+        welcome = email.message_from_bytes(data, policy=email.policy.default)
+        assert welcome["Subject"] == "Welcome to Trending Papers Weekly" and welcome["To"] == "Grace Hopper <grace@example.org>"
+        text = welcome.get_body(preferencelist=("plain",)).get_content()
+        assert "every Monday at 08:00 (UTC)" in text and f"{server.url}/unsubscribe/" in text
+        assert welcome["List-Unsubscribe"].startswith(f"<{server.url}/unsubscribe/")
+        assert "Hi Grace Hopper" in welcome.get_body(preferencelist=("html",)).get_content()
+
         # The unsubscribe link every issue carries: opening it changes nothing, the button does.
         token = Signer(secret_key(config, store)).unsubscribe_token("grace@example.org")
         page.goto(f"{server.url}/unsubscribe/{token}")
@@ -151,7 +162,7 @@ def test_the_preferences_link_of_a_delivered_issue_renames_in_a_browser(tmp_path
     message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
     assert message["To"].addresses[0].addr_spec == "grace@example.org"
     html = message.get_body(preferencelist=("html",)).get_content()
-    link = re.search(r'<a href="([^"]+)"[^>]*>your subscription page</a>', html).group(1)
+    link = re.search(r'<a [^>]*href="([^"]+)"[^>]*>Your subscription page</a>', html).group(1)
     assert link.startswith(server.url + "/preferences/")
     text = message.get_body(preferencelist=("plain",)).get_content()
     assert f"Your subscription page: {link}" in text

@@ -215,5 +215,5 @@ def test_the_archive_never_carries_a_readers_preferences_link(site: Site, fixtur
     assert page.status_code == 200
     assert not any(token in page.text for token in placeholders.TOKENS)
     assert "/preferences/" not in page.text and "/unsubscribe/" not in page.text
-    link = re.search(r'<a href="([^"]*)"[^>]*>your subscription page</a>', page.text)
+    link = re.search(r'<a [^>]*href="([^"]*)"[^>]*>Your subscription page</a>', page.text)
     assert link and link.group(1) == f"{site.url}/"

@@ -94,36 +94,104 @@ def ingest_command(app: AppContext, sources: tuple[str, ...], base_url: str | No
 
 
 @click.command("papers")
+@click.option("--all", "show_all", is_flag=True, help="List every paper in the store instead, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many papers.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="With --all: at most this many papers. Else: at most this many left-out papers per reason.")
 @pass_app
-def papers_command(app: AppContext, as_json: bool, limit: int | None) -> None:
-    """List the papers in the store, newest first and highest score first.
+def papers_command(app: AppContext, show_all: bool, as_json: bool, limit: int | None) -> None:
+    """Show exactly what the next issue holds, in order, with the editor's changes; then,
+    separately, the papers left out and why (dropped, below min_score, over max_papers,
+    outside the window, already sent). --all lists every paper in the store.
 
     \b
     Example:
       newsletter papers
-      newsletter papers --json --limit 5
+      newsletter papers --json
+      newsletter papers --all --limit 20
     """
     from newsletter import api
 
-    found = api.papers(app.store, limit=limit)
+    if show_all:
+        found = api.papers(app.store, limit=limit)
+        if as_json:
+            click.echo(json.dumps([paper_to_json(p) for p in found], indent=2, ensure_ascii=False))
+            return
+        if not found:
+            console.print("No papers yet: run `newsletter ingest` first.", markup=False)
+            return
+        table = Table(show_edge=False)
+        table.add_column("published")
+        table.add_column("score", justify="right")
+        table.add_column("title", overflow="fold")
+        table.add_column("id", overflow="fold")
+        for p in found:
+            table.add_row(p.published_at.date().isoformat() if p.published_at else "",
+                          "" if p.score is None else str(p.score), p.title, p.id)
+        console.print(table, markup=False)
+        console.print(f"{len(found)} paper(s) in {app.store.shown_url}", markup=False)
+        return
+    plan = api.next_issue_plan(app.store, app.config)
     if as_json:
-        click.echo(json.dumps([paper_to_json(p) for p in found], indent=2, ensure_ascii=False))
+        click.echo(json.dumps(plan_to_json(plan), indent=2, ensure_ascii=False))
         return
-    if not found:
-        console.print("No papers yet: run `newsletter ingest` first.", markup=False)
+    _print_plan(plan, limit if limit is not None else 10)
+
+
+def plan_to_json(plan) -> dict:  # type: ignore[no-untyped-def]
+    issue = plan.issue
+    return {
+        "issue": None if issue is None else {
+            "key": issue.key, "number": issue.number, "frozen": plan.frozen,
+            "subject": plan.edits.subject, "papers": [paper_to_json(p) for p in issue.papers]},
+        "edits": {"pinned": list(plan.edits.pinned), "dropped": list(plan.edits.dropped),
+                  "moves": [list(m) for m in plan.edits.moves], "subject": plan.edits.subject,
+                  "note": plan.edits.note},
+        "left_out": [{"reason": lo.reason, "detail": lo.detail, "paper": paper_to_json(lo.paper)}
+                     for lo in plan.left_out],
+    }
+
+
+def _print_plan(plan, per_reason: int) -> None:  # type: ignore[no-untyped-def]
+    issue, edits = plan.issue, plan.edits
+    if issue is None:
+        console.print("No papers for the next issue: run `newsletter ingest` first.", markup=False)
+    else:
+        state = "sent, frozen: it no longer changes" if plan.frozen else "not sent yet"
+        console.print(f"Next issue {issue.key} (#{issue.number}), {state}: {len(issue.papers)} paper(s)",
+                      markup=False, soft_wrap=True)
+        if edits.subject:
+            console.print(f"  subject (editor's): {edits.subject}", markup=False, soft_wrap=True)
+        if edits.note is not None:
+            console.print(f"  note (editor's): {len(edits.note)} characters, see `newsletter preview`",
+                          markup=False, soft_wrap=True)
+        table = Table(show_edge=False)
+        for name, justify in (("#", "right"), ("score", "right"), ("", "left"), ("title", "left"), ("id", "left")):
+            table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        moved = {m[0] for m in edits.moves}
+        for i, p in enumerate(issue.papers, start=1):
+            marks = " ".join(m for m, on in (("pinned", p.id in edits.pinned), ("moved", p.id in moved)) if on)
+            table.add_row(str(i), "" if p.score is None else str(p.score), marks, " ".join(p.title.split()), p.id)
+        console.print(table, markup=False)
+    if not plan.left_out:
         return
+    console.print("", markup=False)
+    console.print(f"Left out: {len(plan.left_out)} paper(s)", markup=False)
     table = Table(show_edge=False)
-    table.add_column("published")
-    table.add_column("score", justify="right")
+    table.add_column("why")
+    table.add_column("detail", overflow="fold")
     table.add_column("title", overflow="fold")
     table.add_column("id", overflow="fold")
-    for p in found:
-        table.add_row(p.published_at.date().isoformat() if p.published_at else "",
-                      "" if p.score is None else str(p.score), p.title, p.id)
+    shown: dict[str, int] = {}
+    for lo in plan.left_out:
+        shown[lo.reason] = shown.get(lo.reason, 0) + 1
+        if shown[lo.reason] <= per_reason:
+            table.add_row(lo.reason, lo.detail, " ".join(lo.paper.title.split()), lo.paper.id)
     console.print(table, markup=False)
-    console.print(f"{len(found)} paper(s) in {app.store.shown_url}", markup=False)
+    hidden = {r: n - per_reason for r, n in shown.items() if n > per_reason}
+    if hidden:
+        console.print("  and " + ", ".join(f"{n} more {r}" for r, n in hidden.items())
+                      + " (--limit N shows more, --json all)", markup=False, soft_wrap=True)
 
 
 def paper_to_json(paper) -> dict:  # type: ignore[no-untyped-def]

@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from newsletter.models import Issue, Paper, RenderedIssue
+from newsletter.models import Issue, IssueEdits, Paper, RenderedIssue
 from newsletter.store.db import utcnow
-from newsletter.store.schema import issues
+from newsletter.store.schema import issue_edits, issues
 
 # "frozen": sent to someone, parts stored; "sent": a delivery area may mark it done. Both are
 # immutable; test with ``is_frozen``.
@@ -70,6 +70,37 @@ def list_issues(conn: Connection) -> list[Issue]:
     """Every issue, newest (highest number) first."""
     rows = conn.execute(select(issues).order_by(issues.c.number.desc())).all()
     return [_issue_from_row(row) for row in rows]
+
+
+def get_edits(conn: Connection, key: str) -> IssueEdits:
+    """The editor's changes to the issue ``key`` (none: an empty ``IssueEdits``)."""
+    row = conn.execute(select(issue_edits).where(issue_edits.c.key == key)).first()
+    if row is None:
+        return IssueEdits()
+    return IssueEdits(pinned=tuple(row.pinned or ()), dropped=tuple(row.dropped or ()),
+                      moves=tuple((str(m[0]), int(m[1])) for m in (row.moves or ())),
+                      subject=row.subject, note=row.note)
+
+
+def save_edits(conn: Connection, key: str, edits: IssueEdits, now: datetime | None = None) -> None:
+    """Store the editor's changes to ``key``; empty changes delete the row."""
+    conn.execute(issue_edits.delete().where(issue_edits.c.key == key))
+    if edits.is_empty:
+        return
+    conn.execute(issue_edits.insert().values(
+        key=key, pinned=list(edits.pinned), dropped=list(edits.dropped),
+        moves=[[paper_id, position] for paper_id, position in edits.moves],
+        subject=edits.subject, note=edits.note, updated_at=now or utcnow()))
+
+
+def sent_paper_keys(conn: Connection) -> dict[str, str]:
+    """paper id -> the key of the frozen issue it went out in."""
+    found: dict[str, str] = {}
+    for key, paper_ids in conn.execute(select(issues.c.key, issues.c.paper_ids)
+                                       .where(issues.c.status.in_(FROZEN_STATUSES))):
+        for paper_id in paper_ids or []:
+            found.setdefault(paper_id, key)
+    return found
 
 
 def sent_paper_ids(conn: Connection, *, except_key: str | None = None) -> set[str]:

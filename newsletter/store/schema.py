@@ -177,6 +177,17 @@ bounce_reports = Table(
     Index("ix_bounce_reports_issue", "issue_number", "kind"),
 )
 
+issue_edits = Table(
+    "issue_edits", metadata,
+    Column("key", String, primary_key=True),          # the issue they change: 2026-W49
+    Column("pinned", JSON, nullable=False),           # paper ids, in pin order: always in
+    Column("dropped", JSON, nullable=False),          # paper ids never in this issue
+    Column("moves", JSON, nullable=False),            # [[paper id, 1-based position], ...] applied in order
+    Column("subject", Text),                          # the editor's subject line, or NULL
+    Column("note", Text),                             # the editor's note (Markdown), or NULL: the configured one
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
 locks = Table(
     "locks", metadata,
     Column("name", String, primary_key=True),
@@ -191,6 +202,7 @@ rate_buckets = Table(
     Column("tokens", Float, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
 
 def _initial_schema(conn) -> None:  # type: ignore[no-untyped-def]
     """Migration 1: the schema of the first release. The tables above are still as it made them,
@@ -213,7 +225,7 @@ def _create_table(name: str):  # type: ignore[no-untyped-def]
 
 
 # Tables a later migration creates, so migration 1 leaves them out.
-_LATER_TABLES = {"rate_buckets", "bounce_reports"}
+_LATER_TABLES = {"rate_buckets", "bounce_reports", "issue_edits"}
 
 
 def _drop_sends(conn) -> None:  # type: ignore[no-untyped-def]
@@ -228,4 +240,5 @@ MIGRATIONS = (
     (2, "drop the unused sends table", _drop_sends),
     (3, "rate_buckets: the send rate shared by every sender on the store", _create_table("rate_buckets")),
     (4, "bounce_reports: bounces and complaints read back, with their evidence", _create_table("bounce_reports")),
+    (5, "the editor's changes to the next issue", _create_table("issue_edits")),
 )

@@ -75,6 +75,7 @@ from newsletter.web.subscriptions import (
     form_name,
     confirm_page,
     confirm_subscription,
+    send_welcome,
     request_subscription,
     unsubscribe_by_token,
 )
@@ -320,6 +321,12 @@ class WebApp:
                       "please press the button again.")
         outcome = await run_in_threadpool(confirm_subscription, self.store, self.signer, token,
                                           max_age_s=self.confirm_max_age_s)
+        if outcome is ConfirmOutcome.CONFIRMED and email:
+            try:
+                await run_in_threadpool(send_welcome, self.reads, self.config, self.signer, email,
+                                        base_url=self.mail_base_url(request))
+            except NewsletterError as exc:  # the subscription stands; only the greeting is lost
+                log.warning("welcome message to %s not sent: %s", email, exc)
         return self.confirm_outcome(outcome)
 
     def confirm_outcome(self, outcome: ConfirmOutcome) -> HTMLResponse:

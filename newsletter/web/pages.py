@@ -36,6 +36,9 @@ def page_environment(config: Config) -> Environment:
     )
     env.globals["newsletter_name"] = config["newsletter.name"]
     env.globals["postal_address"] = config["newsletter.postal_address"]
+    logo = config["newsletter.logo_url"]
+    env.globals["logo_url"] = logo if logo.startswith("https://") else ""
+    env.globals["accent"] = config["newsletter.accent"] or "#1a56db"
     return env
 
 

@@ -224,6 +224,33 @@ def send_message(config: Config, address: str, data: bytes) -> None:
         raise DeliveryError(f"cannot send the confirmation message: {exc}", where=address) from None
 
 
+def send_welcome(store: Transactions, config: Config, signer: Signer, address: str, *, base_url: str) -> bool:
+    """Send the welcome message (``templates/welcome.*``) to a reader who just confirmed, when
+    ``newsletter.welcome`` is on; False when it is off. Raises NewsletterError when it cannot
+    be built or sent (the caller logs it: the subscription stands either way)."""
+    if not config["newsletter.welcome"]:
+        return False
+    from newsletter.render.welcome import build_welcome
+    from newsletter.web.archive import latest_sent_issue
+
+    with store.atomic() as conn:
+        subscriber = get_subscriber(conn, address)
+    name = subscriber.name if subscriber is not None else ""
+    base = base_url.rstrip("/")
+    latest = latest_sent_issue(store)
+    unsubscribe = (f"{base}/unsubscribe/{signer.unsubscribe_token(address)}" if base
+                   else f"mailto:{_sender_address(config)}?subject=unsubscribe")
+    message = build_welcome(config, address, name, unsubscribe_url=unsubscribe,
+                            preferences_url=f"{base}/preferences/{signer.preferences_token(address)}" if base else "",
+                            latest_url=f"{base}/archive/{latest.key}" if base and latest else "",
+                            latest_title=latest.title if latest else "")
+    data = message.as_bytes()
+    if not _fits_the_wire(data):
+        raise DeliveryError("the welcome message has a line over 998 octets", where=address)
+    send_message(config, address, data)
+    return True
+
+
 def _sender_address(config: Config) -> str:
     parsed = getaddresses([config["newsletter.from"]])
     return parsed[0][1] if parsed and parsed[0][1] else config["newsletter.from"]
