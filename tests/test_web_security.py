@@ -515,3 +515,19 @@ def test_an_encoded_word_in_the_newsletter_name_adds_no_header_to_a_confirmation
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert len(message.get_all("Subject")) == 1 and "evil" not in str(message["To"].addresses[0].addr_spec)
     assert [a.addr_spec for a in message["To"].addresses] == ["ada@example.org"]
+
+
+def test_an_address_that_complained_is_never_reactivated_from_the_web(site: Site) -> None:
+    """A spam complaint suppresses for good: a new request sends nothing (and says the same as
+    ever), and even a fresh, genuine confirmation link changes nothing."""
+    from newsletter.store.subscribers import add_subscriber, set_status
+
+    with site.store.atomic() as conn:
+        add_subscriber(conn, "annoyed@example.org")
+        set_status(conn, "annoyed@example.org", "complained", "ARF report from the mailbox provider")
+    answer = site.subscribe("annoyed@example.org")
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
+    assert site.messages() == []
+    link = f"{site.url}/confirm/{site.signer.confirm_token('annoyed@example.org')}"
+    site.confirm(link)
+    assert site.status("annoyed@example.org") == "complained"

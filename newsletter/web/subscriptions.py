@@ -8,6 +8,7 @@ The rules live here, not in the routes:
   message makes it ``active``;
 * a suppressed address (unsubscribed or bounced) is reactivated only by a confirmation link made
   *after* it was suppressed, i.e. by a fresh request: an old link replayed later does nothing;
+  an address that complained (reported spam) is never reactivated from the web;
 * an unsubscribe token is checked before anything is read, and a forged one changes nothing.
 """
 
@@ -42,6 +43,9 @@ from newsletter.tokens import Signer
 from newsletter.store.access import Transactions
 
 CONFIRM_MAX_AGE_S = 7 * 24 * 3600  # the same as Signer.verify_confirm's default
+# A reader who reported the newsletter as spam: only the operator, naming this status
+# (``subscribers add --force complained``), may make them active again.
+NEVER_BY_WEB = "complained"
 MAX_ADDRESS_CHARS = 254  # RFC 5321's limit on a forward path
 MAX_LINE_OCTETS = 998  # RFC 5322 2.1.1, without the CRLF
 
@@ -125,9 +129,12 @@ def request_subscription(store: Store, config: Config, signer: Signer, email: st
     added_id: int | None = None
     try:
         with store.atomic() as conn:
-            if get_subscriber(conn, address) is None:
+            existing = get_subscriber(conn, address)
+            if existing is None:
                 added_id = add_subscriber(conn, address, name=display_name, status="pending", now=now,
                                           detail="asked on the web form").id
+            elif existing.status == NEVER_BY_WEB:
+                return address  # a spam complaint is never undone from the web; the page says the same
     except AlreadySubscribedError:
         pass  # a concurrent request for the same address added it first: same outcome
     try:
@@ -306,6 +313,8 @@ def _confirm_outcome(signer: Signer, token: str, subscriber: Subscriber | None) 
         return ConfirmOutcome.INVALID
     if subscriber.status == "active":
         return ConfirmOutcome.ALREADY_ACTIVE
+    if subscriber.status == NEVER_BY_WEB:
+        return ConfirmOutcome.STALE
     if subscriber.is_suppressed:
         issued_at = signer.confirm_issued_at(token)
         changed = subscriber.status_changed_at or subscriber.updated_at
