@@ -133,6 +133,9 @@ def _pem(cert) -> bytes:  # type: ignore[no-untyped-def]
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+SNS_VISITS: list[str] = []  # what the last SNS server was asked for
+
+
 @pytest.fixture
 def sns(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A throwaway CA, an HTTPS server on loopback with its certificate, serving an SNS-style
@@ -150,9 +153,17 @@ def sns(tmp_path: Path):  # type: ignore[no-untyped-def]
                                                   serialization.NoEncryption()))
     served = _pem(signing_cert)
 
+    SNS_VISITS.clear()
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/SimpleNotificationService-test.pem":
+            SNS_VISITS.append(self.path)
+            if self.path.startswith("/?Action=ConfirmSubscription"):
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+            elif self.path == "/SimpleNotificationService-test.pem":
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(served)))
                 self.end_headers()
@@ -216,3 +227,34 @@ def test_ses_notifications_are_verified_against_the_signing_certificate(site, sn
                      "complainedRecipients": [{"emailAddress": "annoyed@example-isp.com"}]}, "mail": {}}
         assert httpx.post(hook, json=sns_message(complaint, cert_url, signing_key, message_id="m-3")).status_code == 200
         assert _status(store, "annoyed@example-isp.com") == "complained"
+
+
+def subscription_confirmation(cert_url: str, key, subscribe_url: str) -> dict:  # type: ignore[no-untyped-def]
+    message = {"Type": "SubscriptionConfirmation", "MessageId": "c-1", "TopicArn": TOPIC, "Token": "tok",
+               "Message": "You have chosen to subscribe to the topic.", "SubscribeURL": subscribe_url,
+               "Timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+               "SignatureVersion": "2", "SigningCertURL": cert_url}
+    text = "".join(f"{name}\n{message[name]}\n" for name in
+                   ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"))
+    message["Signature"] = base64.b64encode(key.sign(text.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
+    return message
+
+
+def test_a_signed_sns_subscription_confirmation_is_confirmed(site, sns) -> None:  # type: ignore[no-untyped-def]
+    """SNS asks the endpoint to confirm its subscription: a signed request for our topic is
+    confirmed by visiting its SubscribeURL; one whose URL is not an SNS host is refused unvisited."""
+    _, config, store = site
+    cert_url, signing_key, ca_file = sns
+    config = config.with_overrides({"bounces.ses_topic_arn": TOPIC, "bounces.ses_cert_host": r"127\.0\.0\.1:\d+",
+                                    "bounces.ses_ca_file": str(ca_file)})
+    base = cert_url.rsplit("/", 1)[0]
+    with serve_in_background(create_app(config, store)) as server:
+        hook = f"{server.url}/hooks/ses"
+        elsewhere = subscription_confirmation(cert_url, signing_key,
+                                              "https://sns.evil.example/?Action=ConfirmSubscription&Token=tok")
+        assert httpx.post(hook, json=elsewhere).status_code == 401
+        assert not any(v.startswith("/?Action") for v in SNS_VISITS)
+        good = subscription_confirmation(cert_url, signing_key, f"{base}/?Action=ConfirmSubscription&Token=tok")
+        answer = httpx.post(hook, json=good)
+        assert answer.status_code == 200 and answer.json()["subscribed"] is True, answer.text
+    assert "/?Action=ConfirmSubscription&Token=tok" in SNS_VISITS
