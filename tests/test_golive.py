@@ -160,3 +160,13 @@ def test_a_refused_sender_stops_send_with_exit_1_and_a_hint(tmp_path: Path, smtp
     assert "0 sent, 0 failed, 30 left for later" in result.output
     assert "MAIL FROM: 553 5.1.8" in result.output and "check newsletter.from" in result.output
     assert set(ledger(config).values()) == {"pending"}
+
+
+def test_check_asks_for_the_return_path_when_bounces_have_one(tmp_path: Path, smtp) -> None:
+    """With VERP the envelope sender is the return path, not the From address: that is what the
+    relay must accept, so that is what `check` asks for."""
+    config = setup_store(tmp_path, smtp.port)
+    config.write_text(config.read_text() + '[bounces]\nreturn_path = "bounces@papers.tpweekly.org"\n')
+    result = invoke(config, "check")
+    assert result.exit_code == 0, result.output
+    assert "OK   MAIL FROM:<bounces+check@papers.tpweekly.org> accepted" in result.output

@@ -162,10 +162,9 @@ def smtp_checks(config: Config) -> list[Check]:
         if settings.username:
             conn.login(settings.username, settings.password)
             checks.append(Check("login accepted", True, settings.username))
-        sender = parseaddr(config["newsletter.from"])[1]
+        sender, key = _envelope_sender(config)
         code, reply = conn.mail(sender)
-        checks.append(Check(f"MAIL FROM:<{sender}> accepted", code == 250, f"{code} {_first_line(reply)}",
-                            "newsletter.from"))
+        checks.append(Check(f"MAIL FROM:<{sender}> accepted", code == 250, f"{code} {_first_line(reply)}", key))
         conn.rset()
     except smtplib.SMTPAuthenticationError as exc:
         checks.append(Check("login accepted", False, f"{exc.smtp_code} {_first_line(exc.smtp_error)}",
@@ -184,6 +183,16 @@ def smtp_checks(config: Config) -> list[Check]:
             except Exception:  # noqa: BLE001 - the server may be gone already
                 conn.close()
     return checks
+
+
+def _envelope_sender(config: Config) -> tuple[str, str]:
+    """The envelope sender a send would use, and the key that sets it: the From address, or
+    with ``[bounces] return_path`` its VERP form (``bounces+...@domain``), as the issue goes out."""
+    return_path = (config["bounces.return_path"] or "").strip()
+    if return_path:
+        local, _, domain = return_path.rpartition("@")
+        return f"{local}+check@{domain}", "bounces.return_path"
+    return parseaddr(config["newsletter.from"])[1], "newsletter.from"
 
 
 def _first_line(reply: bytes | str) -> str:
