@@ -14,9 +14,10 @@ import pytest
 
 from newsletter.errors import LockedError
 from newsletter.store import Store, open_store, utcnow
-from newsletter.store.locks import StoreLock, acquire_lock, heartbeat, lock_holder, release_lock
+from newsletter.store.locks import StoreLock, acquire_lock, heartbeat, lock_holder, pid_namespace, release_lock
 
 HOST = socket.gethostname()
+NS = pid_namespace()
 
 
 def dead_pid() -> int:
@@ -50,16 +51,16 @@ def test_locks_by_different_names_are_independent(store: Store) -> None:
 
 
 def test_a_dead_process_on_this_host_is_taken_over(store: Store) -> None:
-    acquire_lock(store, holder=f"{HOST}:{dead_pid()}")
-    info = acquire_lock(store, holder=f"{HOST}:999999999")
+    acquire_lock(store, holder=f"{HOST}:{dead_pid()}:{NS}")
+    info = acquire_lock(store, holder=f"{HOST}:999999999:{NS}")
     assert lock_holder(store).holder == info.holder
 
 
 def test_a_live_process_on_this_host_is_not_taken_over(store: Store) -> None:
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as proc:
         try:
-            acquire_lock(store, holder=f"{HOST}:{proc.pid}")
-            with pytest.raises(LockedError, match=f"{HOST}:{proc.pid}"):
+            acquire_lock(store, holder=f"{HOST}:{proc.pid}:{NS}")
+            with pytest.raises(LockedError, match=f"{HOST}:{proc.pid}:{NS}"):
                 acquire_lock(store)
         finally:
             proc.kill()
@@ -80,7 +81,7 @@ def test_a_silent_holder_elsewhere_is_taken_over_after_the_timeout(store: Store)
 
 def test_racing_for_a_stale_lock_has_exactly_one_winner(db_url: str) -> None:
     setup = open_store(db_url)
-    acquire_lock(setup, holder=f"{HOST}:{dead_pid()}")
+    acquire_lock(setup, holder=f"{HOST}:{dead_pid()}:{NS}")
     barrier = threading.Barrier(6)
     winners: list[str] = []
     losers: list[str] = []
@@ -123,3 +124,15 @@ def test_store_lock_notices_when_it_was_taken_over(store: Store) -> None:
         acquire_lock(store, holder="thief:1")
         assert lock.lost.wait(10)
     assert lock_holder(store).holder == "thief:1"  # leaving never drops the new holder's lock
+
+
+def test_a_dead_pid_from_another_pid_namespace_or_an_old_holder_waits_for_its_heartbeat(store: Store) -> None:
+    """Two containers may share a host name and pid numbers: a holder in another pid namespace
+    (or named the old ``host:pid`` way) is taken over only once its heartbeat is stale."""
+    pid = dead_pid()
+    for holder in (f"{HOST}:{pid}:4026532999", f"{HOST}:{pid}"):
+        start = utcnow()
+        acquire_lock(store, holder=holder, now=start)
+        with pytest.raises(LockedError):
+            acquire_lock(store, holder="mine:1:x", now=start + timedelta(seconds=10))
+        release_lock(store, "scheduler", holder)

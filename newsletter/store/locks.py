@@ -2,11 +2,13 @@
 
 Why a row in the store and not a lock file: the store is what two schedulers would fight over,
 and it may be a PostgreSQL database shared by several hosts, where a file lock on one host
-means nothing. The row names its holder as ``host:pid`` so a refused process can say who holds
-the lock, and carries a heartbeat so a holder that died without cleaning up (a power cut, a
-``kill -9``) does not block the store forever:
+means nothing. The row names its holder as ``host:pid:pidns`` so a refused process can say who
+holds the lock, and carries a heartbeat so a holder that died without cleaning up (a power cut,
+a ``kill -9``) does not block the store forever:
 
-- on this host, a holder whose pid no longer exists is stale at once;
+- on this host and in this pid namespace, a holder whose pid no longer exists is stale at once
+  (two containers may share a host name and pid numbers: from another namespace a pid proves
+  nothing, and neither does an old ``host:pid`` holder);
 - on any host, a holder whose heartbeat is older than ``stale_after_s`` is stale.
 
 A stale holder is taken over in the same ``BEGIN IMMEDIATE`` transaction that found it stale,
@@ -49,17 +51,23 @@ class LockInfo:
 
     @property
     def host(self) -> str:
-        return self.holder.rsplit(":", 1)[0]
+        return self.holder.split(":", 1)[0]
 
     @property
     def pid(self) -> int | None:
-        tail = self.holder.rsplit(":", 1)[-1]
-        return int(tail) if tail.isdigit() else None
+        parts = self.holder.split(":")
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+    @property
+    def namespace(self) -> str:
+        """The holder's pid namespace; "" for an old ``host:pid`` holder."""
+        parts = self.holder.split(":")
+        return parts[2] if len(parts) > 2 else ""
 
 
 def this_process() -> str:
-    """``host:pid`` of the calling process: how a lock names its holder."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:pidns`` of the calling process: how a lock names its holder."""
+    return f"{socket.gethostname()}:{os.getpid()}:{pid_namespace() or '-'}"
 
 
 def pid_namespace() -> str:
@@ -96,8 +104,9 @@ def pid_is_running(pid: int) -> bool:
 
 
 def is_stale(info: LockInfo, *, now: datetime, stale_after_s: float) -> bool:
-    """A holder is stale when it is a dead process on this host or has stopped beating."""
-    if info.host == socket.gethostname() and info.pid is not None and not pid_is_running(info.pid):
+    """A holder is stale when it is provably a dead process (this host, this pid namespace) or
+    has stopped beating."""
+    if info.pid is not None and process_is_gone(info.host, info.namespace, info.pid):
         return True
     return now - info.heartbeat_at > timedelta(seconds=stale_after_s)
 
