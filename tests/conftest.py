@@ -60,6 +60,8 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
+    # pgserver asks platformdirs for a runtime folder, which warns where none is set (root, CI).
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
     try:
         import pgserver
 
