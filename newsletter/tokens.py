@@ -40,7 +40,7 @@ from itsdangerous.encoding import base64_decode, bytes_to_int
 
 from newsletter.config import Config
 from newsletter.store import Store
-from newsletter.store.meta import get_value, set_value
+from newsletter.store.meta import get_value, set_value, take_turns
 
 _SECRET_META_KEY = "secret_key"
 _IV_BYTES = 16
@@ -54,6 +54,7 @@ def secret_key(config: Config, store: Store) -> str:
     if from_env:
         return from_env
     with store.atomic() as conn:
+        take_turns(conn, "secret key")  # two processes on a new store: one key, not two
         kept = get_value(conn, _SECRET_META_KEY)
         if kept:
             return kept

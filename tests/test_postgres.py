@@ -200,3 +200,38 @@ def test_the_rate_is_one_budget_for_three_senders(tmp_path: Path, postgres_url: 
         assert max(server.handler.accepted_at) - min(server.handler.accepted_at) >= (90 - 22) / 20
     finally:
         server.stop()
+
+
+def test_senders_starting_together_on_a_new_store_make_one_issue_and_one_key(postgres_url: str, tmp_path: Path) -> None:
+    """The race a second ``send`` died of: both build the week's draft (or the signing key) at
+    once; under READ COMMITTED both see none and both insert. They take turns now."""
+    import threading
+
+    from newsletter import api
+    from newsletter.tokens import secret_key
+
+    config_path = tmp_path / "newsletter.toml"
+    config_path.write_text(f'[store]\nurl = "{postgres_url}"\n', encoding="utf-8")
+    config = api.load_config(config_path, env={})
+    store = open_store(postgres_url)
+    api.ingest(store, config)
+    errors: list[BaseException] = []
+    keys: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def build() -> None:
+        try:
+            barrier.wait()
+            api.next_issue(store, config)
+            keys.append(secret_key(config, store))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert len(set(keys)) == 1 and len(api.issues(store)) == 1
+    store.dispose()

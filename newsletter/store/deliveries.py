@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from newsletter.errors import NewsletterError
 from newsletter.models import Subscriber
+from newsletter.store.meta import take_turns
 from newsletter.store.schema import deliveries, issues, sqlite_time, subscribers
 
 PENDING = "pending"
@@ -73,12 +74,9 @@ def create_deliveries(conn: Connection, issue_number: int, now: datetime) -> int
 
 
 def serialize_claims(conn: Connection) -> None:
-    """Make the claims of every sender on the store take turns until this transaction ends, so
-    a count read in it (the daily cap's) is still true when the claim commits. PostgreSQL runs
-    transactions side by side under READ COMMITTED: two senders each read 90 of a cap of 100
-    and each claimed 10. SQLite's BEGIN IMMEDIATE already serialises every writer."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7426411)")  # one number: "delivery claims"
+    """Claims take turns while the daily cap's count is read (see ``meta.take_turns``): two
+    senders each read 90 of a cap of 100 and each claimed 10."""
+    take_turns(conn, "delivery claims")
 
 
 # The statements run once per message are built once: constructing a SQLAlchemy statement

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from newsletter.models import Issue, IssueEdits, Paper, RenderedIssue
 from newsletter.store.db import utcnow
+from newsletter.store.meta import take_turns
 from newsletter.store.schema import issue_edits, issues
 
 # "frozen": sent to someone, parts stored; "sent": a delivery area may mark it done. Both are
@@ -130,6 +131,7 @@ def save_draft(conn: Connection, issue: Issue) -> Issue:
 
     Returns what the store holds afterwards (the frozen issue if it was frozen meanwhile).
     """
+    take_turns(conn, "issues")  # two senders starting at once: one draft, not a unique-key error
     row = conn.execute(select(issues).where(issues.c.key == issue.key)).first()
     if row is not None and row.status in FROZEN_STATUSES:
         return _issue_from_row(row)
@@ -155,6 +157,7 @@ def freeze_issue(conn: Connection, issue: Issue, rendered: RenderedIssue,
     Idempotent: freezing an issue that is already frozen changes nothing, so two senders (or a
     resend) can both call it and the first one's parts win.
     """
+    take_turns(conn, "issues")
     row = conn.execute(select(issues).where(issues.c.key == issue.key)).first()
     if row is not None and row.status in FROZEN_STATUSES:
         return _issue_from_row(row)
