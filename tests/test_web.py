@@ -32,7 +32,7 @@ from newsletter.store.schema import events
 from newsletter.store.subscribers import add_subscriber, get_subscriber, set_status
 from newsletter.tokens import Signer, secret_key
 from newsletter.web.app import create_app
-from newsletter.web.security import TokenBucket
+from newsletter.web.security import StoreTokenBucket
 from newsletter.web.server import BackgroundServer
 
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "referrer-policy", "x-frame-options")
@@ -504,13 +504,18 @@ def test_one_address_is_not_mailed_again_and_again(tmp_path: Path, db_url: str, 
         assert len(site.messages()) == 2
 
 
-def test_token_bucket_refills_with_time() -> None:
-    now = [0.0]
-    bucket = TokenBucket(2, 1.0, clock=lambda: now[0])
+def test_token_bucket_refills_with_time_and_takes_back_a_token(store: Store) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    start = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    now = [start]
+    bucket = StoreTokenBucket(store, "test", 2, 1.0, clock=lambda: now[0])
     assert bucket.take("a") and bucket.take("a") and not bucket.take("a")
-    assert bucket.take("b")
-    now[0] = 1.0
+    assert bucket.take("b") and bucket.available("b") and not bucket.available("a")
+    now[0] = start + timedelta(seconds=1)
     assert bucket.take("a") and not bucket.take("a")
+    bucket.give_back("a")
+    assert bucket.take("a")
 
 
 # -- headers on every response ----------------------------------------------------------------

@@ -21,7 +21,7 @@ from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from newsletter.config import BY_NAME, Config
-from newsletter.deliver.transports import SmtpSettings
+from newsletter.deliver.transports import SmtpSettings, reply_text
 from newsletter.errors import ConfigError, ConfigErrors, NewsletterError
 from newsletter.net import is_loopback
 
@@ -148,7 +148,7 @@ def smtp_checks(config: Config) -> list[Check]:
         else:
             conn = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_s)
         code, reply = conn.ehlo()
-        checks.append(Check("SMTP server answers", code == 250, f"{where}: {code} {_first_line(reply)}", "smtp.host"))
+        checks.append(Check("SMTP server answers", code == 250, f"{where}: {code} {reply_text(reply)}", "smtp.host"))
         if settings.security == "starttls":
             offered = conn.has_extn("starttls")
             checks.append(Check("STARTTLS offered", offered, "yes" if offered else
@@ -164,13 +164,13 @@ def smtp_checks(config: Config) -> list[Check]:
             checks.append(Check("login accepted", True, settings.username))
         sender, key = _envelope_sender(config)
         code, reply = conn.mail(sender)
-        checks.append(Check(f"MAIL FROM:<{sender}> accepted", code == 250, f"{code} {_first_line(reply)}", key))
+        checks.append(Check(f"MAIL FROM:<{sender}> accepted", code == 250, f"{code} {reply_text(reply)}", key))
         conn.rset()
     except smtplib.SMTPAuthenticationError as exc:
-        checks.append(Check("login accepted", False, f"{exc.smtp_code} {_first_line(exc.smtp_error)}",
+        checks.append(Check("login accepted", False, f"{exc.smtp_code} {reply_text(exc.smtp_error)}",
                             "smtp.username"))
     except smtplib.SMTPResponseException as exc:
-        checks.append(Check("SMTP server answers", False, f"{where}: {exc.smtp_code} {_first_line(exc.smtp_error)}",
+        checks.append(Check("SMTP server answers", False, f"{where}: {exc.smtp_code} {reply_text(exc.smtp_error)}",
                             "smtp.host"))
     except ssl.SSLError as exc:
         checks.append(Check("TLS", False, f"{where}: {exc}", "smtp.ca_file"))
@@ -193,11 +193,6 @@ def _envelope_sender(config: Config) -> tuple[str, str]:
         local, _, domain = return_path.rpartition("@")
         return f"{local}+check@{domain}", "bounces.return_path"
     return parseaddr(config["newsletter.from"])[1], "newsletter.from"
-
-
-def _first_line(reply: bytes | str) -> str:
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-    return " ".join(text.split())
 
 
 def dns_advice(config: Config) -> list[str]:

@@ -46,6 +46,7 @@ from newsletter.store.buckets import take_tokens
 from newsletter.store.deliveries import ClaimedDelivery
 from newsletter.store.runs import RunConnection
 from newsletter.store.locks import pid_namespace, process_is_gone
+from newsletter.store.meta import take_turns
 from newsletter.store.subscribers import mark_bounced
 
 _HOST = socket.gethostname()
@@ -139,7 +140,9 @@ class Ledger:
         now = self.clock()
         with self._transaction() as conn:
             if self.daily_cap_applies and self.cap.cap > 0:
-                rows.serialize_claims(conn)
+                # The count read below must still be true when the claim commits: claims of every
+                # sender take turns (two each read 90 of a cap of 100 and each claimed 10).
+                take_turns(conn, "delivery claims")
             remaining = self.cap.remaining(conn, now) if self.daily_cap_applies else None
             if remaining is not None and remaining <= 0:
                 return [], 0, True

@@ -213,7 +213,8 @@ class SmtpSettings:
         return context
 
 
-def _reply_text(reply: bytes | str) -> str:
+def reply_text(reply: bytes | str) -> str:
+    """An SMTP reply on one line, as text."""
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     return " ".join(text.split())
 
@@ -240,7 +241,7 @@ def enhanced_code(reply: bytes | str) -> tuple[int, int, int] | None:
 def classify_reply(code: int, reply: bytes | str, stage: str) -> DeliveryError:
     """What an SMTP answer at ``stage`` ("connect", "EHLO", "AUTH", "MAIL FROM", "RCPT TO x",
     "DATA") means for the run: see the module's docstring."""
-    text = f"{code} {_reply_text(reply)}".strip()
+    text = f"{code} {reply_text(reply)}".strip()
     message = f"{stage}: {text}"
     step = "RCPT" if stage.startswith("RCPT") else stage
     enhanced = enhanced_code(reply)
@@ -348,7 +349,7 @@ class SmtpPool:
             raise DeliveryError(f"TLS failed: {exc}", where=where) from None
         except smtplib.SMTPAuthenticationError as exc:
             self._quietly_close(conn)
-            raise SenderRefused(f"{where}: AUTH: login refused: {exc.smtp_code} {_reply_text(exc.smtp_error)}",
+            raise SenderRefused(f"{where}: AUTH: login refused: {exc.smtp_code} {reply_text(exc.smtp_error)}",
                                 code=exc.smtp_code) from None
         except smtplib.SMTPNotSupportedError as exc:
             self._quietly_close(conn)
@@ -442,10 +443,10 @@ class SmtpPool:
             stage = "DATA"
             code, reply = _send_data(conn, data)
             if code == -1:  # a garbled reply to a message that went out whole
-                raise _ReplyLost(f"unreadable reply {_reply_text(reply)!r}")
+                raise _ReplyLost(f"unreadable reply {reply_text(reply)!r}")
             if code != 250:
                 raise self._answered(conn, code, reply, stage)
-            return f"{code} {_reply_text(reply)}"
+            return f"{code} {reply_text(reply)}"
         except smtplib.SMTPResponseException as exc:  # DATA refused before the message (not 354)
             raise self._answered(conn, exc.smtp_code, exc.smtp_error, stage) from None
         except smtplib.SMTPNotSupportedError:  # raised by mail() before a byte is sent

@@ -23,7 +23,6 @@ from sqlalchemy.engine import Connection
 
 from newsletter.errors import NewsletterError
 from newsletter.models import Subscriber
-from newsletter.store.meta import take_turns
 from newsletter.store.schema import deliveries, issues, sqlite_time, subscribers
 
 PENDING = "pending"
@@ -71,12 +70,6 @@ def create_deliveries(conn: Connection, issue_number: int, now: datetime) -> int
             index_elements=["issue_number", "subscriber_id"]).returning(literal(1))
         return len(conn.execute(statement).all())
     return int(conn.execute(insert(deliveries).from_select(columns, source)).rowcount or 0)
-
-
-def serialize_claims(conn: Connection) -> None:
-    """Claims take turns while the daily cap's count is read (see ``meta.take_turns``): two
-    senders each read 90 of a cap of 100 and each claimed 10."""
-    take_turns(conn, "delivery claims")
 
 
 # The statements run once per message are built once: constructing a SQLAlchemy statement

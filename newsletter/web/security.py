@@ -10,9 +10,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
-import threading
-import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -113,76 +110,11 @@ class CsrfTokens:
         return isinstance(signed_nonce, str) and hmac.compare_digest(signed_nonce, cookie_nonce)
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-
-
-class TokenBucket:
-    """In-memory token buckets, one per key (a client IP, an address).
-
-    ``capacity`` requests at once, then ``refill_per_s`` more per second. Memory is bounded: when
-    ``max_keys`` is reached the buckets that have refilled completely (carry no information) are
-    dropped, then the oldest. One process only; several server processes each keep their own.
-    """
-
-    def __init__(self, capacity: float, refill_per_s: float, *, max_keys: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.capacity = float(capacity)
-        self.refill_per_s = float(refill_per_s)
-        self.max_keys = max_keys
-        self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key: str) -> bool:
-        """Spend one token for ``key``; False when the bucket is empty (the request is refused)."""
-        now = self._clock()
-        with self._lock:
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                if len(self._buckets) >= self.max_keys:
-                    self._prune(now)
-                bucket = self._buckets[key] = _Bucket(self.capacity, now)
-            else:
-                bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.refill_per_s)
-                bucket.updated = now
-            if bucket.tokens < 1:
-                return False
-            bucket.tokens -= 1
-            return True
-
-    def available(self, key: str) -> bool:
-        """True when ``take(key)`` would succeed now; spends nothing."""
-        now = self._clock()
-        with self._lock:
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                return self.capacity >= 1
-            return min(self.capacity, bucket.tokens + (now - bucket.updated) * self.refill_per_s) >= 1
-
-    def give_back(self, key: str) -> None:
-        """Return a token spent on a request that did nothing (a message that could not be sent)."""
-        with self._lock:
-            bucket = self._buckets.get(key)
-            if bucket is not None:
-                bucket.tokens = min(self.capacity, bucket.tokens + 1)
-
-    def _prune(self, now: float) -> None:
-        full = [k for k, b in self._buckets.items()
-                if b.tokens + (now - b.updated) * self.refill_per_s >= self.capacity]
-        for key in full:
-            del self._buckets[key]
-        if len(self._buckets) >= self.max_keys:
-            for key, _ in sorted(self._buckets.items(), key=lambda kv: kv[1].updated)[: len(self._buckets) // 2]:
-                del self._buckets[key]
-
-
 class StoreTokenBucket:
-    """``TokenBucket``'s interface over buckets kept in the store (``store/buckets.py``), so the
-    limits hold across every ``serve`` process and host on one store: a client cannot multiply
-    its allowance by the number of processes. Each call is a short transaction: call it from a
+    """Token buckets per key (a client, an address, a domain) kept in the store
+    (``store/buckets.py``): ``capacity`` requests at once, then ``refill_per_s`` more per second.
+    In the store, the limits hold across every ``serve`` process and host on it: a client cannot
+    multiply its allowance by the number of processes. Each call is a short transaction: call it from a
     worker thread, not the event loop."""
 
     PRUNE_EVERY = 200  # takes between two clean-ups of refilled buckets
