@@ -39,6 +39,7 @@ class Paper:
     last_seen_at: datetime | None = None
     sources: tuple[str, ...] = ()
     page_url: str | None = None  # the paper's page where readers discuss it (Hugging Face papers)
+    categories: tuple[str, ...] = ()  # arXiv-style subject classes, primary first: ("cs.CL", "cs.LG")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,48 @@ class Subscriber:
     @property
     def is_suppressed(self) -> bool:
         return self.status in SUPPRESSED_STATUSES
+
+
+PROFILE_SIZE_RANGE: tuple[int, int] = (3, 30)  # how many papers a reader may ask for
+
+
+@dataclass(frozen=True)
+class ReaderProfile:
+    """What one reader follows, as they (or the operator) told us; ratings are kept apart.
+
+    Every field is optional: an empty profile is no profile, and that reader gets the shared
+    issue. ``likes`` are canonical paper ids (``arxiv:2403.05525``, ``doi:10.1000/xyz``);
+    ``size`` is how many papers they want (``PROFILE_SIZE_RANGE``), None for the issue's own count.
+    """
+
+    interests: str = ""                      # free text: "speech recognition; low-resource languages"
+    categories: tuple[str, ...] = ()         # arXiv categories: ("cs.CL", "eess.AS")
+    authors: tuple[str, ...] = ()            # names to follow, as written: ("Tri Dao",)
+    mutes: tuple[str, ...] = ()              # keywords whose papers never appear
+    likes: tuple[str, ...] = ()              # canonical paper ids the reader liked
+    size: int | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return self == ReaderProfile()
+
+
+@dataclass(frozen=True)
+class Rating:
+    """One reader's "more like this" (+1) or "less like this" (-1) on one paper."""
+
+    subscriber_id: int
+    paper_id: str
+    value: int                               # +1 or -1
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One paper of a reader's own issue, and why it is there, in a few words."""
+
+    paper_id: str
+    reason: str                              # "matches: speech recognition", "top of the week"
 
 
 @dataclass(frozen=True)

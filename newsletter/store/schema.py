@@ -81,6 +81,7 @@ papers = Table(
     Column("last_seen_at", UTCDateTime(), nullable=False),
     Column("sources", JSON, nullable=False),          # list of source names that reported it
     Column("page_url", Text),                         # discussion page (Hugging Face papers)
+    Column("categories", JSON),                       # subject classes, primary first; NULL: none known
 )
 
 source_state = Table(
@@ -138,6 +139,9 @@ deliveries = Table(
     Column("next_attempt_at", UTCDateTime()),
     Column("sent_at", UTCDateTime()),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # A reader's own issue: [[paper id, reason], ...] in order, fixed when the row is made so a
+    # resumed send and a later look (``issues``) see the same; NULL: the shared issue.
+    Column("picks", JSON),
     UniqueConstraint("issue_number", "subscriber_id", name="uq_delivery_issue_subscriber"),
     # The claim query (next pending row of an issue, in id order) and the daily cap's count of
     # the last 24 hours must stay index lookups at 100,000 rows.
@@ -188,6 +192,28 @@ issue_edits = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
+# What each reader follows (one row per reader who told us anything) and their ratings; both go
+# with the subscriber when they are removed.
+reader_profiles = Table(
+    "reader_profiles", metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("interests", Text, nullable=False),        # free text
+    Column("categories", JSON, nullable=False),       # ["cs.CL", "eess.AS"]
+    Column("authors", JSON, nullable=False),          # names to follow
+    Column("mutes", JSON, nullable=False),            # keywords never to show
+    Column("likes", JSON, nullable=False),            # canonical paper ids
+    Column("size", Integer),                          # papers wanted (3-30), NULL: the issue's count
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+ratings = Table(
+    "ratings", metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("paper_id", String, primary_key=True),
+    Column("value", Integer, nullable=False),         # +1 more like this, -1 less like this
+    Column("at", UTCDateTime(), nullable=False),
+)
+
 locks = Table(
     "locks", metadata,
     Column("name", String, primary_key=True),
@@ -212,7 +238,9 @@ def _initial_schema(conn) -> None:  # type: ignore[no-untyped-def]
     first = MetaData()
     for table in metadata.sorted_tables:
         if table.name not in _LATER_TABLES:
-            table.to_metadata(first)
+            copy = table.to_metadata(first)
+            for name in _LATER_COLUMNS.get(table.name, ()):
+                copy._columns.remove(copy.c[name])
     Table("sends", first, Column("id", Integer, primary_key=True), Column("at", UTCDateTime(), nullable=False))
     first.create_all(conn)
 
@@ -224,8 +252,18 @@ def _create_table(name: str):  # type: ignore[no-untyped-def]
     return create
 
 
-# Tables a later migration creates, so migration 1 leaves them out.
-_LATER_TABLES = {"rate_buckets", "bounce_reports", "issue_edits"}
+def _add_column(table: str, column: str):  # type: ignore[no-untyped-def]
+    """A migration that adds ``table.column`` as declared above (nullable, so no default needed)."""
+    def add(conn) -> None:  # type: ignore[no-untyped-def]
+        declared = metadata.tables[table].c[column]
+        kind = declared.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    return add
+
+
+# Tables and columns a later migration creates, so migration 1 leaves them out.
+_LATER_TABLES = {"rate_buckets", "bounce_reports", "issue_edits", "reader_profiles", "ratings"}
+_LATER_COLUMNS = {"papers": ("categories",), "deliveries": ("picks",)}
 
 
 def _drop_sends(conn) -> None:  # type: ignore[no-untyped-def]
@@ -241,4 +279,8 @@ MIGRATIONS = (
     (3, "rate_buckets: the send rate shared by every sender on the store", _create_table("rate_buckets")),
     (4, "bounce_reports: bounces and complaints read back, with their evidence", _create_table("bounce_reports")),
     (5, "the editor's changes to the next issue", _create_table("issue_edits")),
+    (6, "papers.categories: subject classes for readers who follow them", _add_column("papers", "categories")),
+    (7, "reader_profiles: what each reader follows", _create_table("reader_profiles")),
+    (8, "ratings: more / less like this, per reader and paper", _create_table("ratings")),
+    (9, "deliveries.picks: a reader's own papers and why", _add_column("deliveries", "picks")),
 )

@@ -38,6 +38,7 @@ from sqlalchemy.schema import CreateTable
 from newsletter.errors import SubscriberError
 from newsletter.models import SUBSCRIBER_STATUSES, SUPPRESSED_STATUSES, Subscriber
 from newsletter.store.db import Store, utcnow
+from newsletter.store.profiles import forget_reader
 from newsletter.store.schema import UTCDateTime, deliveries, events, subscribers
 from newsletter.subscribers.addresses import clean_name, email_key, normalize_address
 
@@ -233,6 +234,7 @@ def remove_subscriber(conn: Connection, email: str, *, forget: bool = False,
             where=current.email)
     now = now or utcnow()
     conn.execute(delete(deliveries).where(deliveries.c.subscriber_id == current.id))
+    forget_reader(conn, current.id)
     conn.execute(update(events).where(events.c.subscriber_id == current.id).values(subscriber_id=None))
     conn.execute(delete(subscribers).where(subscribers.c.id == current.id))
     _record_event(conn, None, current.email, "removed", "forgotten" if current.is_suppressed else "removed", now)
