@@ -315,7 +315,7 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
                 f"{n} invalid row{'s' if n != 1 else ''} of {report.rows}; nothing was imported "
                 "(fix them, or pass --skip-invalid to import the rest)", report.invalid)
         stage_rows(conn, batch)
-        with conn.begin():  # BEGIN IMMEDIATE: the store's write lock, for the merge alone
+        with conn.begin():  # the store's write lock (SQLite), or subscribers' (PostgreSQL), for the merge alone
             counts = merge_staged(conn, source=Path(shown).name, now=now)
         if progress:
             progress()
