@@ -570,10 +570,11 @@ def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) 
         conn.execute(text(upsert.format(rows=rows_sql)).bindparams(typed_now))
 
     if postgresql:
-        _merge_in_rounds(conn, merge_from, more=rows > distinct)
+        _merge_in_rounds(conn, merge_from, more=rows > distinct, now=typed_now)
     else:  # SQLite applies the rows one by one: a later row of an address merges into the first
         merge_from("import_rows WHERE true")
-    # A new row whose file gave no status time: its status dates from when it was created.
+    # A new row whose file gave no status time: its status dates from when it was created
+    # (on PostgreSQL set as it was inserted).
     conn.execute(text(
         "UPDATE subscribers SET status_changed_at = created_at"
         " WHERE status_changed_at IS NULL AND updated_at = :now").bindparams(typed_now))
@@ -609,20 +610,34 @@ def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) 
                        newly_suppressed=newly_suppressed)
 
 
-def _merge_in_rounds(conn: Connection, merge_from: Callable[[str], None], *, more: bool) -> None:
+def _merge_in_rounds(conn: Connection, merge_from: Callable[[str], None], *, more: bool, now: Any) -> None:
     """PostgreSQL's ``ON CONFLICT DO UPDATE`` may not touch one row twice in a statement, so the
     file's rows are applied as SQLite applies them, in rounds: each address's first row, then
     each one's next, and so on, every round in file order. Only files with duplicate addresses
-    need a second round, and it reads only the duplicates."""
-    first = "(SELECT DISTINCT ON (email_key) * FROM {table} ORDER BY email_key, line) AS r"
-    merge_from(first.format(table="import_rows"))
-    if not more:
-        return
+    need a second round, and it reads only the duplicates.
+
+    In the first round the rows of addresses on file are merged, then new addresses are a plain
+    insert (the table is locked, so nothing else adds one meanwhile), their status time set there
+    rather than by the later ``UPDATE``: an update of every new row would write each one twice on
+    PostgreSQL, and the sequence does not skip the numbers of rows that turn out to be on file."""
+    if more:  # the rows after each address's first: a few, usually
+        conn.execute(text(
+            "INSERT INTO import_later SELECT r.* FROM import_rows r WHERE EXISTS (SELECT 1 FROM import_rows p"
+            " WHERE p.email_key = r.email_key AND p.line < r.line)"))
+        conn.execute(text("CREATE INDEX import_later_key ON import_later (email_key, line)"))
+        conn.execute(text("ANALYZE import_later"))
+    first = "import_rows r WHERE NOT EXISTS (SELECT 1 FROM import_later l WHERE l.line = r.line)"
+    on_file = "EXISTS (SELECT 1 FROM subscribers s WHERE s.email_key = r.email_key)"
+    # Addresses on file first, while the planner's idea of ``subscribers`` is still right.
+    merge_from(f"{first} AND {on_file}")
     conn.execute(text(
-        "INSERT INTO import_later SELECT r.* FROM import_rows r WHERE EXISTS (SELECT 1 FROM import_rows p"
-        " WHERE p.email_key = r.email_key AND p.line < r.line)"))
-    conn.execute(text("CREATE INDEX import_later_key ON import_later (email_key, line)"))
-    while conn.execute(text("SELECT EXISTS (SELECT 1 FROM import_later)")).scalar_one():
-        merge_from(first.format(table="import_later"))
+        "INSERT INTO subscribers (email, email_key, name, status, status_reason, attributes,"
+        " created_at, updated_at, confirmed_at, status_changed_at)"
+        " SELECT email, email_key, name, status, status_reason, attributes,"
+        " coalesce(created_at, :now), :now, confirmed_at, coalesce(status_changed_at, created_at, :now)"
+        f" FROM {first} AND NOT {on_file} ORDER BY line").bindparams(now))
+    later = "(SELECT DISTINCT ON (email_key) * FROM import_later ORDER BY email_key, line) AS r"
+    while more and conn.execute(text("SELECT EXISTS (SELECT 1 FROM import_later)")).scalar_one():
+        merge_from(later)
         conn.execute(text("DELETE FROM import_later WHERE line IN (SELECT DISTINCT ON (email_key) line"
                           " FROM import_later ORDER BY email_key, line)"))
