@@ -67,8 +67,27 @@ def child_import(path: str, url: str) -> dict:
 
     store = open_store(url)
     report = import_subscribers(store, path)
+    server_cpu_s = postgres_backends_cpu_s(store) if url.startswith("postgresql") else 0.0
     store.dispose()
-    return {"rows": report.rows, "added": report.added, "duplicates": report.duplicates}
+    return {"rows": report.rows, "added": report.added, "duplicates": report.duplicates, "server_cpu_s": server_cpu_s}
+
+
+def postgres_backends_cpu_s(store) -> float:  # type: ignore[no-untyped-def]
+    """CPU time of the PostgreSQL server processes serving this database (a server on this
+    machine: read from /proc), so the PostgreSQL import's CPU is client plus server."""
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).scalars().all()
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
 
 
 def run_child(args: list[str]) -> dict:
@@ -128,7 +147,7 @@ def main() -> None:
         if "postgres" in best:
             pg = best["postgres"]
             print(f"| {'newsletter import (PostgreSQL)':34s} | {pg['wall_s']:9.2f} s | {pg['cpu_s']:5.2f} s "
-                  f"| {pg['peak_mb']:5.1f} MB |")
+                  f"| {pg['peak_mb']:5.1f} MB | + {pg['server_cpu_s']:.2f} s CPU in the server")
         ratio = ours["wall_s"] / base["wall_s"]
         cpu_ratio = ours["cpu_s"] / base["cpu_s"]
         print(f"\nratio: {ratio:.2f}x wall, {cpu_ratio:.2f}x CPU (target <= 1.5x); "
@@ -138,8 +157,9 @@ def main() -> None:
             pg = best["postgres"]
             assert (pg["added"], pg["duplicates"]) == (ours["added"], ours["duplicates"])
             pg_ratio = pg["wall_s"] / ours["wall_s"]
-            print(f"PostgreSQL against SQLite: {pg_ratio:.2f}x wall (target <= 1.5x: "
-                  f"{'met' if pg_ratio <= 1.5 else 'NOT met'}); the server's own CPU is not in the CPU column")
+            cpu_both = (pg["cpu_s"] + pg["server_cpu_s"]) / ours["cpu_s"]
+            print(f"PostgreSQL against SQLite: {pg_ratio:.2f}x wall, {cpu_both:.2f}x CPU with the server's "
+                  f"(target <= 1.5x: {'met' if pg_ratio <= 1.5 else 'NOT met'})")
         if args.rows < 200_000:
             print(f"(at {args.rows:,} rows the import's fixed start-up, ~0.5-1 s of imports and opening the "
                   "store, weighs in the ratio; the targets are for 1,000,000 rows)")

@@ -130,10 +130,14 @@ def test_three_senders_killed_and_resumed_on_postgresql_keep_cap_rate_and_delive
         got = handler.recipients()
         assert sent_in_ledger(postgres_url) == DAILY_CAP
         assert DAILY_CAP <= len(got) <= DAILY_CAP + in_flight, (len(got), outputs)
-        # The rate held across all three: one bucket in the store (plus one batch of it).
-        assert busiest_second(handler.accepted_at) <= RATE + RATE // 10 + 1
+        # The rate held across all three: one bucket in the store. In any second at most the rate,
+        # plus the bucket's burst (a tenth of a second's worth), plus what each process took in
+        # its last batch and had not spent yet.
+        batch = RATE // 10
+        most = RATE + batch + 3 * (batch - 1)
+        assert busiest_second(handler.accepted_at) <= most
         accepted = len(handler.accepted_at)
-        assert max(handler.accepted_at) - min(handler.accepted_at) >= (accepted - RATE - RATE // 10) / RATE
+        assert max(handler.accepted_at) - min(handler.accepted_at) >= (accepted - most) / RATE
 
         # The next day's allowance, as it were: the cap lifted, one more send finishes the list.
         config.write_text(config.read_text().replace(f"daily_cap = {DAILY_CAP}", "daily_cap = 0"))
