@@ -162,7 +162,6 @@ def make_store(folder: Path, url: str, port: int, size: int) -> Path:
     from newsletter import pipeline
     from newsletter.config import load_config
     from newsletter.store import open_store
-    from newsletter.store.schema import subscribers
 
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "newsletter.toml"
@@ -176,15 +175,27 @@ def make_store(folder: Path, url: str, port: int, size: int) -> Path:
     config = load_config(config_path, env={})
     store = open_store(config.store_url)
     pipeline.ingest(store, config)
-    now = datetime.now(timezone.utc)
-    rows = ({"email": f"reader{i:06d}@example.com", "email_key": f"reader{i:06d}@example.com",
-             "name": f"Reader {i}", "status": "active", "status_reason": "", "attributes": {},
-             "created_at": now, "updated_at": now} for i in range(size))
-    with store.atomic() as conn:
-        while batch := list(itertools.islice(rows, 5000)):
-            conn.execute(subscribers.insert(), batch)
     store.dispose()
+    add_readers(config_path, 0, size)
     return config_path
+
+
+def add_readers(config_path: Path, first: int, end: int) -> None:
+    """Active readers ``reader{first}`` up to ``reader{end - 1}``, inserted in batches."""
+    from newsletter.config import load_config
+    from newsletter.store import open_store
+    from newsletter.store.schema import subscribers
+
+    store = open_store(load_config(config_path, env={}).store_url)
+    now = datetime.now(timezone.utc)
+    numbers = iter(range(first, end))
+    with store.atomic() as conn:
+        while chunk := list(itertools.islice(numbers, 5000)):
+            conn.execute(subscribers.insert(), [
+                {"email": f"reader{i:06d}@example.com", "email_key": f"reader{i:06d}@example.com", "name": f"Reader {i}",
+                 "status": "active", "status_reason": "", "attributes": {}, "created_at": now, "updated_at": now}
+                for i in chunk])
+    store.dispose()
 
 
 def reset(config_path: Path, *, unsubscribed_too: bool = False) -> None:
@@ -495,23 +506,6 @@ def main() -> int:
     finally:
         sink.close()
     return 0
-
-
-def add_readers(config_path: Path, have: int, want: int) -> None:
-    """More active readers, up to ``want`` (the unsubscribe run needs one per POST)."""
-    from newsletter.config import load_config
-    from newsletter.store import open_store
-    from newsletter.store.schema import subscribers
-
-    store = open_store(load_config(config_path, env={}).store_url)
-    now = datetime.now(timezone.utc)
-    rows = ({"email": f"reader{i:06d}@example.com", "email_key": f"reader{i:06d}@example.com",
-             "name": f"Reader {i}", "status": "active", "status_reason": "", "attributes": {},
-             "created_at": now, "updated_at": now} for i in range(have, want))
-    with store.atomic() as conn:
-        while batch := list(itertools.islice(rows, 5000)):
-            conn.execute(subscribers.insert(), batch)
-    store.dispose()
 
 
 if __name__ == "__main__":

@@ -247,3 +247,22 @@ def test_two_imports_into_one_postgresql_store_at_once_count_each_address_once(p
             assert imported.scalar_one() == 9000
     finally:
         store.dispose()
+
+
+def test_a_nul_character_in_attributes_is_an_invalid_row_on_postgresql(store: Store, tmp_path: Path) -> None:
+    """PostgreSQL's JSON functions refuse ``\\u0000``: there such a row is named as invalid, not a
+    failed merge; SQLite takes it. An escaped backslash before ``u0000`` is only text."""
+    path = write_csv(tmp_path / "nul.csv", ["email", "attributes"], [
+        ["a@example.org", '{"k": "x\\u0000y"}'], ["b@example.org", '{"k": "x\\\\u0000y"}']])
+    if store.engine.dialect.name == "sqlite":
+        assert import_subscribers(store, path, now=NOW).added == 2
+        return
+    with pytest.raises(ImportRowsError) as info:
+        import_subscribers(store, path, now=NOW)
+    assert [str(e) for e in info.value.errors] == [
+        f"{path}:2: a@example.org: attributes: a NUL character (\\u0000), which a PostgreSQL store cannot hold"]
+    report = import_subscribers(store, path, now=NOW, skip_invalid=True)
+    assert report.added == 1
+    assert import_subscribers(store, path, now=LATER, skip_invalid=True).unchanged == 1
+    with store.atomic() as conn:
+        assert [s.attributes for s in list_subscribers(conn)] == [{"k": "x\\u0000y"}]

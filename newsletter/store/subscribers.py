@@ -410,6 +410,12 @@ def _is_postgresql(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
+def json_refuses_nul(store: Store) -> bool:
+    """True when the store's JSON functions cannot take a NUL character (``\\u0000``) in an
+    attribute (PostgreSQL's cannot), so the import names such a row as invalid."""
+    return store.engine.dialect.name == "postgresql"
+
+
 def begin_import(conn: Connection) -> None:
     """Create the staging tables: temporary, so private to this connection, and created and
     filled *outside* a transaction of the store (call it on a connection that has not begun

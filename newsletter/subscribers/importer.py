@@ -18,6 +18,7 @@ import io
 import itertools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from newsletter.store import Store
 from newsletter.store.db import utcnow
 from newsletter.files import not_regular_file
 from newsletter.store.schema import sqlite_time
-from newsletter.store.subscribers import import_session, merge_staged, stage_rows
+from newsletter.store.subscribers import import_session, json_refuses_nul, merge_staged, stage_rows
 from newsletter.subscribers.addresses import MAX_ATTRIBUTES_CHARS, bounded_name, check_address, shorten
 from newsletter.subscribers.formats import detect_format, format_named, row_mapper
 
@@ -42,6 +43,10 @@ DELIMITERS = (",", ";", "\t")
 # reading is refused and the user names the encoding.
 MAX_CHAOS = 0.1
 MIN_COHERENCE = 0.05
+
+# JSON's escape of a NUL character (not an escaped backslash before "u0000"), which PostgreSQL's
+# JSON functions refuse.
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 # csv's default limit (128 KiB) is below what a quoted notes column can hold.
 csv.field_size_limit(16 * 1024 * 1024)
@@ -257,6 +262,7 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
     width = len(header)
     now = now or utcnow()
     reason_default = f"import {Path(shown).name}"
+    nul_refused = json_refuses_nul(store)
 
     # Staged outside a transaction of the store (see begin_import); the merge is the transaction.
     with import_session(store) as conn:
@@ -282,6 +288,8 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
                     if len(attributes) > MAX_ATTRIBUTES_CHARS:
                         raise ValueError(f"attributes: longer than {MAX_ATTRIBUTES_CHARS:,} characters as JSON "
                                          f"({len(attributes):,})")
+                    if nul_refused and "\\u0000" in attributes and _ESCAPED_NUL.search(attributes):
+                        raise ValueError("attributes: a NUL character (\\u0000), which a PostgreSQL store cannot hold")
                 except ValueError as exc:
                     invalid += 1
                     on_invalid(SubscriberError(f"{_describe(address)}: {shorten(str(exc), 200)}", where=shown,
