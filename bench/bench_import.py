@@ -120,7 +120,12 @@ def main() -> None:
         args.rows, args.repeat = min(args.rows, 20_000), 1
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        server = None if args.no_postgres else stack.enter_context(postgres_server())
+        server = None
+        if not args.no_postgres:
+            try:
+                server = stack.enter_context(postgres_server())
+            except ImportError as exc:  # pgserver comes with the test extra
+                print(f"PostgreSQL left out: {exc} (pip install -e '.[test]', or set NEWSLETTER_BENCH_POSTGRES_URL)")
         path = Path(tmp) / "subscribers.csv"
         write_file(path, args.rows)
         size_mb = path.stat().st_size / 1e6
