@@ -18,6 +18,7 @@ is wrong; none prints anything.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,24 +30,29 @@ from newsletter.deliver.golive import Check, GoLiveError, dns_advice, settings_c
 from newsletter.deliver.journal import Journal, journal_path
 from newsletter.deliver.sender import ProgressCallback
 from newsletter.errors import IssueFrozenError, NewsletterError
-from newsletter.models import Issue, IssueEdits, IssuePlan, LeftOut, Paper, RenderedIssue, RunReport, Subscriber
+from newsletter.models import (Issue, IssueEdits, IssuePlan, LeftOut, Paper, Rating, ReaderProfile, RenderedIssue,
+                               RunReport, Subscriber)
 from newsletter.render.preview import PreviewFiles
 from newsletter.sources.report import IngestReport
 from newsletter.store import Store, open_store
 from newsletter.store.bounces import counts_by_issue as bounce_counts_by_issue
 from newsletter.store.copy import CopyReport, copy_store
 from newsletter.store.deliveries import issues_with_counts
-from newsletter.store.papers import list_papers
+from newsletter.sources.normalize import canonical_id
+from newsletter.store import profiles as _profiles
+from newsletter.store.papers import get_paper, list_papers
+from newsletter.store.subscribers import NotSubscribedError, get_subscriber, get_subscriber_by_id
 from newsletter.subscribers.exporter import export_subscribers
 from newsletter.subscribers.importer import ImportReport, import_subscribers
+from newsletter.subscribers.profiles import ProfileError, merge_profile
 
 __all__ = [
     "BounceRun", "Check", "Config", "CopyReport", "GoLiveError", "ImportReport", "IngestReport", "Issue", "IssueEdits",
-    "IssueFrozenError", "IssuePlan", "LeftOut", "NewsletterError", "Paper", "PreviewFiles",
-    "RenderedIssue", "RunReport", "Store", "Subscriber",
+    "IssueFrozenError", "IssuePlan", "LeftOut", "NewsletterError", "Paper", "PreviewFiles", "ProfileError", "Rating",
+    "Reader", "ReaderProfile", "RenderedIssue", "RunReport", "Store", "Subscriber",
     "check", "copy_store", "dns_advice", "edit_issue", "export_subscribers", "import_subscribers", "ingest", "issues",
     "load_config", "next_issue", "next_issue_plan", "open_store", "papers", "preview", "process_bounces", "render",
-    "resend", "send",
+    "rate", "reader", "resend", "send", "set_profile",
 ]
 
 
@@ -166,3 +172,63 @@ def process_bounces(store: Store, config: Config, sources: Sequence[str] | None 
     ``[bounces] soft_limit`` within ``soft_days``. Messages acted on are marked as
     ``[bounces] processed`` says; one that cannot be tied to our mail is left alone and counted."""
     return _process_bounces(store, config, sources, now=now)
+
+
+# -- what each reader follows --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A subscriber with what they follow and how they rated papers (newest first)."""
+
+    subscriber: Subscriber
+    profile: ReaderProfile
+    ratings: tuple[Rating, ...]
+
+
+def _subscriber(conn: Any, who: str | int) -> Subscriber:
+    found = get_subscriber_by_id(conn, who) if isinstance(who, int) else get_subscriber(conn, who)
+    if found is None or found.id is None:
+        raise NotSubscribedError("not on the list", where=str(who).strip())
+    return found
+
+
+def reader(store: Store, who: str | int) -> Reader:
+    """The reader (by address or subscriber id) with their profile and ratings."""
+    with store.atomic() as conn:
+        subscriber = _subscriber(conn, who)
+        assert subscriber.id is not None
+        return Reader(subscriber, _profiles.get_profile(conn, subscriber.id),
+                      tuple(_profiles.ratings_of(conn, subscriber.id)))
+
+
+def set_profile(store: Store, who: str | int, *, interests: str | None = None,
+                categories: str | Sequence[str] | None = None, authors: str | Sequence[str] | None = None,
+                mutes: str | Sequence[str] | None = None, likes: str | Sequence[str] | None = None,
+                size: int | str | None = None, clear_size: bool = False) -> ReaderProfile:
+    """Change the fields given (``None`` keeps one, an empty value clears it) of what the reader
+    follows, and return the whole profile. A bad entry raises ``ProfileError`` naming it, and
+    nothing changes."""
+    with store.atomic() as conn:
+        subscriber = _subscriber(conn, who)
+        assert subscriber.id is not None
+        profile = merge_profile(_profiles.get_profile(conn, subscriber.id), interests=interests,
+                                categories=categories, authors=authors, mutes=mutes, likes=likes, size=size,
+                                clear_size=clear_size)
+        _profiles.set_profile(conn, subscriber.id, profile)
+        return profile
+
+
+def rate(store: Store, who: str | int, paper: str, value: int, *, require_known: bool = True) -> bool:
+    """The reader's "more like this" (+1), "less like this" (-1) or undo (0) on ``paper`` (an
+    arXiv id, DOI, URL or canonical id). True when it changed something: rating twice is one
+    rating. A paper not in the store is refused unless ``require_known`` is False."""
+    paper_id = paper if paper.startswith(("arxiv:", "doi:", "url:", "title:")) else canonical_id(paper)
+    if paper_id is None:
+        raise ProfileError("not an arXiv id, DOI or URL of a paper", where=paper)
+    with store.atomic() as conn:
+        subscriber = _subscriber(conn, who)
+        assert subscriber.id is not None
+        if require_known and get_paper(conn, paper_id) is None:
+            raise ProfileError("no such paper in the store (ingest it first)", where=paper_id)
+        return _profiles.rate(conn, subscriber.id, paper_id, value)
