@@ -7,15 +7,19 @@ same paper again replaces the value, so a replayed link changes nothing.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, Iterable, Iterator
+from typing import Any, Collection, Iterable, Iterator, Sequence
 
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from newsletter.models import ReaderProfile, Rating
+from newsletter.models import SUPPRESSED_STATUSES, ReaderProfile, Rating
 from newsletter.store.db import utcnow
-from newsletter.store.schema import ratings, reader_profiles
+from newsletter.store.schema import ratings, reader_profiles, subscribers
+
+# Rows per ``IN (...)`` list: well below SQLite's bound on parameters, and few round trips.
+_CHUNK = 500
 
 
 def _to_profile(row: Any) -> ReaderProfile:
@@ -45,8 +49,8 @@ def iter_profiles(conn: Connection, subscriber_ids: Iterable[int] | None = None)
     query = select(reader_profiles).order_by(reader_profiles.c.subscriber_id)
     if subscriber_ids is not None:
         wanted = list(subscriber_ids)
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start:start + _CHUNK]
             for row in conn.execute(query.where(reader_profiles.c.subscriber_id.in_(chunk))):
                 yield row.subscriber_id, _to_profile(row)
         return
@@ -82,6 +86,70 @@ def ratings_of(conn: Connection, subscriber_id: int) -> list[Rating]:
     return [Rating(subscriber_id=r.subscriber_id, paper_id=r.paper_id, value=r.value, at=r.at) for r in rows]
 
 
+def ratings_by_reader(conn: Connection, subscriber_ids: Sequence[int]) -> dict[int, list[Rating]]:
+    """The ratings of each of ``subscriber_ids`` that has any, newest first (as ``ratings_of``):
+    what an export writes beside a batch of subscribers."""
+    found: dict[int, list[Rating]] = {}
+    for start in range(0, len(subscriber_ids), _CHUNK):
+        chunk = list(subscriber_ids[start:start + _CHUNK])
+        rows = conn.execute(select(ratings).where(ratings.c.subscriber_id.in_(chunk))
+                            .order_by(ratings.c.subscriber_id, ratings.c.at.desc(), ratings.c.paper_id))
+        for r in rows:
+            found.setdefault(r.subscriber_id, []).append(
+                Rating(subscriber_id=r.subscriber_id, paper_id=r.paper_id, value=r.value, at=r.at))
+    return found
+
+
+def suppressed_keys(conn: Connection, email_keys: Iterable[str]) -> set[str]:
+    """Those of ``email_keys`` whose address is on file as unsubscribed, bounced or complained.
+
+    An import asks before its merge: the merge never touches a suppressed address, and neither
+    does the import's profile of it."""
+    wanted = list(dict.fromkeys(email_keys))
+    found: set[str] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        found.update(conn.execute(select(subscribers.c.email_key).where(
+            subscribers.c.email_key.in_(wanted[start:start + _CHUNK]),
+            subscribers.c.status.in_(SUPPRESSED_STATUSES))).scalars())
+    return found
+
+
+# One row of an import: (email key, profile fields it sets, ratings as (paper id, value, when)).
+ImportedProfile = tuple[str, dict[str, Any], Sequence[tuple[str, int, datetime | None]]]
+
+
+def import_profiles(conn: Connection, rows: Sequence[ImportedProfile], *, skip: Collection[str] = (),
+                    now: datetime | None = None) -> tuple[int, int]:
+    """Apply an import's profiles, in file order, to the subscribers the merge left on file.
+
+    The fields replace those on file one by one (a row that names no ``size`` keeps the size);
+    ratings are set paper by paper (a time of None: ``now``). Addresses in ``skip`` are left
+    alone. Returns how many profiles changed and how many ratings. Runs in the caller's
+    transaction, the import's, after ``merge_staged``: all or nothing with it."""
+    now = now or utcnow()
+    keys = list(dict.fromkeys(key for key, _, _ in rows if key not in skip))
+    ids: dict[str, int] = {}
+    for start in range(0, len(keys), _CHUNK):
+        ids.update((row.email_key, row.id) for row in conn.execute(
+            select(subscribers.c.email_key, subscribers.c.id).where(subscribers.c.email_key.in_(keys[start:start + _CHUNK]))))
+    profiles: dict[int, tuple[ReaderProfile, ReaderProfile]] = {}
+    rated = 0
+    for key, fields, given in rows:
+        subscriber_id = ids.get(key)
+        if subscriber_id is None:
+            continue
+        before, current = profiles.get(subscriber_id) or (get_profile(conn, subscriber_id),) * 2
+        profiles[subscriber_id] = (before, replace(current, **fields))
+        for paper_id, value, at in given:
+            rated += rate(conn, subscriber_id, paper_id, value, now=at or now)
+    changed = 0
+    for subscriber_id, (before, after) in profiles.items():
+        if after != before:
+            set_profile(conn, subscriber_id, after, now)
+            changed += 1
+    return changed, rated
+
+
 def iter_ratings(conn: Connection) -> Iterator[Rating]:
     """Every rating in the store, by reader: what the ranking learns from."""
     for r in conn.execute(select(ratings).order_by(ratings.c.subscriber_id, ratings.c.at)):
@@ -101,5 +169,5 @@ def forget_reader(conn: Connection, subscriber_id: int) -> None:
     conn.execute(delete(ratings).where(ratings.c.subscriber_id == subscriber_id))
 
 
-__all__ = ["get_profile", "set_profile", "iter_profiles", "rate", "ratings_of", "iter_ratings",
-           "personal_subscriber_ids", "forget_reader"]
+__all__ = ["get_profile", "set_profile", "iter_profiles", "rate", "ratings_of", "ratings_by_reader", "iter_ratings",
+           "personal_subscriber_ids", "forget_reader", "suppressed_keys", "import_profiles"]

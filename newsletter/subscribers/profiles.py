@@ -25,6 +25,12 @@ MAX_ENTRY_CHARS = 100
 # optional subject (CL, GA, supr-con, PE, NT...).
 _CATEGORY_RE = re.compile(r"^[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?$")
 _SPLIT_RE = re.compile(r"[;\n]|,(?![^()]*\))")
+# What separates entries in a list as well: no entry ever holds one, so a list written out joined
+# by "; " (an export) reads back entry for entry, commas inside entries ("Dao, Tri") and all.
+_LIST_SPLIT_RE = re.compile(r"[;\n]")
+# arXiv's own DOIs (DataCite, 10.48550/arXiv.ID) name an arXiv paper: kept as its arXiv id, the
+# id it has in the store.
+_ARXIV_DOI_PREFIX = "doi:10.48550/arxiv."
 
 
 class ProfileError(SubscriberError):
@@ -32,9 +38,13 @@ class ProfileError(SubscriberError):
 
 
 def split_entries(value: str | Iterable[str]) -> list[str]:
-    """``"a; b, c"`` or ``["a", "b"]`` -> cleaned non-empty entries (``;``, ``,`` and line
-    breaks separate; duplicates dropped case-insensitively, first spelling kept)."""
-    items = _SPLIT_RE.split(value) if isinstance(value, str) else list(value)
+    """``"a; b, c"`` or ``["a", "b"]`` -> cleaned non-empty entries (in text ``;``, ``,`` and
+    line breaks separate; in a list, ``;`` and line breaks still do, a comma does not);
+    duplicates dropped case-insensitively, first spelling kept."""
+    if isinstance(value, str):
+        items = _SPLIT_RE.split(value)
+    else:
+        items = [part for item in value for part in _LIST_SPLIT_RE.split(str(item))]
     seen: set[str] = set()
     out: list[str] = []
     for item in items:
@@ -77,12 +87,23 @@ def clean_likes(value: str | Iterable[str]) -> tuple[str, ...]:
     entries = split_entries(value.replace(" ", ",") if isinstance(value, str) else value)
     ids: list[str] = []
     for entry in entries:
-        found = canonical_id(entry)
-        if found is None or not found.startswith(("arxiv:", "doi:")):
+        found = liked_id(entry)
+        if found is None:
             raise ProfileError(f"likes: {shorten(entry, 60)!r} is not an arXiv id or a DOI")
         if found not in ids:
             ids.append(found)
     return _bounded(ids, "likes", MAX_LIKES)
+
+
+def liked_id(text: str) -> str | None:
+    """The canonical id of a liked paper (``arxiv:...`` or ``doi:...``; arXiv's own DOIs become
+    the arXiv id) named by ``text``, or None when it names no arXiv paper or DOI."""
+    found = canonical_id(text)
+    if found is None or not found.startswith(("arxiv:", "doi:")):
+        return None
+    if found.startswith(_ARXIV_DOI_PREFIX):
+        return canonical_id(found[len(_ARXIV_DOI_PREFIX):])
+    return found
 
 
 def clean_size(value: int | str | None) -> int | None:
