@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from newsletter import pipeline
 from newsletter.bounces.run import BounceRun, process_bounces as _process_bounces
@@ -40,10 +40,12 @@ from newsletter.store.copy import CopyReport, copy_store
 from newsletter.store.deliveries import issues_with_counts
 from newsletter.sources.normalize import canonical_id
 from newsletter.store import profiles as _profiles
+from newsletter.store import bounces as _bounces, subscribers as _subscribers
 from newsletter.store.papers import get_paper, list_papers
 from newsletter.store.subscribers import NotSubscribedError, get_subscriber, get_subscriber_by_id
 from newsletter.subscribers.exporter import export_subscribers
 from newsletter.subscribers.importer import ImportReport, import_subscribers
+from newsletter.subscribers.likes import LikesFile, read_likes
 from newsletter.subscribers.profiles import ProfileError, merge_profile
 
 __all__ = [
@@ -232,3 +234,113 @@ def rate(store: Store, who: str | int, paper: str, value: int, *, require_known:
         if require_known and get_paper(conn, paper_id) is None:
             raise ProfileError("no such paper in the store (ingest it first)", where=paper_id)
         return _profiles.rate(conn, subscriber.id, paper_id, value)
+
+
+# -- the mailing list, as the ``subscribers`` commands use it -------------------------------
+
+
+@dataclass(frozen=True)
+class SubscriberChange:
+    """A subscriber after a change, and the status they had before it (None: newly added)."""
+
+    subscriber: Subscriber
+    was: str | None
+
+
+def add_subscriber(store: Store, email: str, *, name: str = "", pending: bool = False, force: str | None = None,
+                   how: str = "by a script") -> SubscriberChange:
+    """Add one address, active (or ``pending``). An address already on file is refused
+    (``AlreadySubscribedError``) unless ``force`` names the suppressed status it has: on its
+    owner's request, that makes it active (or pending) again, recorded as an event ``how``."""
+    status = "pending" if pending else "active"
+    with store.atomic() as conn:
+        existing = get_subscriber(conn, email) if force else None
+        if existing is None:
+            return SubscriberChange(_subscribers.add_subscriber(conn, email, name=name, status=status,
+                                                                detail=f"added {how}"), None)
+        if existing.status != force:
+            raise _subscribers.SuppressedError(f"is {existing.status}, not {force}: --force must name the status "
+                                               "it has", where=existing.email)
+        subscriber = _subscribers.set_status(conn, email, status, f"reactivated {how} (was {force})",
+                                             allow_reactivate=True)
+        if name:
+            subscriber = _subscribers.rename_subscriber(conn, email, name)
+        return SubscriberChange(subscriber, existing.status)
+
+
+def remove_subscriber(store: Store, email: str, *, forget: bool = False) -> Subscriber:
+    """Delete an address with its delivery records, profile and ratings; returns it as it was.
+    An unsubscribed or bounced address is kept (so it is never mailed again) unless ``forget``."""
+    with store.atomic() as conn:
+        return _subscribers.remove_subscriber(conn, email, forget=forget)
+
+
+def unsubscribe(store: Store, email: str, reason: str, *, bounced: bool = False) -> SubscriberChange:
+    """Suppress an address (``bounced``: as bounced), keeping it on file with ``reason``. An
+    unsubscribe is kept over a later bounce: compare ``subscriber.status`` with what you asked."""
+    with store.atomic() as conn:
+        before = get_subscriber(conn, email)
+        change = _subscribers.mark_bounced if bounced else _subscribers.unsubscribe
+        after = change(conn, email, reason)
+    return SubscriberChange(after, before.status if before else None)
+
+
+def subscribers(store: Store, *, status: str | None = None) -> Iterator[Subscriber]:
+    """Every subscriber (or those with ``status``) in the order they were added, streamed in
+    batches inside one read transaction: iterate to the end, or close the iterator."""
+    with store.atomic() as conn:
+        yield from _subscribers.iter_subscribers(conn, status)
+
+
+RECENT_DAYS = 30
+RECENT_ISSUES = 5
+
+
+def subscriber_stats(store: Store, *, now: datetime | None = None) -> dict[str, Any]:
+    """Counts by status (``by_status``, ``total``, ``suppressed``), the last 30 days' events by
+    kind (``last_30_days``) and bounce reports by kind (``bounce_reports_last_30_days``), and the
+    last five issues' bounce and complaint rates (``issues``), as ``subscribers stats --json``."""
+    now = now or datetime.now(timezone.utc)
+    with store.atomic() as conn:
+        stats = _subscribers.subscriber_stats(conn, now)
+        stats["bounce_reports_last_30_days"] = _bounces.counts_since(conn, now - timedelta(days=RECENT_DAYS))
+    stats["issues"] = [{"key": row["key"], "sent": row["sent_total"],
+                        **{f"{k}_rate": v for k, v in row["rates"].items()}, "warnings": row["warnings"]}
+                       for row in issues(store)[:RECENT_ISSUES]]
+    return stats
+
+
+@dataclass(frozen=True)
+class SubscriberRecord:
+    """Everything on file about one subscriber: what ``subscribers show`` prints. ``events`` and
+    ``bounce_reports`` are dicts, oldest first; ``titles`` has the title of each liked or rated
+    paper that is in the store."""
+
+    subscriber: Subscriber
+    profile: ReaderProfile
+    ratings: tuple[Rating, ...]
+    titles: dict[str, str]
+    events: list[dict[str, Any]]
+    bounce_reports: list[dict[str, Any]]
+
+
+def subscriber_record(store: Store, who: str | int) -> SubscriberRecord:
+    """One subscriber (by address or id) with their profile, ratings (newest first), events
+    and bounce reports, read in one transaction."""
+    with store.atomic() as conn:
+        subscriber = _subscriber(conn, who)
+        assert subscriber.id is not None
+        profile = _profiles.get_profile(conn, subscriber.id)
+        ratings = tuple(_profiles.ratings_of(conn, subscriber.id))
+        titles = {}
+        for paper_id in dict.fromkeys([*profile.likes, *(r.paper_id for r in ratings)]):
+            paper = get_paper(conn, paper_id)
+            if paper is not None:
+                titles[paper_id] = paper.title
+        return SubscriberRecord(subscriber, profile, ratings, titles,
+                                _subscribers.subscriber_events(conn, subscriber.email),
+                                _bounces.reports_of(conn, subscriber.id))
+
+
+__all__ += ["LikesFile", "SubscriberChange", "SubscriberRecord", "add_subscriber", "read_likes", "remove_subscriber",
+            "subscriber_record", "subscriber_stats", "subscribers", "unsubscribe"]

@@ -24,6 +24,12 @@ MAX_ENTRY_CHARS = 100
 # arXiv's subject classes: an archive (cs, hep-ph, astro-ph, cond-mat, q-bio, math...) and an
 # optional subject (CL, GA, supr-con, PE, NT...).
 _CATEGORY_RE = re.compile(r"^[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?$")
+# arXiv's archives today (the older ones, such as alg-geom, live on inside these): a word that is
+# not one ("speech", "nlp") is a topic for interests, not a category, and is refused.
+ARXIV_ARCHIVES = frozenset({
+    "astro-ph", "cond-mat", "cs", "econ", "eess", "gr-qc", "hep-ex", "hep-lat", "hep-ph", "hep-th", "math",
+    "math-ph", "nlin", "nucl-ex", "nucl-th", "physics", "q-bio", "q-fin", "quant-ph", "stat",
+})
 _SPLIT_RE = re.compile(r"[;\n]|,(?![^()]*\))")
 # What separates entries in a list as well: no entry ever holds one, so a list written out joined
 # by "; " (an export) reads back entry for entry, commas inside entries ("Dao, Tri") and all.
@@ -77,14 +83,20 @@ def clean_categories(value: str | Iterable[str]) -> tuple[str, ...]:
     """arXiv categories (``cs.CL``, ``hep-ph``): anything else is refused by name."""
     entries = split_entries(value.replace(" ", ",") if isinstance(value, str) else value)
     for entry in entries:
-        if not _CATEGORY_RE.match(entry):
+        if not _CATEGORY_RE.match(entry) or entry.partition(".")[0] not in ARXIV_ARCHIVES:
             raise ProfileError(f"categories: {shorten(entry, 60)!r} is not an arXiv category such as cs.CL or hep-ph")
     return _bounded(entries, "categories")
 
 
+def split_likes(text: str) -> list[str]:
+    """``"2403.05525, 10.1000/xyz 2401.00001"`` -> its entries, not yet checked (commas, ``;``,
+    spaces and line breaks separate: no id holds one)."""
+    return split_entries(text.replace(" ", ","))
+
+
 def clean_likes(value: str | Iterable[str]) -> tuple[str, ...]:
     """Liked papers as canonical ids: arXiv ids or URLs, DOIs (``10.x/y``, doi.org links)."""
-    entries = split_entries(value.replace(" ", ",") if isinstance(value, str) else value)
+    entries = split_likes(value) if isinstance(value, str) else split_entries(value)
     ids: list[str] = []
     for entry in entries:
         found = liked_id(entry)
