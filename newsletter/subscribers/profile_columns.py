@@ -102,7 +102,7 @@ def _read_ratings(text: str) -> tuple[tuple[str, int, datetime | None], ...]:
     for n, item in enumerate(items, 1):
         if not isinstance(item, dict) or not isinstance(item.get("paper"), str):
             raise ValueError(f"ratings: item {n} is not an object with a \"paper\"")
-        paper = item["paper"].strip()
+        paper = item["paper"]  # a canonical id as stored: kept exactly (a title may end in a space)
         paper_id = paper if paper.startswith(_PAPER_PREFIXES) else canonical_id(paper)
         if not paper_id or len(paper_id) > MAX_PAPER_ID_CHARS:
             raise ValueError(f"ratings: item {n}: {paper[:60]!r} is not a paper id")
