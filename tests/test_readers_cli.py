@@ -242,12 +242,16 @@ def test_import_replaces_the_fields_a_row_gives_and_leaves_suppressed_readers_al
     run = sqlite_run
     assert run("subscribers", "set", "ada@example.org", "--interests", "speech", "--categories", "cs.CL",
                "--size", "5").exit_code == 0
+    assert run("subscribers", "rate", "ada@example.org", "2312.00752", "up").exit_code == 0
+    assert run("subscribers", "rate", "ada@example.org", "2501.12948", "down").exit_code == 0
+    kept = _show(run)["ratings"][0]
     assert run("subscribers", "add", "gone@example.org").exit_code == 0
     assert run("subscribers", "set", "gone@example.org", "--interests", "old").exit_code == 0
     assert run("subscribers", "unsubscribe", "gone@example.org").exit_code == 0
     f = tmp_path / "update.csv"
     f.write_text("email,interests,categories,size,ratings\n"
-                 'ada@example.org,"robots; vision",,9,"[{""paper"": ""2312.00752"", ""value"": -1}]"\n'
+                 'ada@example.org,"robots; vision",,9,"[{""paper"": ""2312.00752"", ""value"": -1},'
+                 ' {""paper"": ""arxiv:2501.12948"", ""value"": -1}]"\n'
                  "gone@example.org,new,,,\n", encoding="utf-8")
     result = run("subscribers", "import", str(f))
     assert result.exit_code == 0, result.output
@@ -255,5 +259,7 @@ def test_import_replaces_the_fields_a_row_gives_and_leaves_suppressed_readers_al
     ada = _show(run)
     assert (ada["profile"]["interests"], ada["profile"]["categories"], ada["profile"]["size"]) == (
         "robots; vision", ["cs.CL"], 9)
-    assert [(r["paper"], r["value"]) for r in ada["ratings"]] == [("arxiv:2312.00752", -1)]
+    # The changed rating is replaced (and now the newest); the same one again keeps its time.
+    assert [(r["paper"], r["value"]) for r in ada["ratings"]] == [("arxiv:2312.00752", -1), ("arxiv:2501.12948", -1)]
+    assert ada["ratings"][1] == kept
     assert _show(run, "gone@example.org")["profile"]["interests"] == "old"
