@@ -163,7 +163,7 @@ def test_usage_errors_exit_2(sqlite_run: Run) -> None:
 def test_likes_from_a_bibtex_file_names_the_entries_it_could_not_use(sqlite_run: Run) -> None:
     result = sqlite_run("subscribers", "set", "ada@example.org", "--likes-from", str(LIKES / "library.bib"))
     assert result.exit_code == 0, result.output
-    assert "Read 8 BibTeX entries" in result.stdout and "6 liked papers" in result.stdout
+    assert "Read 9 BibTeX entries" in result.stdout and "6 liked papers" in result.stdout
     assert "Left out 2 entries" in result.stderr
     assert "knuth1984 (line 38): no arXiv id or DOI" in result.stderr
     assert "pubmed2020 (line 45): no arXiv id or DOI" in result.stderr

@@ -89,7 +89,8 @@ entry_text = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20),
     st.tuples(st.sampled_from(["=", "+", "-", "@", "'", "Dao, ", "(MIT, CSAIL) ", '"']), st.text(max_size=10)).map("".join))
 paper_ids = st.one_of(
-    st.sampled_from(["2403.05525", "hep-th/9901001", "10.48550/arXiv.2312.00752", "10.1000/x,y(1;2)", "doi:10.18653/v1/P19-1001"]),
+    st.sampled_from(["2403.05525", "hep-th/9901001", "10.48550/arXiv.2312.00752", "10.1000/x,y(1;2)",
+                     "doi:10.18653/v1/P19-1001"]),
     st.from_regex(r"\A2[0-9]{3}\.[0-9]{5}\Z"))
 rated_ids = st.one_of(paper_ids.map(lambda i: i if ":" in i else f"arxiv:{i}"),
                       st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20)

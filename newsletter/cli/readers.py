@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import click
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 
 from newsletter.cli import AppContext, console, err_console, pass_app
@@ -53,7 +54,7 @@ def print_profile(profile: ReaderProfile, titles: dict[str, str] | None = None) 
     table.add_row("likes", "\n".join(likes))
     table.add_row("size", f"{profile.size} papers" if profile.size else "the issue's own count")
     console.print("profile:")
-    console.print(table)
+    console.print(Padding(table, (0, 0, 0, 2)))
 
 
 def print_ratings(ratings: Sequence[Rating], titles: dict[str, str]) -> None:

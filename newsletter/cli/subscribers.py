@@ -25,7 +25,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from newsletter.cli import AppContext, console, err_console, pass_app
-from newsletter.cli.readers import SUBSCRIBER_COMMANDS as READER_COMMANDS, print_profile, print_ratings, profile_json, ratings_json
+from newsletter.cli.readers import (SUBSCRIBER_COMMANDS as READER_COMMANDS, print_profile, print_ratings,
+                                    profile_json, ratings_json)
 from newsletter.errors import ImportRowsError, SubscriberError
 from newsletter.files import open_private_text
 from newsletter.subscribers.addresses import MAX_NAME_CHARS, bounded_name
@@ -340,7 +341,8 @@ def stats_command(app: AppContext, as_json: bool) -> None:
 
 @subscribers.command("show")
 @click.argument("email")
-@click.option("--json", "as_json", is_flag=True, help="Every field, the profile, ratings, events and bounce reports as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Every field, the profile, ratings, events and bounce reports as JSON.")
 @pass_app
 def show_command(app: AppContext, email: str, as_json: bool) -> None:
     """Show one subscriber: status and why, what they follow (their profile), their ratings

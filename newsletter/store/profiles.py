@@ -170,8 +170,9 @@ def _subscriber_ids(conn: Connection, email_keys: Iterable[str]) -> dict[str, in
     keys = list(dict.fromkeys(email_keys))
     ids: dict[str, int] = {}
     for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start:start + _CHUNK]
         ids.update((row.email_key, row.id) for row in conn.execute(
-            select(subscribers.c.email_key, subscribers.c.id).where(subscribers.c.email_key.in_(keys[start:start + _CHUNK]))))
+            select(subscribers.c.email_key, subscribers.c.id).where(subscribers.c.email_key.in_(chunk))))
     return ids
 
 

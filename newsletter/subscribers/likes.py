@@ -128,16 +128,16 @@ def _bibtex(text: str, shown: str) -> Iterator[tuple[str, str | None]]:
         library = bibtexparser.parse_string(text)
     finally:
         _BIBTEX_LOG.setLevel(level)
+    # A key or a field given twice is still one reference: read it as bibtexparser kept it.
+    duplicated = (DuplicateBlockKeyBlock, DuplicateFieldKeyBlock)
     for block in library.failed_blocks:
-        if isinstance(block, ParsingFailedBlock) and not isinstance(block, (DuplicateBlockKeyBlock,
-                                                                              DuplicateFieldKeyBlock)):
+        if isinstance(block, ParsingFailedBlock) and not isinstance(block, duplicated):
             why = " ".join(str(getattr(block.error, "abort_reason", block.error) or "cannot be read").split())
             raise ProfileError(f"not valid BibTeX: {shorten(why, 200)}; nothing was read",
                                where=shown, line=(block.start_line or 0) + 1)  # bibtexparser counts from 0
     entries: list[Entry] = list(library.entries)
-    # A key or a field given twice is still one reference: read it as bibtexparser kept it.
     entries += [b.ignore_error_block for b in library.failed_blocks
-                if isinstance(b, (DuplicateBlockKeyBlock, DuplicateFieldKeyBlock)) and isinstance(b.ignore_error_block, Entry)]
+                if isinstance(b, duplicated) and isinstance(b.ignore_error_block, Entry)]
     for entry in sorted(entries, key=lambda e: e.start_line or 0):
         fields = {f.key.lower(): _bib_value(str(f.value)) for f in entry.fields}
         prefix = (fields.get("archiveprefix") or fields.get("eprinttype") or "arxiv").lower()
