@@ -52,7 +52,7 @@ __all__ = [
     "Reader", "ReaderProfile", "RenderedIssue", "RunReport", "Store", "Subscriber",
     "check", "copy_store", "dns_advice", "edit_issue", "export_subscribers", "import_subscribers", "ingest", "issues",
     "load_config", "next_issue", "next_issue_plan", "open_store", "papers", "preview", "process_bounces", "render",
-    "rate", "reader", "resend", "send", "set_profile",
+    "rate", "reader", "reader_issue", "resend", "send", "set_profile",
 ]
 
 
@@ -90,6 +90,14 @@ def edit_issue(store: Store, config: Config, action: str, paper_id: str | None =
     ``subject`` (``text``), ``note`` (``text``, Markdown; None: the configured note) or
     ``reset``. Stored in the store; refused (``IssueFrozenError``) once the issue was sent."""
     return pipeline.edit_next_issue(store, config, action, paper_id, position=position, text=text, now=now)
+
+
+def reader_issue(store: Store, config: Config, email: str, now: datetime | None = None
+                 ) -> tuple[Issue, list[tuple[Paper, str]], bool] | None:
+    """The next issue as the reader ``email`` will get it: (issue, [(paper, why it is there)],
+    own). ``own`` is False when they get the shared issue (no profile and no ratings); None
+    when there are no papers."""
+    return pipeline.reader_next_issue(store, config, email, now=now)
 
 
 def render(store: Store, config: Config, issue: Issue) -> RenderedIssue:

@@ -24,7 +24,7 @@ from newsletter.deliver.golive import require_go_live
 from newsletter.deliver.sender import ProgressCallback, SendOptions, deliver_issue
 from newsletter.deliver.transports import PermanentFailure, SmtpSettings, TemporaryFailure, open_transport
 from newsletter.errors import DeliveryError, IssueFrozenError, NewsletterError, NothingToSendError, SubscriberError
-from newsletter.models import Issue, IssueEdits, IssuePlan, RenderedIssue, RunReport, Subscriber
+from newsletter.models import Issue, IssueEdits, IssuePlan, Paper, RenderedIssue, RunReport, Subscriber
 from newsletter.render.issue import render_issue as render
 from newsletter.personal import Personal, prepare as prepare_personal
 from newsletter.render.messages import MessageFactory
@@ -242,7 +242,30 @@ def preview_issue(store: Store, config: Config, out_dir: Path, *, subscriber_ema
         return None
     rendered = render_issue(store, config, issue)
     subscriber = _preview_subscriber(store, subscriber_email)
-    return write_preview(rendered, config, Signer(secret_key(config, store)), out_dir, subscriber, now=now)
+    signer = Signer(secret_key(config, store))
+    if subscriber.id is not None:
+        personal = prepare_personal(store, config, issue, write=False, only=[subscriber.id])
+        picks = personal.planned.get(subscriber.id)
+        if picks and personal.cards is not None:
+            return write_preview(rendered, config, signer, out_dir, subscriber, now=now, cards=personal.cards,
+                                 picks=picks)
+    return write_preview(rendered, config, signer, out_dir, subscriber, now=now)
+
+
+def reader_next_issue(store: Store, config: Config, email: str, now: datetime | None = None
+                      ) -> tuple[Issue, list[tuple[Paper, str]], bool] | None:
+    """The next issue as one reader gets it: (issue, [(paper, why)], own), ``own`` False when
+    they get the shared issue (no profile, no ratings). None when there are no papers."""
+    issue = build_issue(store, config, now=now)
+    if issue is None:
+        return None
+    subscriber = _preview_subscriber(store, email)
+    assert subscriber.id is not None
+    personal = prepare_personal(store, config, issue, write=False, only=[subscriber.id])
+    picks = personal.planned.get(subscriber.id)
+    if not picks or personal.cards is None:
+        return issue, [(p, "") for p in issue.papers], False
+    return issue, [(personal.cards.papers[p.paper_id], p.reason) for p in picks], True
 
 
 def _preview_subscriber(store: Store, email: str | None):  # type: ignore[no-untyped-def]
