@@ -96,6 +96,7 @@ log = logging.getLogger("newsletter.web")
 MAX_FORM_BYTES = 16 * 1024
 # The preferences form holds a reader's liked papers (up to 500 ids, pasted) and free text.
 MAX_PREFERENCES_BYTES = 64 * 1024
+MULTI_LINE_FIELDS = ("interests", "authors", "mutes", "likes")  # the preferences form's textareas
 # What one client may change per burst, then per second: profile saves and ratings (a reader
 # rating a whole issue's cards in a minute stays far below; a loop writing the store does not).
 WRITES_BURST = 100
@@ -202,7 +203,8 @@ class WebApp:
         subscriber = view.subscriber
         assert subscriber is not None
         values = {"name": subscriber.name, **view.form_values()}
-        values.update({key: _printable(value) for key, value in (typed or {}).items() if key in values})
+        values.update({key: _printable(value, lines=key in MULTI_LINE_FIELDS)
+                       for key, value in (typed or {}).items() if key in values})
         # A refused profile entry reads "field: what is wrong": that field is marked for the reader.
         error_field = error.partition(": ")[2].partition(":")[0] if error else ""
         response = self.pages.render(
@@ -621,10 +623,13 @@ class WebApp:
         return RedirectResponse(location, status_code=308)
 
 
-def _printable(text: str) -> str:
+def _printable(text: str, *, lines: bool = False) -> str:
     """What may be echoed into the form page (values, error words quoting them): autoescape handles
-    markup, not control characters (a NUL or an ESC is not valid in HTML), so those are dropped."""
-    return "".join(ch for ch in text if ch.isprintable() or ch == " ")
+    markup, not control characters (a NUL or an ESC is not valid in HTML), so those are dropped;
+    with ``lines`` (a textarea's text) line breaks are kept, as ``\n``."""
+    if lines:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(ch for ch in text if ch.isprintable() or ch == " " or (lines and ch == "\n"))
 
 
 def _method_rank(method: str) -> tuple[int, str]:
