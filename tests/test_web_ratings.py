@@ -18,12 +18,13 @@ from markupsafe import escape
 
 from newsletter import api
 from newsletter.models import Paper
+from newsletter.store import open_store
 from newsletter.store.papers import upsert_papers
 from newsletter.store.subscribers import add_subscriber, remove_subscriber, set_status
 from newsletter.web.ratings import SCANNER_WINDOW_S
 from newsletter.web.app import create_app
 from newsletter.web.server import BackgroundServer, redact_tokens
-from test_web import SECURITY_HEADERS, Site, altered, site  # noqa: F401 - the fixture is used by name
+from test_web import SECURITY_HEADERS, Site, altered, site, start_site  # noqa: F401 - the fixture is used by name
 
 PAPER = "arxiv:2403.05525"
 OTHER = "arxiv:2401.00001"
@@ -222,3 +223,28 @@ def test_the_access_log_never_holds_a_rating_token(site: Site, readers: dict[str
     logged = [line for line in lines.lines if "/rate/" in line]
     assert len(logged) == 4 and all("/rate/…/" in line for line in logged), lines.lines
     assert not any(token in line for line in lines.lines)
+
+
+def test_rating_undo_and_the_profile_form_work_on_postgresql(tmp_path, postgres_url: str) -> None:
+    store = open_store(postgres_url)
+    try:
+        for site in start_site(tmp_path, postgres_url, store):
+            with store.atomic() as conn:
+                ada = add_subscriber(conn, "ada@example.org", status="active").id
+            token = site.signer.rating_token(ada, PAPER)
+            with httpx.Client(base_url=site.url, timeout=10) as browser:
+                page = browser.get(f"/rate/{token}/up")
+                assert page.status_code == 200 and "papers like this one" in page.text  # not in the store
+                assert ratings(site, "ada@example.org") == {PAPER: 1}
+                scanned = browser.get(f"/rate/{token}/down")
+                assert "Which did you mean?" in scanned.text and ratings(site, "ada@example.org") == {}
+                browser.post(f"/rate/{token}/down", data={"csrf_token": csrf_of(scanned)})
+                assert ratings(site, "ada@example.org") == {PAPER: -1}
+                preferences = f"/preferences/{site.signer.preferences_token('ada@example.org')}"
+                form = browser.get(preferences)
+                saved = browser.post(preferences, data={"categories": "cs.CL", "size": "5",
+                                                        "csrf_token": csrf_of(form)})
+                assert saved.status_code == 200 and "Less like this:" in saved.text
+            assert api.reader(store, ada).profile.categories == ("cs.CL",)
+    finally:
+        store.dispose()
