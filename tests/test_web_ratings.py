@@ -2,13 +2,14 @@
 store): one GET records, a replay changes nothing, Undo is a CSRF-protected POST, forged,
 altered and recombined tokens are refused and change nothing, readers who left are refused
 politely, a paper missing from the store is still rated, a link scanner opening both links of a
-card keeps neither, and the access log never holds a rating token."""
+card keeps neither, the access log never holds a rating token, and all of it works on PostgreSQL."""
 
 from __future__ import annotations
 
 import base64
 import logging
 import re
+import time
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
 
@@ -24,7 +25,8 @@ from newsletter.store.subscribers import add_subscriber, remove_subscriber, set_
 from newsletter.web.ratings import SCANNER_WINDOW_S
 from newsletter.web.app import create_app
 from newsletter.web.server import BackgroundServer, redact_tokens
-from test_web import SECURITY_HEADERS, Site, altered, site, start_site  # noqa: F401 - the fixture is used by name
+from test_web import SECURITY_HEADERS, Site, altered, site, start_site
+from test_web_security import _Records  # noqa: F401 - the fixture is used by name
 
 PAPER = "arxiv:2403.05525"
 OTHER = "arxiv:2401.00001"
@@ -198,25 +200,19 @@ def test_ratings_are_rate_limited_per_client(site: Site, readers: dict[str, int]
     assert site.client.get(f"/rate/{altered(token)}/up").status_code == 400
 
 
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 def test_the_access_log_never_holds_a_rating_token(site: Site, readers: dict[str, int]) -> None:
     token = site.signer.rating_token(readers["ada@example.org"], PAPER)
     assert redact_tokens(f"/rate/{token}/up?x=1") == "/rate/…/up?x=1"
     server = BackgroundServer(log_level="info").start(create_app(site.config, site.store))
-    lines = Lines()
+    lines = _Records()
     logging.getLogger("uvicorn.access").addHandler(lines)
     try:
         for direction in ("up", "down", "undo"):
             httpx.get(f"{server.url}/rate/{token}/{direction}", timeout=10)
         httpx.head(f"{server.url}/rate/{token}/up", timeout=10)
+        deadline = time.monotonic() + 5
+        while len(lines.lines) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
     finally:
         logging.getLogger("uvicorn.access").removeHandler(lines)
         server.stop()
