@@ -2,18 +2,23 @@
 127.0.0.1, a real SQLite store): opens a "more like this" link as from their email, sees it
 confirmed, undoes it and rates the other way with the page's buttons, goes on to their
 preferences page; and edits what they follow there, which is still there after a reload, while a
-bad entry is shown back with the field marked and nothing saved."""
+bad entry is shown back with the field marked and nothing saved. And the "more like this" link
+of a card the render stage wrote is one click away from the confirmation."""
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from newsletter import api
-from newsletter.config import load_config
-from newsletter.models import Paper, ReaderProfile
+from newsletter.config import Config, load_config
+from newsletter.models import Issue, Paper, Pick, ReaderProfile
+from newsletter.render.personal import render_personal
+from newsletter.render.templates import make_environment
 from newsletter.store import Store
 from newsletter.store.papers import upsert_papers
 from newsletter.store.subscribers import add_subscriber
@@ -25,8 +30,8 @@ PHONE = {"width": 375, "height": 740}
 
 
 class Running:
-    def __init__(self, server: BackgroundServer, store: Store, signer: Signer, reader_id: int) -> None:
-        self.url, self.store, self.signer, self.reader_id = server.url, store, signer, reader_id
+    def __init__(self, server: BackgroundServer, config: Config, store: Store, signer: Signer, reader_id: int) -> None:
+        self.url, self.config, self.store, self.signer, self.reader_id = server.url, config, store, signer, reader_id
 
 
 @pytest.fixture
@@ -43,7 +48,7 @@ def running(tmp_path: Path, db_url: str, store: Store) -> Iterator[Running]:
                                    url="https://arxiv.org/abs/2403.05525")])
     server.start(create_app(config, store))
     try:
-        yield Running(server, store, Signer(secret_key(config, store)), reader_id)
+        yield Running(server, config, store, Signer(secret_key(config, store)), reader_id)
     finally:
         server.stop()
 
@@ -125,5 +130,28 @@ def test_editing_what_a_reader_follows_persists_across_a_reload_in_a_browser(run
         assert page.input_value("#categories") == "cs.CL, 12.34"
         assert page.input_value("#authors") == "Tri Dao\nAlbert Gu"
         assert api.reader(running.store, running.reader_id).profile == saved
+    finally:
+        context.close()
+
+
+def test_more_like_this_in_a_readers_own_issue_is_one_click_in_a_browser(running: Running, browser) -> None:
+    """The card's link as the render stage writes it into a reader's issue, clicked in the
+    message's HTML: the rating is recorded and confirmed with no other step."""
+    papers = {"arxiv:2403.05525": Paper(id="arxiv:2403.05525", title="Robust Speech Recognition at Scale",
+                                        url="https://arxiv.org/abs/2403.05525", score=10)}
+    issue = Issue(key="2026-W49", number=1, title="Trending Papers Weekly", papers=tuple(papers.values()),
+                  created_at=datetime(2026, 12, 4, tzinfo=timezone.utc))
+    rendered = render_personal(issue, [Pick("arxiv:2403.05525", "matches: speech recognition")], papers, running.config,
+                               env=make_environment(), found=1,
+                               rate_token=functools.partial(running.signer.rating_token, running.reader_id))
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.set_content(rendered.html)
+        page.click("text=More like this")
+        page.wait_for_selector("#undo", timeout=10_000)
+        assert page.url.startswith(f"{running.url}/rate/") and page.url.endswith("/up")
+        assert "You’ll see more papers like “Robust Speech Recognition at Scale”." == page.inner_text("#notice")
+        assert ratings(running) == {"arxiv:2403.05525": 1}
     finally:
         context.close()
