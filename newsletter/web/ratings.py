@@ -60,12 +60,10 @@ def _current(store: Transactions, subscriber_id: int, paper_id: str) -> Rating |
     return next((r for r in reader.ratings if r.paper_id == paper_id), None)
 
 
-def _view(store: Transactions, signer: Signer, outcome: RatingOutcome, email: str, subscriber_id: int,
-          paper_id: str) -> RatingView:
-    current = _current(store, subscriber_id, paper_id)
+def _view(store: Transactions, signer: Signer, outcome: RatingOutcome, email: str, paper_id: str,
+          value: int) -> RatingView:
     paper = api.find_papers(store, [paper_id]).get(paper_id)
-    return RatingView(outcome, current.value if current else 0, paper_id, paper.title if paper else "",
-                      signer.preferences_token(email))
+    return RatingView(outcome, value, paper_id, paper.title if paper else "", signer.preferences_token(email))
 
 
 def view_by_token(store: Transactions, signer: Signer, token: str) -> RatingView:
@@ -76,8 +74,10 @@ def view_by_token(store: Transactions, signer: Signer, token: str) -> RatingView
     subscriber = api.find_subscriber(store, found[0])
     if subscriber is None:
         return RatingView(RatingOutcome.NOT_ON_LIST)
+    subscriber_id, paper_id = found
     try:
-        return _view(store, signer, RatingOutcome.SHOWN, subscriber.email, *found)
+        current = _current(store, subscriber_id, paper_id)
+        return _view(store, signer, RatingOutcome.SHOWN, subscriber.email, paper_id, current.value if current else 0)
     except NotSubscribedError:
         return RatingView(RatingOutcome.NOT_ON_LIST)
 
@@ -102,7 +102,7 @@ def rate_by_token(store: Transactions, signer: Signer, token: str, direction: st
         if from_link and value and _scanned(_current(store, subscriber_id, paper_id), value, now):
             value, outcome = 0, RatingOutcome.SCANNED
         api.rate(store, subscriber_id, paper_id, value, require_known=False)  # type: ignore[arg-type]
-        return _view(store, signer, outcome, subscriber.email, subscriber_id, paper_id)
+        return _view(store, signer, outcome, subscriber.email, paper_id, value)
     except NotSubscribedError:  # removed in between
         return RatingView(RatingOutcome.NOT_ON_LIST)
     except ProfileError:  # a signed paper id that is not a paper's: refused like a forged token
