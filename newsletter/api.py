@@ -41,7 +41,10 @@ from newsletter.store.deliveries import issues_with_counts
 from newsletter.sources.normalize import canonical_id
 from newsletter.store import profiles as _profiles
 from newsletter.store.papers import get_paper, list_papers
-from newsletter.store.subscribers import NotSubscribedError, get_subscriber, get_subscriber_by_id
+from newsletter.store.access import Transactions
+from newsletter.store.subscribers import (AlreadySubscribedError, NotSubscribedError, add_subscriber, get_subscriber,
+                                          get_subscriber_by_id, remove_subscriber, set_status)
+from newsletter.store.subscribers import rename_subscriber as _rename_subscriber
 from newsletter.subscribers.exporter import export_subscribers
 from newsletter.subscribers.importer import ImportReport, import_subscribers
 from newsletter.subscribers.profiles import ProfileError, merge_profile
@@ -49,10 +52,13 @@ from newsletter.subscribers.profiles import ProfileError, merge_profile
 __all__ = [
     "BounceRun", "Check", "Config", "CopyReport", "GoLiveError", "ImportReport", "IngestReport", "Issue", "IssueEdits",
     "IssueFrozenError", "IssuePlan", "LeftOut", "NewsletterError", "Paper", "PreviewFiles", "ProfileError", "Rating",
-    "Reader", "ReaderProfile", "RenderedIssue", "RunReport", "Store", "Subscriber",
+    "Reader", "ReaderProfile", "RenderedIssue", "RunReport", "StatusChange", "Store", "Subscriber",
     "check", "copy_store", "dns_advice", "edit_issue", "export_subscribers", "import_subscribers", "ingest", "issues",
     "load_config", "next_issue", "next_issue_plan", "open_store", "papers", "preview", "process_bounces", "render",
     "rate", "reader", "reader_issue", "resend", "send", "set_profile",
+    # the web app's doors
+    "NotSubscribedError", "add_pending_subscriber", "change_subscriber_status", "find_papers", "find_subscriber",
+    "rename_subscriber", "withdraw_pending_subscriber",
 ]
 
 
@@ -240,3 +246,89 @@ def rate(store: Store, who: str | int, paper: str, value: int, *, require_known:
         if require_known and get_paper(conn, paper_id) is None:
             raise ProfileError("no such paper in the store (ingest it first)", where=paper_id)
         return _profiles.rate(conn, subscriber.id, paper_id, value)
+
+
+# -- the web app's doors: subscribing, confirming, leaving, a reader's page, paper titles ---------
+# The web's pages read through a read-only store and its unsubscribe through a quick-write one
+# (newsletter.store.access); every function here takes either, or a ``Store``.
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A subscriber before and after ``change_subscriber_status`` (None: not on file)."""
+
+    before: Subscriber | None
+    after: Subscriber | None
+
+    @property
+    def changed(self) -> bool:
+        return self.before is not None and self.after is not None and self.before.status != self.after.status
+
+
+def find_subscriber(store: Store | Transactions, who: str | int) -> Subscriber | None:
+    """The subscriber with this address (any spelling) or id; None when not on file."""
+    with store.atomic() as conn:
+        return get_subscriber_by_id(conn, who) if isinstance(who, int) else get_subscriber(conn, who)
+
+
+def add_pending_subscriber(store: Store | Transactions, email: str, name: str = "", *,
+                           detail: str = "asked on the web form", now: datetime | None = None) -> Subscriber | None:
+    """Put a new address on file as ``pending`` (waiting for its confirmation link). None when it
+    is already on file, in any state: nothing about it changes, so a request can neither reveal
+    nor undo an address's state (one that left comes back only through a confirmation)."""
+    try:
+        with store.atomic() as conn:
+            if get_subscriber(conn, email) is not None:
+                return None
+            return add_subscriber(conn, email, name=name, status="pending", now=now, detail=detail)
+    except AlreadySubscribedError:
+        return None  # a concurrent request for the same address added it first
+
+
+def withdraw_pending_subscriber(store: Store | Transactions, subscriber_id: int) -> bool:
+    """Remove a ``pending`` subscriber whose confirmation could not be sent, so nothing stays on
+    file for a message that never went. Left alone (False) when it is no longer pending."""
+    with store.atomic() as conn:
+        subscriber = get_subscriber_by_id(conn, subscriber_id)
+        if subscriber is None or subscriber.status != "pending":
+            return False
+        remove_subscriber(conn, subscriber.email)
+        return True
+
+
+def change_subscriber_status(store: Store | Transactions, email: str, status: str, reason: str, *,
+                             expected: Subscriber | None = None, allow_reactivate: bool = False,
+                             now: datetime | None = None) -> StatusChange:
+    """Set a subscriber's status, with an event saying why (the same status again changes
+    nothing). With ``expected``, only if the status and when it last changed are still those of
+    ``expected``: a decision made on what was read earlier never overrides a change made since.
+    A suppressed address becomes pending or active only with ``allow_reactivate``
+    (``SuppressedError`` otherwise). Not on file: ``before`` and ``after`` are None."""
+    with store.atomic() as conn:
+        before = get_subscriber(conn, email)
+        if before is None:
+            return StatusChange(None, None)
+        if expected is not None and (before.status, before.status_changed_at) != (expected.status,
+                                                                                  expected.status_changed_at):
+            return StatusChange(before, before)
+        after = set_status(conn, before.email, status, reason, now=now, allow_reactivate=allow_reactivate)
+        return StatusChange(before, after)
+
+
+def rename_subscriber(store: Store | Transactions, who: str | int, name: str) -> Subscriber | None:
+    """Change the name a subscriber is greeted by (cleaned to one line); the status is left
+    alone. None when not on file."""
+    with store.atomic() as conn:
+        found = get_subscriber_by_id(conn, who) if isinstance(who, int) else get_subscriber(conn, who)
+        return None if found is None else _rename_subscriber(conn, found.email, name)
+
+
+def find_papers(store: Store | Transactions, paper_ids: Sequence[str]) -> dict[str, Paper]:
+    """The papers of these canonical ids that are in the store, by id (the rest are left out)."""
+    found: dict[str, Paper] = {}
+    with store.atomic() as conn:
+        for paper_id in dict.fromkeys(paper_ids):
+            paper = get_paper(conn, paper_id)
+            if paper is not None:
+                found[paper_id] = paper
+    return found
