@@ -21,6 +21,8 @@ _WORD = re.compile(r"\w+")
 
 def _fold(text: str) -> str:
     """Lower case without accents: "Schrödinger" matches "schrodinger"."""
+    if text.isascii():
+        return text.lower()
     text = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in text if not unicodedata.combining(c))
 

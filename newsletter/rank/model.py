@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from sklearn import config_context
 from sklearn.svm import SVC
 
 from newsletter.rank.text import TextModel
@@ -34,16 +35,18 @@ class RatingModel:
         self._rows = rows            # their similarity rows against the candidates
 
     @classmethod
-    def fit(cls, text: TextModel, ids: Sequence[str], labels: Sequence[int],
+    def fit(cls, gram: "Gram", ids: Sequence[str], labels: Sequence[int],
             rows: Sequence[np.ndarray]) -> "RatingModel | None":
         """The model on papers ``ids`` labelled +1/-1, whose similarity rows are ``rows``; None
         when there are too few labels of either sign to learn from."""
-        y = np.asarray(labels)
-        if len(y) < MIN_LABELLED or min(int((y > 0).sum()), int((y < 0).sum())) < MIN_EACH:
+        if not learns(labels):
             return None
-        vectors = text.rows(ids)
-        gram = np.asarray((vectors @ vectors.T).toarray(), dtype=np.float64)
-        svm = SVC(kernel="precomputed", C=1.0, class_weight="balanced").fit(gram, y)
+        y = np.asarray(labels)
+        # "balanced" weights, computed here: sklearn's own check of them costs more than the fit,
+        # as does its validation of inputs built right here (skipped for the same reason).
+        weights = {label: len(y) / (2 * int((y == label).sum())) for label in (-1, 1)}
+        with config_context(assume_finite=True, skip_parameter_validation=True):
+            svm = SVC(kernel="precomputed", C=1.0, class_weight=weights).fit(gram.of(ids), y)
         coef = svm.dual_coef_[0]                                  # > 0 for class +1 (classes_ = [-1, 1])
         support = np.stack([rows[i] for i in svm.support_]).astype(np.float64)
         decision = coef @ support                                 # the intercept shifts every paper alike
@@ -59,3 +62,23 @@ class RatingModel:
         pulls = self._weights * self._rows[:, position]
         best = int(np.argmax(pulls))
         return self._ids[best] if pulls[best] > 0 else None
+
+
+def learns(labels: Sequence[int]) -> bool:
+    """Whether a reader with these labels (+1/-1) gets a model."""
+    positive = sum(1 for v in labels if v > 0)
+    return len(labels) >= MIN_LABELLED and min(positive, len(labels) - positive) >= MIN_EACH
+
+
+class Gram:
+    """The dot products among every paper a batch's readers labelled, in one sparse product:
+    each reader's Gram matrix is then a slice of it, not a product of its own."""
+
+    def __init__(self, text: TextModel, ids: Sequence[str]) -> None:
+        self._index = {paper_id: n for n, paper_id in enumerate(ids)}
+        vectors = text.rows(ids)
+        self._matrix = np.asarray((vectors @ vectors.T).toarray(), dtype=np.float64)
+
+    def of(self, ids: Sequence[str]) -> np.ndarray:
+        at = [self._index[i] for i in ids]
+        return self._matrix[np.ix_(at, at)]

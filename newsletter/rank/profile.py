@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from newsletter.models import Rating, ReaderProfile
 from newsletter.rank import reasons
-from newsletter.rank.model import RatingModel
+from newsletter.rank.model import Gram, RatingModel, learns
 from newsletter.rank.week import Week
 
 W_INTEREST = 1.0
 W_LIKE = 1.0
 W_DOWN = 0.5      # closeness to a paper rated down pushes away, less than a like pulls
 W_AUTHOR = 0.3
-W_CATEGORY = 0.15
+W_CATEGORY = 0.08
 W_MODEL = 0.3     # the rating model's decision, scaled to [-1, 1] per reader
 W_STANDING = 0.05
 
@@ -73,6 +73,20 @@ class Reader:
         return self.input.profile.is_empty and not self.input.ratings
 
     @property
+    def labelled(self) -> tuple[str, ...]:
+        """The papers the reader labelled, positive first: what their model learns from."""
+        return self.liked + self.rated_up + self.rated_down
+
+    @property
+    def labels(self) -> list[int]:
+        return [1] * (len(self.liked) + len(self.rated_up)) + [-1] * len(self.rated_down)
+
+    @property
+    def learns(self) -> bool:
+        """Whether they labelled enough papers, of both signs, for a model of their own."""
+        return learns(self.labels)
+
+    @property
     def keys(self) -> list[Key]:
         """The similarity rows this reader's score needs."""
         return [("topic", t) for t in self.topics] + [("paper", i) for i in self.liked + self.rated_up + self.rated_down]
@@ -99,7 +113,8 @@ class ReaderScore:
     """The reader's score of every candidate (higher first; -inf: never picked) and the reason
     for any of them."""
 
-    def __init__(self, reader: Reader, week: Week, rows: Mapping[Key, np.ndarray], excluded: np.ndarray) -> None:
+    def __init__(self, reader: Reader, week: Week, rows: Mapping[Key, np.ndarray], excluded: np.ndarray,
+                 gram: Gram | None) -> None:
         self.reader, self.week = reader, week
         self.topic_rows = [rows[("topic", t)] for t in reader.topics]
         positive = reader.liked + reader.rated_up
@@ -115,9 +130,8 @@ class ReaderScore:
         self.author_mask = np.zeros(len(week.candidates), dtype=bool)
         for _, found in self.authors:
             self.author_mask[found] = True
-        self.model = RatingModel.fit(week.text, positive + reader.rated_down,
-                                     [1] * len(positive) + [-1] * len(down_rows),
-                                     [rows[("paper", i)] for i in positive + reader.rated_down])
+        self.model = RatingModel.fit(gram, reader.labelled, reader.labels,
+                                     [rows[("paper", i)] for i in reader.labelled]) if gram else None
         self.interest = np.maximum.reduce(self.topic_rows) if self.topic_rows else None
         self.like = None
         if self.positive_rows is not None:
@@ -140,31 +154,39 @@ class ReaderScore:
         out[self.category_mask] += W_CATEGORY
         out[self.excluded] = -np.inf
 
-    def reason(self, position: int) -> str:
-        """Why candidate ``position`` is in this reader's issue: the signal that added most,
-        if it added at least what the paper's global standing did; else its standing."""
-        options: list[tuple[float, str]] = []
-        if self.author_mask[position]:
-            name = next(n for n, found in self.authors if position in found)
-            options.append((W_AUTHOR, reasons.followed_author(name)))
+    def reasons(self, positions: Sequence[int]) -> list[str]:
+        """Why each candidate of ``positions`` is in this reader's issue: the signal that added
+        most, if it added at least what the paper's global standing did; else its standing."""
+        at = np.asarray(positions, dtype=np.intp)
+        options: list[tuple[np.ndarray, Callable[[int], str]]] = []   # (value per pick, its reason)
+        if self.author_mask.any():
+            options.append((np.where(self.author_mask[at], W_AUTHOR, 0.0), lambda i: reasons.followed_author(
+                next(n for n, found in self.authors if at[i] in found))))
         if self.topic_rows:
-            sims = [row[position] for row in self.topic_rows]
-            best = int(np.argmax(sims))
-            options.append((W_INTEREST * float(sims[best]), reasons.matches(self.reader.topics[best])))
+            sims = np.stack([row[at] for row in self.topic_rows])
+            topic = sims.argmax(axis=0)
+            options.append((W_INTEREST * sims.max(axis=0), lambda i: reasons.matches(self.reader.topics[topic[i]])))
         if self.like is not None and self.positive_rows is not None:
-            best = int(np.argmax(self.positive_rows[:, position]))
-            options.append((W_LIKE * float(self.like[position]), self._like(self.positive_ids[best])))
+            liked = self.positive_rows[:, at].argmax(axis=0)
+            options.append((W_LIKE * self.like[at], lambda i: self._like(self.positive_ids[liked[i]])))
         if self.model is not None:
-            strongest = self.model.strongest(position)
-            if strongest is not None:
-                options.append((W_MODEL * float(self.model.decision[position]), self._like(strongest)))
-        if self.category_mask[position]:
-            options.append((W_CATEGORY, reasons.in_category(self._category(position))))
-        standing = W_STANDING * float(self.week.standing[position])
-        best_value, best_reason = max(options, key=lambda o: o[0], default=(0.0, ""))
-        if best_value > 0 and best_value >= standing:
-            return best_reason
-        return reasons.TOP_OF_THE_WEEK if self.week.candidates[position].id in self.week.shared else reasons.NEW_THIS_WEEK
+            model = self.model
+            options.append((W_MODEL * model.decision[at], lambda i: self._like(model.strongest(int(at[i])) or "")))
+        if self.category_mask.any():
+            options.append((np.where(self.category_mask[at], W_CATEGORY, 0.0),
+                            lambda i: reasons.in_category(self._category(int(at[i])))))
+        standing = W_STANDING * self.week.standing[at]
+        values = np.stack([v for v, _ in options]) if options else np.zeros((1, len(at)))
+        winner, best = values.argmax(axis=0), values.max(axis=0)
+        result = []
+        for i, position in enumerate(at):
+            if best[i] > 0 and best[i] >= standing[i]:
+                result.append(options[winner[i]][1](i))
+            elif self.week.candidates[position].id in self.week.shared:
+                result.append(reasons.TOP_OF_THE_WEEK)
+            else:
+                result.append(reasons.NEW_THIS_WEEK)
+        return result
 
     def _like(self, paper_id: str) -> str:
         return reasons.like(self.week.papers[paper_id], rated=paper_id not in self.reader.liked)

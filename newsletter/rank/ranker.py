@@ -16,6 +16,7 @@ import numpy as np
 
 from newsletter.models import Paper, Pick
 from newsletter.rank import reasons
+from newsletter.rank.model import Gram
 from newsletter.rank.profile import Key, Reader, ReaderInput, ReaderScore, resolve
 from newsletter.rank.week import Week
 
@@ -68,13 +69,15 @@ class Ranker:
 
     def _rank_warm(self, readers: list[Reader]) -> list[list[Pick]]:
         rows = self._similarity_rows({key for reader in readers for key in reader.keys})
+        labelled = list(dict.fromkeys(i for reader in readers if reader.learns for i in reader.labelled))
+        gram = Gram(self.week.text, labelled) if labelled else None
         count = len(self.week.candidates)
         scores = np.empty((len(readers), count), dtype=np.float64)
         explained: list[ReaderScore] = []
         pins: list[list[str]] = []
         for row, reader in enumerate(readers):
             excluded, kept_pins = self._excluded(reader)
-            score = ReaderScore(reader, self.week, rows, excluded)
+            score = ReaderScore(reader, self.week, rows, excluded, gram if reader.learns else None)
             score.into(scores[row])
             explained.append(score)
             pins.append(kept_pins)
@@ -84,7 +87,7 @@ class Ranker:
         for row, (score, kept_pins) in enumerate(zip(explained, pins)):
             chosen = [int(c) for c in best[row][:wanted[row]] if np.isfinite(scores[row, c])]
             result.append([Pick(i, reasons.EDITORS_PICK) for i in kept_pins]
-                          + [Pick(self.week.candidates[c].id, score.reason(c)) for c in chosen])
+                          + [Pick(self.week.candidates[c].id, why) for c, why in zip(chosen, score.reasons(chosen))])
         return result
 
     def _excluded(self, reader: Reader) -> tuple[np.ndarray, list[str]]:

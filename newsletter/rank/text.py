@@ -26,7 +26,8 @@ MIN_DF_FROM = 100
 
 
 def fold_plural(word: str) -> str:
-    """Harman's "S" stemmer: ``galaxies`` -> ``galaxy``, ``networks`` -> ``network``.
+    """Harman's "S" stemmer, a little extended: ``galaxies`` -> ``galaxy``, ``networks`` ->
+    ``network``, ``processes`` -> ``process``, ``analysis`` kept.
 
     Why: a reader writes "neural network" and a paper says "networks"; the plural is the most
     common mismatch, and a full stemmer would make the words a reader sees in a reason unreadable.
@@ -35,17 +36,20 @@ def fold_plural(word: str) -> str:
         return word
     if word.endswith("ies") and not word.endswith(("eies", "aies")):
         return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes")):   # glasses, boxes, patches: not Harman's
+        return word[:-2]
     if word.endswith("es") and not word.endswith(("aes", "ees", "oes")):
         return word[:-1]
-    if word.endswith("s") and not word.endswith(("us", "ss")):
+    if word.endswith("s") and not word.endswith(("us", "ss", "is")):
         return word[:-1]
     return word
 
 
 def tokens(text: str) -> list[str]:
     """Lower-case, accents stripped, stop words out, plurals folded: what the vectorizer counts."""
-    text = unicodedata.normalize("NFKD", text.lower())
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = text.lower()
+    if not text.isascii():
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     return [fold_plural(w) for w in _WORD.findall(text) if w not in ENGLISH_STOP_WORDS]
 
 
