@@ -176,11 +176,13 @@ def main() -> None:
     one = run_child("--child", "one", *sizes)
     one_total = one["per_reader_ms"] * ours["personal"] / 1000
     print()
-    print(f"| {'':40s} | time      | peak RSS  |")
-    print(f"| {'inputs only (generate every reader)':40s} | {floor['elapsed_s']:7.1f} s | {floor['peak_mb']:6.0f} MB |")
-    print(f"| {'rank_all: fit the text model':40s} | {ours['fit_s']:7.1f} s |           |")
-    print(f"| {'rank_all: fit + every reader':40s} | {ours['elapsed_s']:7.1f} s | {ours['peak_mb']:6.0f} MB |")
-    print(f"| {'one at a time (picks), extrapolated':40s} | {one_total:7.1f} s |           |")
+    print(f"| {'':40s} | wall      | CPU (process) | peak RSS  |")
+    print(f"| {'inputs only (generate every reader)':40s} | {floor['elapsed_s']:7.1f} s | {floor['cpu_s']:11.1f} s "
+          f"| {floor['peak_mb']:6.0f} MB |")
+    print(f"| {'rank_all: fit the text model':40s} | {ours['fit_s']:7.1f} s | {'':13s} | {'':9s} |")
+    print(f"| {'rank_all: fit + every reader':40s} | {ours['elapsed_s']:7.1f} s | {ours['cpu_s']:11.1f} s "
+          f"| {ours['peak_mb']:6.0f} MB |")
+    print(f"| {'one at a time (picks), extrapolated':40s} | {one_total:7.1f} s | {'':13s} | {'':9s} |")
     print(f"\n{ours['personal']:,} readers ranked on their own ({ours['with_model']:,} with a rating model), "
           f"{ours['readers'] - ours['personal']:,} got the shared issue; {ours['picks']:,} picks; "
           f"one at a time: {one['per_reader_ms']:.2f} ms per profiled reader ({one['sampled']:,} sampled), "

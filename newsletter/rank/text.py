@@ -84,7 +84,7 @@ class TextModel:
             self.fitted = True
             rest = self.queries([paper_text(p) for p in extra])
             self.vectors = sparse.vstack([fitted, rest], format="csr", dtype=np.float32)
-        self._candidates_t = self.vectors[:self.candidate_count].T.tocsc()
+        self._candidates_t = self.vectors[:self.candidate_count].T.tocsr()  # CSR: no conversion per product
 
     def queries(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """The vectors of free texts (a reader's interest topics, papers), L2-normalised."""
