@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
-from newsletter.models import Paper, Rating, ReaderProfile
+from newsletter.models import Paper, Pick, Rating, ReaderProfile
 from newsletter.rank import Ranker, ReaderInput
 from newsletter.rank.match import Matcher, name_key, same_person
-from newsletter.rank.model import MIN_LABELLED, learns
+from newsletter.rank.model import MIN_LABELLED, dual_coefficients, learns
 from newsletter.rank.profile import interest_topics
 from newsletter.rank.reasons import MAX_REASON, like, matches, shorten
-from newsletter.rank.text import fold_plural, tokens
+from newsletter.rank.text import TextModel, fold_plural, tokens
 from test_rank import *  # noqa: F401,F403 -- every check of test_rank, on our own papers
 from test_rank import load_corpus
 
@@ -128,7 +130,6 @@ def test_the_newest_rating_of_a_paper_wins_and_overrides_a_like(fixtures_dir: Pa
     corpus = load_corpus(fixtures_dir)
     target = corpus.of("cs.CL")[0]
     ranker = Ranker(corpus.papers, shared=corpus.shared, pinned=[target.id])
-    from datetime import datetime, timezone
     old, new = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc)
     liked_then_down = ReaderInput(1, ReaderProfile(likes=(target.id,)), (Rating(1, target.id, -1, new),))
     assert target.id not in {p.paper_id for p in ranker.picks(liked_then_down)}
@@ -143,3 +144,21 @@ def test_standing_orders_the_rest_of_the_week_by_score(fixtures_dir: Path) -> No
     assert [p.paper_id for p in picks] == ["arxiv:4", "arxiv:3", "arxiv:2", "arxiv:1"]
     assert [p.reason for p in picks] == ["top of the week"] + ["new this week"] * 3
     assert np.all(np.diff(ranker.week.standing[[3, 2, 1, 0]]) < 0)
+
+
+def test_the_rating_model_is_scikit_learns_balanced_logistic_regression(fixtures_dir: Path) -> None:
+    """Our Newton fit in kernel form decides as ``LogisticRegression(class_weight="balanced")``
+    fitted on the same tf-idf vectors (up to its intercept, which moves every paper alike)."""
+    corpus = load_corpus(fixtures_dir)
+    text = TextModel(corpus.papers, [], [])
+    everything = text.vectors[:len(corpus.papers)]
+    rng = np.random.default_rng(7)
+    for liked in corpus.categories:
+        ids = [corpus.papers[i].id for i in rng.choice(len(corpus.papers), 14, replace=False)]
+        ids = [p.id for p in corpus.of(liked)[:3]] + [i for i in ids if corpus.labels[i] != liked]
+        y = np.array([1.0 if corpus.labels[i] == liked else -1.0 for i in ids])
+        vectors = text.rows(ids)
+        ours = dual_coefficients((vectors @ vectors.T).toarray().astype(np.float64), y) @ (vectors @ everything.T).toarray()
+        reference = LogisticRegression(class_weight="balanced", tol=1e-10, max_iter=100_000).fit(vectors, y)
+        theirs = reference.decision_function(everything) - reference.intercept_[0]
+        assert np.abs(ours - theirs).max() <= 1e-3 * np.abs(theirs).max(), liked

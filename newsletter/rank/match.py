@@ -61,14 +61,14 @@ class Matcher:
         self._texts: list[str] | None = None
         self._words: dict[str, set[int]] | None = None
         self._people: dict[str, list[tuple[int, tuple[str, ...]]]] = defaultdict(list)
-        self._categories: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        self._categories: dict[str, set[int]] = defaultdict(set)
         for position, paper in enumerate(candidates):
             for author in paper.authors:
                 key = name_key(author)
                 if key is not None:
                     self._people[key[0]].append((position, key[1]))
             for category in paper.categories:
-                self._categories[category.casefold()].append((position, category))
+                self._categories[category.strip().casefold()].add(position)
         self._cache: dict[tuple[str, str], np.ndarray] = {}
 
     def muted(self, phrase: str) -> np.ndarray:
@@ -111,6 +111,6 @@ class Matcher:
         """Candidates listed in ``category``, compared case-insensitively."""
         key = ("category", category)
         if key not in self._cache:
-            found = self._categories.get(category.strip().casefold(), [])
-            self._cache[key] = np.array(sorted({p for p, _ in found}), dtype=np.intp)
+            found = self._categories.get(category.strip().casefold(), set())
+            self._cache[key] = np.array(sorted(found), dtype=np.intp)
         return self._cache[key]

@@ -170,9 +170,9 @@ class ReaderScore:
         if self.like is not None and self.positive_rows is not None:
             liked = self.positive_rows[:, at].argmax(axis=0)
             options.append((W_LIKE * self.like[at], lambda i: self._like(self.positive_ids[liked[i]])))
-        if self.model is not None:
+        if self.model is not None:   # a positive decision always has a liked paper that pulled it up
             model = self.model
-            options.append((W_MODEL * model.decision[at], lambda i: self._like(model.strongest(int(at[i])) or "")))
+            options.append((W_MODEL * model.decision[at], lambda i: self._like(str(model.strongest(int(at[i]))))))
         if self.category_mask.any():
             options.append((np.where(self.category_mask[at], W_CATEGORY, 0.0),
                             lambda i: reasons.in_category(self._category(int(at[i])))))

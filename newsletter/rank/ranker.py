@@ -33,6 +33,8 @@ class Ranker:
     papers that likes and ratings name, for their text; ``history``: past papers, fitted into
     the vocabulary with the candidates. ``pinned``: the editor's picks, first in every issue
     (unless the reader muted them or rated them down).
+
+    One ranker serves one thread: it keeps the similarity rows it computed for the next batch.
     """
 
     def __init__(self, candidates: Sequence[Paper], *, shared: Sequence[str], known: Mapping[str, Paper] | None = None,
