@@ -123,7 +123,8 @@ class Ranker:
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    """Each row's ``k`` highest columns, best first (ties: the lower column, i.e. candidate order)."""
+    """Each row's ``k`` highest columns, best first. Equal scores do not come from equal profiles:
+    every score holds the week's standing, which differs for every candidate."""
     if k <= 0:
         return np.zeros((scores.shape[0], 0), dtype=np.intp)
     if k < scores.shape[1]:
