@@ -47,6 +47,7 @@ _IV_BYTES = 16
 _MAX_TOKEN_CHARS = 2048  # an address is at most 254 characters; anything longer is not ours
 _TIME = struct.Struct(">Q")
 _RATING_ID = struct.Struct(">Q")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _RATING_TAG_BYTES = 12  # 96 bits: forging one takes 2**96 tries against a server that rate-limits
 
 
@@ -126,9 +127,13 @@ class Signer:
         neither of which is personal, and a personal issue carries one per card, so it must
         cost a microsecond (one HMAC), not a seal's several. The direction (up, down, undo) is
         in the URL beside it: whoever holds the reader's link may rate either way anyway."""
-        payload = _RATING_ID.pack(subscriber_id) + paper_id.encode("utf-8")
+        return self.rating_token_bytes(subscriber_id, paper_id.encode("utf-8")).decode("ascii")
+
+    def rating_token_bytes(self, subscriber_id: int, paper_id: bytes) -> bytes:
+        """``rating_token`` as ASCII bytes, for the message builder's hot loop."""
+        payload = _RATING_ID.pack(subscriber_id) + paper_id
         tag = hmac.digest(self._rating_key, payload, "sha256")[:_RATING_TAG_BYTES]
-        return base64.urlsafe_b64encode(tag + payload).rstrip(b"=").decode("ascii")
+        return binascii.b2a_base64(tag + payload, newline=False).translate(_URLSAFE).rstrip(b"=")
 
     def verify_rating(self, token: str) -> tuple[int, str] | None:
         """(subscriber id, paper id) of a genuine rating token; None for a forged or altered one."""

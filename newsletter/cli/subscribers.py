@@ -103,9 +103,10 @@ def add_command(app: AppContext, email: str, name: str, pending: bool, force_sta
 
     change = api.add_subscriber(app.store, email, name=name, pending=pending, force=force_status,
                                 how="by command line")
-    s = change.subscriber
-    if change.was is not None:
-        console.print(f"{escape(s.email)} was {change.was} and is now {s.status}", soft_wrap=True)
+    s = change.after
+    assert s is not None
+    if change.before is not None:
+        console.print(f"{escape(s.email)} was {change.before.status} and is now {s.status}", soft_wrap=True)
         return
     console.print(f"Added {escape(s.email)} ({s.status})" + (f", name {escape(s.name)}" if s.name else "")
                   + f" to {escape(app.store.shown_url)}")
@@ -148,12 +149,13 @@ def unsubscribe_command(app: AppContext, email: str, reason: str, bounced: bool)
 
     default = "bounced (command line)" if bounced else "unsubscribed by command line"
     change = api.unsubscribe(app.store, email, reason or default, bounced=bounced)
-    s = change.subscriber
+    s = change.after
+    assert s is not None
     if bounced and s.status == "unsubscribed":
         # mark_bounced keeps an unsubscribe: the owner's own request is the stronger record.
         console.print(f"{escape(s.email)} is unsubscribed ({escape(s.status_reason)}) and stays so: an unsubscribe "
                       "is kept over a bounce, so no bounce was recorded; it will not be mailed again", soft_wrap=True)
-    elif change.was == s.status:
+    elif change.before is not None and change.before.status == s.status:
         console.print(f"{escape(s.email)} was already {s.status} ({escape(s.status_reason)}); nothing changed")
     else:
         console.print(f"{escape(s.email)} is now {s.status}: it will not be mailed again")
