@@ -125,14 +125,15 @@ class Signer:
 
         Signed, not sealed: it names a reader by their number and a paper by its public id,
         neither of which is personal, and a personal issue carries one per card, so it must
-        cost a microsecond (one HMAC), not a seal's several. The direction (up, down, undo) is
+        cost a microsecond, not a seal's several HMACs: the tag is keyed BLAKE2b (a MAC by
+        design, and a third of the cost of ``hmac.digest``). The direction (up, down, undo) is
         in the URL beside it: whoever holds the reader's link may rate either way anyway."""
         return self.rating_token_bytes(subscriber_id, paper_id.encode("utf-8")).decode("ascii")
 
     def rating_token_bytes(self, subscriber_id: int, paper_id: bytes) -> bytes:
         """``rating_token`` as ASCII bytes, for the message builder's hot loop."""
         payload = _RATING_ID.pack(subscriber_id) + paper_id
-        tag = hmac.digest(self._rating_key, payload, "sha256")[:_RATING_TAG_BYTES]
+        tag = hashlib.blake2b(payload, key=self._rating_key, digest_size=_RATING_TAG_BYTES).digest()
         return binascii.b2a_base64(tag + payload, newline=False).translate(_URLSAFE).rstrip(b"=")
 
     def verify_rating(self, token: str) -> tuple[int, str] | None:
@@ -146,7 +147,7 @@ class Signer:
         tag, payload = raw[:_RATING_TAG_BYTES], raw[_RATING_TAG_BYTES:]
         if len(payload) <= _RATING_ID.size:
             return None
-        expected = hmac.digest(self._rating_key, payload, "sha256")[:_RATING_TAG_BYTES]
+        expected = hashlib.blake2b(payload, key=self._rating_key, digest_size=_RATING_TAG_BYTES).digest()
         if not hmac.compare_digest(tag, expected):
             return None
         paper_id = _text(payload[_RATING_ID.size:])
