@@ -24,9 +24,11 @@ from newsletter.deliver.golive import require_go_live
 from newsletter.deliver.sender import ProgressCallback, SendOptions, deliver_issue
 from newsletter.deliver.transports import PermanentFailure, SmtpSettings, TemporaryFailure, open_transport
 from newsletter.errors import DeliveryError, IssueFrozenError, NewsletterError, NothingToSendError, SubscriberError
-from newsletter.models import Issue, IssueEdits, IssuePlan, RenderedIssue, RunReport, Subscriber
+from newsletter.models import Issue, IssueEdits, IssuePlan, Paper, RenderedIssue, RunReport, Subscriber
 from newsletter.render.issue import render_issue as render
+from newsletter.personal import Personal, prepare as prepare_personal
 from newsletter.render.messages import MessageFactory
+from newsletter.render.personal_messages import PersonalMessages
 from newsletter.render.preview import SAMPLE_READER, PreviewFiles, write_preview
 from newsletter.sources import load_source
 from newsletter.sources.fetch import is_url, user_agent
@@ -240,7 +242,30 @@ def preview_issue(store: Store, config: Config, out_dir: Path, *, subscriber_ema
         return None
     rendered = render_issue(store, config, issue)
     subscriber = _preview_subscriber(store, subscriber_email)
-    return write_preview(rendered, config, Signer(secret_key(config, store)), out_dir, subscriber, now=now)
+    signer = Signer(secret_key(config, store))
+    if subscriber.id is not None:
+        personal = prepare_personal(store, config, issue, write=False, only=[subscriber.id])
+        picks = personal.planned.get(subscriber.id)
+        if picks and personal.cards is not None:
+            return write_preview(rendered, config, signer, out_dir, subscriber, now=now, cards=personal.cards,
+                                 picks=picks)
+    return write_preview(rendered, config, signer, out_dir, subscriber, now=now)
+
+
+def reader_next_issue(store: Store, config: Config, email: str, now: datetime | None = None
+                      ) -> tuple[Issue, list[tuple[Paper, str]], bool] | None:
+    """The next issue as one reader gets it: (issue, [(paper, why)], own), ``own`` False when
+    they get the shared issue (no profile, no ratings). None when there are no papers."""
+    issue = build_issue(store, config, now=now)
+    if issue is None:
+        return None
+    subscriber = _preview_subscriber(store, email)
+    assert subscriber.id is not None
+    personal = prepare_personal(store, config, issue, write=False, only=[subscriber.id])
+    picks = personal.planned.get(subscriber.id)
+    if not picks or personal.cards is None:
+        return issue, [(p, "") for p in issue.papers], False
+    return issue, [(personal.cards.papers[p.paper_id], p.reason) for p in picks], True
 
 
 def _preview_subscriber(store: Store, email: str | None):  # type: ignore[no-untyped-def]
@@ -267,7 +292,7 @@ def _send_options(config: Config, limit: int | None):  # type: ignore[no-untyped
 
 
 def _message_builder(store: Store, config: Config, rendered: RenderedIssue, *,  # type: ignore[no-untyped-def]
-                     test_copy: bool = False):
+                     test_copy: bool = False, personal: Personal | None = None):
     """``build(subscriber)`` for this issue.
 
     Each message is dated when it is built, never at the issue's time: a send the scheduler
@@ -278,13 +303,17 @@ def _message_builder(store: Store, config: Config, rendered: RenderedIssue, *,  
     mail service that drops a repeated Message-ID would otherwise hide the real one.
     """
     factory = MessageFactory(rendered, config, Signer(secret_key(config, store)))
+    own = PersonalMessages(factory, personal.cards) if personal is not None and personal.cards is not None else None
     if test_copy:
         return factory.build
     key = rendered.issue.key
 
-    def build(subscriber):  # type: ignore[no-untyped-def]
+    def build(subscriber, picks=None):  # type: ignore[no-untyped-def]
         digest = hashlib.sha256(f"{key}\n{subscriber.email.lower()}".encode()).hexdigest()[:20]
-        return factory.build(subscriber, message_id=f"<{key}.{digest}@{factory.domain}>")
+        message_id = f"<{key}.{digest}@{factory.domain}>"
+        if picks is not None and own is not None:
+            return own.build(subscriber, picks, message_id=message_id)
+        return factory.build(subscriber, message_id=message_id)
 
     return build
 
@@ -323,7 +352,7 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
                                      "`newsletter subscribers import`")
         issue = freeze_issue(conn, issue, rendered)
     rendered = render_issue(store, config, issue)  # the parts as frozen, even if another run froze first
-    build = _message_builder(store, config, rendered)
+    build = _message_builder(store, config, rendered, personal=prepare_personal(store, config, issue))
     transport = open_transport(config)
     return deliver_issue(store, issue.number, issue.key, build, transport, _send_options(config, limit),
                          stop=stop, progress=progress)
@@ -363,19 +392,24 @@ def _dry_run(store: Store, config: Config, rendered: RenderedIssue, limit: int |
         done = settled_subscriber_ids(conn, number, claimable) if number is not None else set()
         already = status_counts(conn, number)[SENT if config.smtp_enabled else WRITTEN] if number is not None else 0
         suppressed = subscriber_stats(conn)["suppressed"]
-    build = _message_builder(store, config, rendered)
     todo = [s for s in subscribers if s.id not in done][:limit]
+    personal = prepare_personal(store, config, rendered.issue, write=False, only=[s.id for s in todo if s.id])
+    build = _message_builder(store, config, rendered, personal=personal)
     errors = []
+    distinct: set[tuple[str, ...]] = set()
     for i, subscriber in enumerate(todo, start=1):
+        picks = personal.planned.get(subscriber.id) if subscriber.id is not None else None
+        distinct.add(tuple(p.paper_id for p in picks) if picks else ())
         try:
-            build(subscriber)
+            build(subscriber, picks)
         except NewsletterError as exc:
             errors.append(f"{subscriber.email}: {exc}")
         if progress is not None and (i % 500 == 0 or i == len(todo)):
             progress(i, len(todo))
     return RunReport(key, deferred=len(todo) - len(errors), failed=len(errors), suppressed=suppressed,
                      already_sent=already, elapsed_s=time.monotonic() - started,
-                     destination="nothing (dry run)", errors=tuple(errors))
+                     destination="nothing (dry run)", errors=tuple(errors), distinct_issues=len(distinct),
+                     personal=sum(1 for s in todo if s.id in personal.planned))
 
 
 def resend(store: Store, config: Config, issue_key: str | None = None, *, status: str = "failed",
@@ -406,6 +440,6 @@ def resend(store: Store, config: Config, issue_key: str | None = None, *, status
             raise NothingToSendError(f"no {status} deliveries to send again", where=issue_key)
     assert issue is not None
     rendered = render_issue(store, config, issue)
-    build = _message_builder(store, config, rendered)
+    build = _message_builder(store, config, rendered, personal=prepare_personal(store, config, issue, rank=False))
     return deliver_issue(store, number, issue_key, build, open_transport(config), _send_options(config, None),
                          stop=stop, progress=progress, add_subscribers=False)

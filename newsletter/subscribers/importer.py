@@ -30,6 +30,7 @@ from newsletter.errors import ImportRowsError, SubscriberError
 from newsletter.models import SUPPRESSED_STATUSES
 from newsletter.store import Store
 from newsletter.store.db import utcnow
+from newsletter.store.profiles import ImportedProfile, import_profiles, suppressed_keys
 from newsletter.files import not_regular_file
 from newsletter.store.schema import sqlite_time
 from newsletter.store.subscribers import import_session, json_refuses_nul, merge_staged, stage_rows
@@ -69,6 +70,8 @@ class ImportReport:
     invalid: list[SubscriberError] = field(default_factory=list)  # unless passed to on_invalid
     invalid_count: int = 0
     imported: bool = False
+    profiles: int = 0  # readers whose profile the file changed (our format's profile columns)
+    ratings: int = 0
 
 
 def _describe(text: str) -> str:
@@ -267,6 +270,7 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
     # Staged outside a transaction of the store (see begin_import); the merge is the transaction.
     with import_session(store) as conn:
         batch: list[tuple] = []
+        profiles: list[ImportedProfile] = []  # written after the merge, in its transaction
         rows = invalid = 0
         start = reader.line_num + 1
         try:
@@ -306,6 +310,8 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
                     sqlite_time(parsed.confirmed_at) if parsed.confirmed_at else None,
                     sqlite_time(parsed.status_changed_at) if parsed.status_changed_at else None,
                 ))
+                if parsed.profile is not None:
+                    profiles.append((normalized.lower(), parsed.profile.fields, parsed.profile.ratings))
                 if len(batch) >= BATCH_ROWS:
                     stage_rows(conn, batch)
                     batch.clear()
@@ -324,7 +330,10 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
                 "(fix them, or pass --skip-invalid to import the rest)", report.invalid)
         stage_rows(conn, batch)
         with conn.begin():  # the store's write lock (SQLite), or subscribers' (PostgreSQL), for the merge alone
+            held = suppressed_keys(conn, (key for key, _, _ in profiles)) if profiles else set()
             counts = merge_staged(conn, source=Path(shown).name, now=now)
+            if profiles:
+                report.profiles, report.ratings = import_profiles(conn, profiles, skip=held, now=now)
         if progress:
             progress()
     report.added, report.updated, report.unchanged = counts.added, counts.updated, counts.unchanged
