@@ -266,3 +266,4 @@ def test_a_nul_character_in_attributes_is_an_invalid_row_on_postgresql(store: St
     assert import_subscribers(store, path, now=LATER, skip_invalid=True).unchanged == 1
     with store.atomic() as conn:
         assert [s.attributes for s in list_subscribers(conn)] == [{"k": "x\\u0000y"}]
+

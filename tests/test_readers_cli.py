@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from newsletter.cli import main
+from test_postgres_import import new_postgres_database
 
 LIKES = Path(__file__).resolve().parent / "data" / "likes"
 BIB_IDS = ["arxiv:2212.04356", "arxiv:2312.00752", "arxiv:2403.05525", "doi:10.18653/v1/p19-1001",
@@ -179,8 +180,8 @@ def test_likes_from_a_zotero_export_with_likes_given_too(sqlite_run: Run) -> Non
     assert _show(sqlite_run)["profile"]["likes"] == ["arxiv:2501.12948", *ZOTERO_IDS]
 
 
-def test_export_has_the_profile_columns_and_imports_back_byte_for_byte(run: Run, any_store: str,
-                                                                        tmp_path: Path) -> None:
+def test_export_has_the_profile_columns_and_imports_back_byte_for_byte(run: Run, any_store: str, tmp_path: Path,
+                                                                        request: pytest.FixtureRequest) -> None:
     assert run("subscribers", "add", "bob@example.org").exit_code == 0
     assert run("subscribers", "add", "cy@example.org").exit_code == 0
     assert run("subscribers", "set", "ada@example.org", "--interests", "=cmd; speech, mostly ASR",
@@ -200,9 +201,9 @@ def test_export_has_the_profile_columns_and_imports_back_byte_for_byte(run: Run,
     assert '"Smith (MIT, CSAIL); Tri Dao"' in ada and ";".join(BIB_IDS).replace(";", "; ") in ada
     assert ada.index("arxiv:2501.12948") < ada.index('""value"": 1')
 
-    if not any_store.startswith("sqlite"):
-        return  # the import is SQLite's alone (docs/subscribers.md)
-    empty = _runner(f"sqlite:///{tmp_path / 'empty.db'}")
+    # Into an empty store of the same kind.
+    empty = _runner(f"sqlite:///{tmp_path / 'empty.db'}" if any_store.startswith("sqlite")
+                    else new_postgres_database(request.getfixturevalue("postgres_server")))
     result = empty("subscribers", "import", str(backup))
     assert result.exit_code == 0, result.output
     assert "Set 2 reader profiles and 2 ratings" in result.output
