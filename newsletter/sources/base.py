@@ -13,6 +13,7 @@ from typing import Iterable
 
 from newsletter.models import Paper
 from newsletter.sources import normalize
+from newsletter.sources.categories import clean_categories
 
 MAX_SCORE = 2**63 - 1
 # Longer than any real one: a title, abstract or name past these is cut on a word (with an
@@ -70,12 +71,14 @@ def build_paper(
     score: object = None,
     published_at: object = None,
     page_url: object = None,
+    categories: Iterable[object] = (),
     source: str,
 ) -> Paper | str:
     """A normalised ``Paper``, or the reason (a string) the entry is skipped.
 
     ``ids`` are extra identifiers (an arXiv id, a DOI, a guid) tried before ``url`` for the
     canonical id; the abstract page of an arXiv paper is always ``https://arxiv.org/abs/ID``.
+    ``categories`` are subject classes, primary first (``categories.clean_categories``).
     """
     clean = bounded(normalize.clean_title(title if isinstance(title, str) else None), MAX_TITLE_CHARS)
     if not clean:
@@ -120,4 +123,5 @@ def build_paper(
         published_at=normalize.utc_datetime(published_at),
         sources=(source,),
         page_url=_link(page_url),
+        categories=clean_categories(categories) if categories else (),
     )

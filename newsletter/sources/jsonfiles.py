@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from newsletter.errors import SourceError
+from newsletter.sources import categories, normalize
 from newsletter.sources.base import ParsedSource, build_paper
 
 HF_PAPER_PAGE = "https://huggingface.co/papers/{id}"
@@ -108,6 +109,7 @@ def _our_list(items: list[Any], source: str) -> ParsedSource:
             score=_first(item, "score", "upvotes", "stars"),
             published_at=_first(item, "published_at", "published", "date"),
             page_url=_first(item, "page_url") or details.get("page_url"),
+            categories=categories.from_value(item.get("categories")),
             source=source,
         ), where)
     return result
@@ -149,14 +151,19 @@ def _json_feed(data: dict[str, Any], source: str) -> ParsedSource:
             result.skipped.append(f"item {number}: not an object")
             continue
         authors = _names(item.get("authors")) or _names([item["author"]] if isinstance(item.get("author"), dict) else [])
+        url = _first(item, "external_url", "url")
+        ids = [x for x in (item.get("id"),) if isinstance(x, str)]
+        tags = item.get("tags")
+        paper_id = normalize.canonical_id(url if isinstance(url, str) else None, *ids) if tags else None
         result.add(build_paper(
             title=item.get("title"),
-            url=_first(item, "external_url", "url"),
-            ids=[x for x in (item.get("id"),) if isinstance(x, str)],
+            url=url,
+            ids=ids,
             authors=authors or feed_authors,
             abstract=_first(item, "summary", "content_text", "content_html"),
             thumbnail_url=_first(item, "image", "banner_image"),
             published_at=_first(item, "date_published", "date_modified"),
+            categories=categories.of_feed_entry(paper_id, tags if isinstance(tags, list) else []),
             source=source,
         ), f"item {number}")
     return result

@@ -3,7 +3,8 @@
 Merging is order-independent and idempotent, so ingesting the same source twice changes
 nothing and two sources reporting one paper converge whatever order they come in: the first
 title stays, the longer abstract and author list win, missing links are filled in, the score is
-the highest seen, the publication time the earliest, and sources accumulate. ``last_seen_at``
+the highest seen, the publication time the earliest, and sources and categories accumulate (the
+first source's categories first, so its primary stays first). ``last_seen_at``
 moves on every sighting without counting as an update.
 
 On SQLite the upsert binds values it has serialised itself (``_sqlite_values``: the same text
@@ -22,7 +23,7 @@ from datetime import datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import and_, bindparam, func, null, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import StatementError
 
@@ -32,7 +33,9 @@ from newsletter.store.schema import papers, source_state, sqlite_time
 
 _CHUNK = 500
 _CONTENT = ("title", "authors", "abstract", "url", "pdf_url", "code_url", "thumbnail_url",
-            "page_url", "score", "published_at", "sources")
+            "page_url", "score", "published_at", "sources", "categories")
+# As the sources bound them (sources/categories.py); a merge keeps the union within it too.
+MAX_CATEGORIES = 20
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ def _row_to_paper(row: Any) -> Paper:
         id=row.id, title=row.title, url=row.url, authors=tuple(row.authors or ()), abstract=row.abstract,
         pdf_url=row.pdf_url, code_url=row.code_url, thumbnail_url=row.thumbnail_url, score=row.score,
         published_at=row.published_at, first_seen_at=row.first_seen_at, last_seen_at=row.last_seen_at,
-        sources=tuple(row.sources or ()), page_url=row.page_url,
+        sources=tuple(row.sources or ()), page_url=row.page_url, categories=tuple(row.categories or ()),
     )
 
 
@@ -56,8 +59,25 @@ def _content(paper: Paper) -> dict[str, Any]:
         "title": paper.title, "authors": list(paper.authors), "abstract": paper.abstract, "url": paper.url,
         "pdf_url": paper.pdf_url, "code_url": paper.code_url, "thumbnail_url": paper.thumbnail_url,
         "page_url": paper.page_url, "score": paper.score, "published_at": paper.published_at,
-        "sources": list(paper.sources),
+        "sources": list(paper.sources), "categories": list(paper.categories),
     }
+
+
+def _bound(content: dict[str, Any]) -> dict[str, Any]:
+    """``_content`` as the Core path binds it: no categories is SQL NULL ("none known"), as in
+    rows stored before the column existed, not the JSON text ``[]``."""
+    if not content["categories"]:
+        return {**content, "categories": null()}
+    return content
+
+
+def _union_categories(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
+    """``old``, then what ``new`` adds (compared case-insensitively), at most ``MAX_CATEGORIES``."""
+    if not new or new == old:
+        return old
+    known = {c.casefold() for c in old}
+    added = tuple(c for c in new if c.casefold() not in known)
+    return (old + added)[:MAX_CATEGORIES] if added else old
 
 
 def merge_papers(old: Paper, new: Paper) -> Paper:
@@ -78,6 +98,7 @@ def merge_papers(old: Paper, new: Paper) -> Paper:
         score=max(scores) if scores else None,
         published_at=min(times) if times else None,
         sources=old.sources + tuple(s for s in new.sources if s not in old.sources),
+        categories=_union_categories(old.categories, new.categories),
     )
 
 
@@ -111,11 +132,11 @@ def _upsert_core(conn: Connection, batch: dict[str, Paper], now: datetime) -> Up
     for pid, paper in batch.items():
         old = existing.get(pid)
         if old is None:
-            inserts.append({"id": pid, **_content(paper), "first_seen_at": now, "last_seen_at": now})
+            inserts.append({"id": pid, **_bound(_content(paper)), "first_seen_at": now, "last_seen_at": now})
             continue
         merged = merge_papers(old, paper)
         if _content(merged) != _content(old):
-            updates.append({"b_id": pid, **_content(merged), "last_seen_at": now})
+            updates.append({"b_id": pid, **_bound(_content(merged)), "last_seen_at": now})
         else:
             seen.append(pid)
     if inserts:
@@ -150,7 +171,8 @@ def _sqlite_values(paper: Paper, sources_json: dict[tuple[str, ...], str]) -> tu
     if sources is None:
         sources = sources_json[paper.sources] = _json_names(paper.sources)
     return (paper.title, _json_names(paper.authors), paper.abstract, paper.url, paper.pdf_url, paper.code_url,
-            paper.thumbnail_url, paper.page_url, paper.score, sqlite_time(paper.published_at), sources)
+            paper.thumbnail_url, paper.page_url, paper.score, sqlite_time(paper.published_at), sources,
+            _json_names(paper.categories) if paper.categories else None)
 
 
 def _stored_values(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
