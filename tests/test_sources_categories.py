@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import func, select
 
 from newsletter import pipeline
 from newsletter.cli import main
 from newsletter.config import load_config
 from newsletter.sources import categories, load_source
 from newsletter.store.papers import get_paper, upsert_papers
+from newsletter.store.schema import papers as papers_table
 
 DATA = Path(__file__).resolve().parent / "data"
 OWN = DATA / "categories"
@@ -206,6 +208,29 @@ def test_papers_json_lists_categories_and_reads_back(tmp_path: Path, monkeypatch
     assert runner.invoke(main, ["--db", fresh, "ingest", "all.json"]).exit_code == 0
     copied = json.loads(runner.invoke(main, ["--db", fresh, "papers", "--all", "--json"]).output)
     assert {p["id"]: p["categories"] for p in copied} == listed
+
+
+def test_postgresql_stores_and_merges_them_as_sqlite_does(tmp_path: Path, postgres_url: str, config) -> None:
+    """PostgreSQL takes the SQLAlchemy Core path, SQLite its own: the same papers either way."""
+    from newsletter.store import open_store
+    from newsletter.store.papers import list_papers
+
+    sources = [str(OWN / "jsonfeed_tags.json"), str(OWN / "arxiv_api_classes.xml"), str(OWN / "papers_categories.csv")]
+    seen = {}
+    for name, url in (("sqlite", f"sqlite:///{tmp_path / 'c.db'}"), ("postgresql", postgres_url)):
+        store = open_store(url)
+        try:
+            reports = [pipeline.ingest(store, config, sources, now=T0 + timedelta(hours=h)) for h in (0, 1)]
+            with store.atomic() as conn:
+                papers = {p.id: p.categories for p in list_papers(conn)}
+                nulls = conn.execute(select(func.count()).select_from(papers_table)
+                                     .where(papers_table.c.categories.is_(None))).scalar_one()
+        finally:
+            store.dispose()
+        seen[name] = ([[(s.new, s.updated, s.unchanged) for s in r.sources] for r in reports], papers, nulls)
+    assert seen["postgresql"] == seen["sqlite"]
+    assert seen["sqlite"][1]["arxiv:2604.02001"] == ("cs.CL", "eess.AS", "cs.SD")
+    assert seen["sqlite"][2] == 3  # the blog post, the API paper without categories, the CSV row without
 
 
 # --- the conformance layer: the shared real-world corpus -------------------------------------
