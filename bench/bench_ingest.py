@@ -4,9 +4,10 @@ same bytes, in the same run.
     python bench/bench_ingest.py [--entries 1000] [--papers 10000] [--repeat 3] [--quick]
 
 Inputs are generated here (an arXiv-API-style Atom feed and a JSON list of papers in our own
-format), so the figures do not depend on any fixture. Targets: the feed's whole ingest at most
-1.3x ``feedparser.parse`` of the same bytes; the JSON file's whole ingest at most 2x the floor
-under it, ``json.load`` plus SQLite itself writing the same rows into a WAL file (measured here).
+format, one to three categories per paper), so the figures do not depend on any fixture.
+Targets: the feed's whole ingest at most 1.3x ``feedparser.parse`` of the same bytes; the JSON
+file's whole ingest at most 2x the floor under it, ``json.load`` plus SQLite itself writing the
+same rows into a WAL file (measured here).
 
 "+store" is the whole ingest of the input into a fresh store (parse, normalise, upsert, commit,
 connection closed); "again" ingests the same input a second time into that store (every paper
@@ -34,6 +35,7 @@ from newsletter.sources import parse_bytes  # noqa: E402
 from newsletter.store import Store, open_store  # noqa: E402
 from newsletter.store.papers import upsert_papers  # noqa: E402
 
+CATEGORIES = "cs.LG cs.CL cs.CV cs.AI stat.ML eess.AS cs.IR math.OC".split()
 WORDS = ("model learning data training language vision reasoning attention graph sparse efficient "
          "benchmark robust optimal transformer diffusion policy reward latent scaling retrieval").split()
 
@@ -52,6 +54,8 @@ def make_atom(entries: int, seed: int = 1) -> bytes:
         title = _sentence(rng, 12)
         abstract = " ".join(_sentence(rng, 18) for _ in range(14))
         authors = "".join(f"<author><name>Author {rng.randint(1, 9999)} Name</name></author>" for _ in range(rng.randint(2, 12)))
+        cats = rng.sample(CATEGORIES, rng.randint(1, 3))
+        categories = "".join(f'<category term="{c}" scheme="http://arxiv.org/schemas/atom"/>' for c in cats)
         parts.append(
             f"<entry><id>http://arxiv.org/abs/{aid}v1</id><updated>2026-03-01T12:00:00Z</updated>"
             f"<published>2026-03-01T12:00:00Z</published><title>{escape(title)}</title>"
@@ -59,8 +63,8 @@ def make_atom(entries: int, seed: int = 1) -> bytes:
             f'<arxiv:comment>12 pages, 4 figures</arxiv:comment>'
             f'<link href="http://arxiv.org/abs/{aid}v1" rel="alternate" type="text/html"/>'
             f'<link title="pdf" href="http://arxiv.org/pdf/{aid}v1" rel="related" type="application/pdf"/>'
-            f'<arxiv:primary_category term="cs.LG" scheme="http://arxiv.org/schemas/atom"/>'
-            f'<category term="cs.LG" scheme="http://arxiv.org/schemas/atom"/></entry>\n')
+            f'<arxiv:primary_category term="{cats[0]}" scheme="http://arxiv.org/schemas/atom"/>'
+            f'{categories}</entry>\n')
     parts.append("</feed>\n")
     return "".join(parts).encode("utf-8")
 
@@ -75,6 +79,7 @@ def make_json(papers: int, seed: int = 2) -> bytes:
             "authors": [f"Author {rng.randint(1, 9999)}" for _ in range(rng.randint(2, 8))],
             "abstract": " ".join(_sentence(rng, 18) for _ in range(8)),
             "score": rng.randint(0, 300), "published_at": "2026-03-01T12:00:00Z",
+            "categories": rng.sample(CATEGORIES, rng.randint(1, 3)),
         })
     return json.dumps({"papers": items}).encode("utf-8")
 
@@ -113,11 +118,11 @@ def time_sqlite_alone(repeat: int, data: bytes, name: str, folder: Path) -> tupl
     """Best times of writing the already-serialised rows with sqlite3 itself, into a WAL file as
     the store does (commit and close included) and into ``:memory:`` (SQLite's own work, no
     disk): the floor under "+store", which no code above SQLite can remove."""
-    from newsletter.store.papers import _INSERT_SQL, _sqlite_values
+    from newsletter.store.papers import _INSERT_SQL, _Serialised, _sqlite_values
 
     now = "2026-03-02 06:00:00.000000"
-    cache: dict = {}
-    rows = [(p.id, *_sqlite_values(p, cache), now, now) for p in parse_bytes(data, name).papers]
+    done = _Serialised()
+    rows = [(p.id, *_sqlite_values(p, done), now, now) for p in parse_bytes(data, name).papers]
     on_disk, in_memory = [], []
     for number in range(repeat):
         path = folder / f"floor-{number}.db"

@@ -166,18 +166,28 @@ _CONTROL_RE = re.compile(r"[\x01-\x08\x0e-\x1b\x7f-\x9f]")
 _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 
 
-def _is_clean(text: str) -> bool:
-    """True when ``clean_text`` would return ``text`` unchanged: ASCII without markup, entities,
-    control characters or whitespace other than single inner spaces.
+# What text that is clean as it stands never holds: ASCII control characters, "<" and "&".
+_UNCLEAN_BYTES = bytes(range(0x20)) + b"\x7f<&"
+_LONG = 200  # from this length on, deleting bytes beats str.isprintable (1.2 KB: ~0.9 us against ~2.7)
+
+
+def is_clean(text: str) -> bool:
+    """True when ``clean_text`` would return ``text`` (not empty) unchanged: ASCII without
+    markup, entities, control characters or whitespace other than single inner spaces.
 
     Most titles, names and abstracts are like that, and this check costs a fraction of the
     clean-up it spares: ASCII text is printable exactly when it holds no control character
-    (whitespace other than the space included), and each ``in`` is one ``memchr``. Measured:
-    ~7 us for a 1 KB abstract, where one regular expression over the same characters took
-    7-24 us. The ASCII test is O(1) in CPython; other text takes the full path.
+    (whitespace other than the space included), and each ``in`` is one ``memchr``. A long text
+    is checked as bytes instead: ``bytes.translate`` deleting every byte it must not hold leaves
+    it as long as it was only when there is none. The ASCII test is O(1) in CPython; other text
+    takes the full path.
     """
-    return (text.isascii() and text[0] != " " and text[-1] != " " and "<" not in text and "&" not in text
-            and text.isprintable() and "  " not in text)
+    if not text.isascii() or text[0] == " " or text[-1] == " ":
+        return False
+    if len(text) < _LONG:
+        return "<" not in text and "&" not in text and text.isprintable() and "  " not in text
+    data = text.encode("ascii")
+    return len(data.translate(None, _UNCLEAN_BYTES)) == len(data) and "  " not in text
 
 
 def _tag_gap(match: re.Match[str]) -> str:
@@ -197,7 +207,7 @@ def clean_text(text: str | None) -> str:
     """
     if not text:
         return ""
-    if _is_clean(text):
+    if is_clean(text):
         return text
     if "<" in text:
         text = _COMMENT_RE.sub(" ", text)

@@ -164,15 +164,36 @@ def _json_names(names: Sequence[str]) -> str:
         return json.dumps(list(names))
 
 
-def _sqlite_values(paper: Paper, sources_json: dict[tuple[str, ...], str]) -> tuple[Any, ...]:
-    """The ``_CONTENT`` columns of ``paper`` as SQLite stores them; ``sources_json`` caches the
-    serialised source lists, which a batch shares."""
-    sources = sources_json.get(paper.sources)
-    if sources is None:
-        sources = sources_json[paper.sources] = _json_names(paper.sources)
+class _Serialised:
+    """Text already made for this batch: source and category lists and times repeat from paper
+    to paper (one source; a few categories; a listing's one announcement time), and a dict
+    lookup costs a tenth of serialising them again."""
+
+    def __init__(self) -> None:
+        self.lists: dict[tuple[str, ...], str] = {}
+        self.times: dict[datetime, str | None] = {}
+
+    def names(self, names: tuple[str, ...]) -> str:
+        text = self.lists.get(names)
+        if text is None:
+            text = self.lists[names] = _json_names(names)
+        return text
+
+    def time(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return self.times[value]
+        except KeyError:
+            text = self.times[value] = sqlite_time(value)
+            return text
+
+
+def _sqlite_values(paper: Paper, done: _Serialised) -> tuple[Any, ...]:
+    """The ``_CONTENT`` columns of ``paper`` as SQLite stores them (no categories: NULL)."""
     return (paper.title, _json_names(paper.authors), paper.abstract, paper.url, paper.pdf_url, paper.code_url,
-            paper.thumbnail_url, paper.page_url, paper.score, sqlite_time(paper.published_at), sources,
-            _json_names(paper.categories) if paper.categories else None)
+            paper.thumbnail_url, paper.page_url, paper.score, done.time(paper.published_at),
+            done.names(paper.sources), done.names(paper.categories) if paper.categories else None)
 
 
 def _stored_values(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
@@ -198,12 +219,12 @@ def _upsert_sqlite_values(conn: Connection, batch: dict[str, Paper], now: dateti
     now_s = sqlite_time(now)
     ids = list(batch)
     stored = _stored_values(conn, ids)
-    sources_json: dict[tuple[str, ...], str] = {}
+    done = _Serialised()
     inserts: list[tuple[Any, ...]] = []
     seen: list[str] = []
     to_merge: list[str] = []
     for pid, paper in batch.items():
-        values = _sqlite_values(paper, sources_json)
+        values = _sqlite_values(paper, done)
         old = stored.get(pid)
         if old is None:
             inserts.append((pid, *values, now_s, now_s))
@@ -215,7 +236,7 @@ def _upsert_sqlite_values(conn: Connection, batch: dict[str, Paper], now: dateti
     for pid, old_paper in _existing(conn, to_merge).items():
         merged = merge_papers(old_paper, batch[pid])
         if _content(merged) != _content(old_paper):
-            updates.append((*_sqlite_values(merged, sources_json), now_s, pid))
+            updates.append((*_sqlite_values(merged, done), now_s, pid))
         else:
             seen.append(pid)
     if inserts:
