@@ -96,6 +96,7 @@ def _score(score: object) -> int | None:
 
 
 _new_instance = object.__new__
+_set_attribute = object.__setattr__
 
 
 def _paper(values: dict[str, Any]) -> Paper:
@@ -106,7 +107,7 @@ def _paper(values: dict[str, Any]) -> Paper:
     new instance given its attribute dict is the same value (``==``, hash, repr) for ~0.3 us.
     """
     paper = _new_instance(Paper)
-    paper.__dict__.update(values)
+    _set_attribute(paper, "__dict__", values)  # the dict itself: one object fewer than update()
     return paper
 
 
