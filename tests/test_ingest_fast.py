@@ -2,7 +2,8 @@
 
 Each shortcut taken for speed (bench/bench_ingest.py) has a general path beside it: an item of
 our JSON format read with one lookup per field, clean author lists taken whole, long text
-checked as bytes, a ``Paper`` made from its attribute dict. Generated inputs, full of the
+checked as bytes, a ``Paper`` made from its attribute dict, the garbage collector paused while a
+source is read. Generated inputs, full of the
 values that tell them apart (empty strings, lists and objects, 0 and false, spaces at the ends,
 markup, control characters), must give the same papers both ways.
 """
@@ -10,13 +11,16 @@ markup, control characters), must give the same papers both ways.
 from __future__ import annotations
 
 import dataclasses
+import gc
 from datetime import datetime, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from newsletter.errors import SourceError
 from newsletter.models import Paper
-from newsletter.sources import base, normalize
+from newsletter.sources import base, jsonfiles, normalize, parse_bytes
 from newsletter.sources.jsonfiles import _OTHER_KEYS, _item, _plain_item
 
 # Characters that matter to the clean-up, and a few that do not.
@@ -90,3 +94,25 @@ def test_a_paper_made_from_its_dict_is_the_constructors() -> None:
         pass
     else:
         raise AssertionError("a Paper made from its dict must stay frozen")
+
+
+def test_the_collector_is_paused_only_while_a_source_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[bool] = []
+
+    def spy(**fields):  # type: ignore[no-untyped-def]
+        seen.append(gc.isenabled())
+        return base.build_paper(**fields)
+
+    monkeypatch.setattr(jsonfiles, "build_paper", spy)
+    assert gc.isenabled()
+    try:
+        parse_bytes(b'[{"id": "2403.05525", "title": "T"}]', "a.json")
+        assert seen == [False] and gc.isenabled()
+        with pytest.raises(SourceError):
+            parse_bytes(b'{"papers": [', "broken.json")
+        assert gc.isenabled()  # back on after an error too
+        gc.disable()
+        parse_bytes(b'[{"id": "2403.05525", "title": "T"}]', "a.json")
+        assert not gc.isenabled() and seen == [False, False]  # off before: left off
+    finally:
+        gc.enable()
