@@ -53,7 +53,7 @@ def _names(value: Any) -> list[str]:
 def load_json(text: str, source: str) -> Any:
     try:
         data = json.loads(text)
-        if _SURROGATE_ESCAPE.search(text):
+        if "\\" in text and _SURROGATE_ESCAPE.search(text):  # memchr first: most files escape nothing
             data = _without_lone_surrogates(data)
     except json.JSONDecodeError as exc:
         raise SourceError(f"not valid JSON: {exc.msg} (column {exc.colno})", where=source, line=exc.lineno) from None
@@ -95,13 +95,16 @@ def parse_json(text: str, source: str) -> ParsedSource:
 def _our_list(items: list[Any], source: str) -> ParsedSource:
     """Our format; also takes the keys of common community scrapes (``paper_url``, ``details``)."""
     result = ParsedSource(source, format="JSON list")
+    papers, skipped = result.papers, result.skipped
     for number, item in enumerate(items, start=1):
         if not isinstance(item, dict):
-            result.skipped.append(f"entry {number}: not an object")
-        elif item.keys().isdisjoint(_OTHER_KEYS):
-            result.add(_plain_item(item, source), f"entry {number}")
+            skipped.append(f"entry {number}: not an object")
+            continue
+        paper = _plain_item(item, source) if item.keys().isdisjoint(_OTHER_KEYS) else _item(item, source)
+        if type(paper) is str:
+            skipped.append(f"entry {number}: {paper}")
         else:
-            result.add(_item(item, source), f"entry {number}")
+            papers.append(paper)  # type: ignore[arg-type]
     return result
 
 
