@@ -272,3 +272,15 @@ def test_real_biorxiv_blogs_and_hugging_face(fixtures_dir: Path) -> None:
     qemu = load_source("qemu.atom", path=fixtures_dir / "feeds_other/blog_atom1_jekyll_feed_relative_urls_qemu.atom",
                        timeout_s=5, max_bytes=10_000_000, base_url="https://www.qemu.org/").parsed
     assert qemu.papers and {p.categories for p in qemu.papers} == {()}  # "releases", "qemu 10.1"
+
+
+def test_an_issue_frozen_with_categories_reads_them_back_as_they_were() -> None:
+    """A sent issue keeps a copy of its papers (store/issues.py): categories come back a tuple,
+    so the paper is equal to (and hashes like) the one it was made from."""
+    from newsletter.models import Paper
+    from newsletter.store.issues import paper_from_json, paper_to_json
+
+    paper = Paper(id="arxiv:2604.02001", title="T", url="https://arxiv.org/abs/2604.02001", sources=("a",),
+                  published_at=T0, categories=("eess.AS", "cs.CL"))
+    again = paper_from_json(json.loads(json.dumps(paper_to_json(paper))))
+    assert again == paper and hash(again) == hash(paper)
