@@ -28,6 +28,7 @@ _ARXIV_URL_RE = re.compile(
 )
 _HF_URL_RE = re.compile(rf"^https?://(?:www\.)?huggingface\.co/papers/{_ARXIV_ID}/?$", re.IGNORECASE)
 _OAI_RE = re.compile(rf"^oai:arXiv\.org:{_ARXIV_ID}$", re.IGNORECASE)
+_ARXIV_PATTERNS = (_BARE_ID_RE, _ARXIV_URL_RE, _HF_URL_RE, _OAI_RE)
 _TRACKING_PARAMS = frozenset({"fbclid", "gclid", "mc_cid", "mc_eid", "ref_src"})
 _DOI_RE = re.compile(r"^(?:doi:\s*|https?://(?:dx\.)?doi\.org/)?(?P<doi>10\.\d{4,9}/\S+)$", re.IGNORECASE)
 
@@ -89,10 +90,11 @@ _TITLE_SUFFIX_RE = re.compile(r"\s*\(arXiv:[^\s)]+(?:\s+\[[^\]]*\])?(?:\s+[A-Z][
 
 def arxiv_id(text: str | None) -> str | None:
     """The version-less arXiv id in an id, ``arXiv:`` reference, OAI id or arXiv/HF URL."""
-    if not text:
-        return None
-    text = text.strip()
-    for pattern in (_BARE_ID_RE, _ARXIV_URL_RE, _HF_URL_RE, _OAI_RE):
+    return _arxiv_id(text.strip()) if text else None
+
+
+def _arxiv_id(text: str) -> str | None:
+    for pattern in _ARXIV_PATTERNS:
         m = pattern.match(text)
         if m:
             return m.group("id")
@@ -134,9 +136,9 @@ def canonical_id(*candidates: str | None) -> str | None:
     Candidates are tried in order of trust for each kind, so a feed entry can pass its guid,
     link and every other link it has and get ``arxiv:`` whenever any of them is an arXiv paper.
     """
-    present = [c.strip().removeprefix("url:") for c in candidates if c and c.strip()]
+    present = [c.removeprefix("url:") for c in map(str.strip, filter(None, candidates)) if c]
     for c in present:
-        found = arxiv_id(c)
+        found = _arxiv_id(c.strip())  # "url: 2403.05525" as the general form would read it
         if found:
             return f"arxiv:{found}"
     for c in present:
@@ -169,6 +171,7 @@ _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 # What text that is clean as it stands never holds: ASCII control characters, "<" and "&".
 _UNCLEAN_BYTES = bytes(range(0x20)) + b"\x7f<&"
 _LONG = 200  # from this length on, deleting bytes beats str.isprintable (1.2 KB: ~0.9 us against ~2.7)
+_DOUBLE_SPACE = re.compile("  ")  # in long text, ~0.6 us for 1.2 KB where `"  " in` took ~1.1
 
 
 def is_clean(text: str) -> bool:
@@ -187,7 +190,7 @@ def is_clean(text: str) -> bool:
     if len(text) < _LONG:
         return "<" not in text and "&" not in text and text.isprintable() and "  " not in text
     data = text.encode("ascii")
-    return len(data.translate(None, _UNCLEAN_BYTES)) == len(data) and "  " not in text
+    return len(data.translate(None, _UNCLEAN_BYTES)) == len(data) and _DOUBLE_SPACE.search(text) is None
 
 
 def _tag_gap(match: re.Match[str]) -> str:

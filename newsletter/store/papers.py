@@ -17,6 +17,7 @@ Other databases take the SQLAlchemy Core path. A test checks both store identica
 
 from __future__ import annotations
 
+import gc
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -119,9 +120,17 @@ def upsert_papers(conn: Connection, incoming: Iterable[Paper], now: datetime | N
         batch[paper.id] = merge_papers(batch[paper.id], paper) if paper.id in batch else paper
     if not batch:
         return UpsertCounts()
-    if conn.dialect.name == "sqlite":
+    if conn.dialect.name != "sqlite":
+        return _upsert_core(conn, batch, now)
+    # As while a source is read (sources.collector_paused): the collector would walk the papers
+    # just read, a tree of objects none of which is garbage, on every few hundred new rows.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
         return _upsert_sqlite(conn, batch, now)
-    return _upsert_core(conn, batch, now)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _upsert_core(conn: Connection, batch: dict[str, Paper], now: datetime) -> UpsertCounts:
@@ -174,26 +183,24 @@ class _Serialised:
         self.times: dict[datetime, str | None] = {}
 
     def names(self, names: tuple[str, ...]) -> str:
-        text = self.lists.get(names)
-        if text is None:
-            text = self.lists[names] = _json_names(names)
+        text = self.lists[names] = _json_names(names)
         return text
 
-    def time(self, value: datetime | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return self.times[value]
-        except KeyError:
-            text = self.times[value] = sqlite_time(value)
-            return text
+    def time(self, value: datetime) -> str | None:
+        text = self.times[value] = sqlite_time(value)
+        return text
 
 
 def _sqlite_values(paper: Paper, done: _Serialised) -> tuple[Any, ...]:
-    """The ``_CONTENT`` columns of ``paper`` as SQLite stores them (no categories: NULL)."""
+    """The ``_CONTENT`` columns of ``paper`` as SQLite stores them (no categories: NULL). The
+    caches are looked up here, not through methods: this runs once per paper."""
+    published, sources, categories = paper.published_at, paper.sources, paper.categories
+    lists = done.lists
     return (paper.title, _json_names(paper.authors), paper.abstract, paper.url, paper.pdf_url, paper.code_url,
-            paper.thumbnail_url, paper.page_url, paper.score, done.time(paper.published_at),
-            done.names(paper.sources), done.names(paper.categories) if paper.categories else None)
+            paper.thumbnail_url, paper.page_url, paper.score,
+            None if published is None else done.times.get(published) or done.time(published),
+            lists.get(sources) or done.names(sources),
+            (lists.get(categories) or done.names(categories)) if categories else None)
 
 
 def _stored_values(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
