@@ -138,8 +138,8 @@ def build_paper(
     if not clean:
         return "no title"
     url_s = _link(url) if url else None
-    candidates = [i if type(i) is str else str(i) for i in ids
-                  if isinstance(i, (str, int)) and (type(i) is not str or i.strip())]
+    # Blank ones are left to canonical_id, which skips them.
+    candidates = [i if type(i) is str else str(i) for i in ids if isinstance(i, (str, int))]
     paper_id = normalize.canonical_id(url_s, *candidates)
     if paper_id is None:
         return "no link or id"
