@@ -116,3 +116,31 @@ def test_the_collector_is_paused_only_while_a_source_is_read(monkeypatch: pytest
         assert not gc.isenabled() and seen == [False, False]  # off before: left off
     finally:
         gc.enable()
+
+
+def test_frozen_objects_stay_frozen_and_the_store_restores_the_collector(store) -> None:
+    """A process that froze objects (a server before it forks) keeps them frozen through a read;
+    writing the papers leaves the collector as it found it."""
+    from newsletter.store.papers import upsert_papers
+
+    data = b'[{"id": "2403.05525", "title": "T", "categories": ["cs.CL"]}]'
+    assert gc.get_freeze_count() == 0
+    papers = parse_bytes(data, "a.json").papers
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        parse_bytes(data, "a.json")
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+    with store.atomic() as conn:
+        upsert_papers(conn, papers)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with store.atomic() as conn:
+            upsert_papers(conn, papers)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
