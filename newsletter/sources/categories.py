@@ -2,12 +2,13 @@
 preprint servers' subject names (bioRxiv's ``Plant Biology``), primary first.
 
 Readers follow categories, so what is stored must be a subject class, not any tag a feed
-carries: a blog's free tags ("releases", "Snippets") are not. Hence two rules. A source whose
-categories are subject classes by definition (our JSON and CSV, the arXiv API, a DOI paper's
-``dc:subject``) is taken as written; a feed entry that is an arXiv paper keeps only the tags that
-are arXiv categories (the API also lists ACM and MSC classes, such as ``I.2.7``); any other feed
-entry (a blog post) gets none. arXiv categories are written the one way arXiv writes them
-(``CS.cl`` becomes ``cs.CL``), so a reader following ``cs.CL`` finds the paper whatever the source.
+carries: a blog's free tags ("releases", "Snippets") are not. Hence three rules. Our JSON and
+CSV name categories in a field of their own: taken as written. A feed entry that is an arXiv
+paper (API, listing, or a blog entry linking one) keeps only the tags that are arXiv categories
+(the API also lists ACM and MSC classes, such as ``I.2.7``); one that is a DOI paper keeps its
+subjects (bioRxiv's ``dc:subject``); any other (a blog post) gets none. arXiv categories are
+written the one way arXiv writes them (``CS.cl`` becomes ``cs.CL``), so a reader following
+``cs.CL`` finds the paper whatever the source.
 """
 
 from __future__ import annotations
