@@ -236,6 +236,7 @@ def paper_to_json(paper) -> dict:  # type: ignore[no-untyped-def]
         "thumbnail_url": paper.thumbnail_url, "page_url": paper.page_url, "score": paper.score,
         "published_at": iso(paper.published_at), "first_seen_at": iso(paper.first_seen_at),
         "last_seen_at": iso(paper.last_seen_at), "sources": list(paper.sources),
+        "categories": list(paper.categories),
     }
 
 

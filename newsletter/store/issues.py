@@ -49,7 +49,7 @@ def paper_from_json(data: dict[str, Any]) -> Paper:
     for name in ("published_at", "first_seen_at", "last_seen_at"):
         if values.get(name):
             values[name] = datetime.fromisoformat(values[name])
-    for name in ("authors", "sources"):
+    for name in ("authors", "sources", "categories"):
         values[name] = tuple(values.get(name) or ())
     return Paper(**values)
 
