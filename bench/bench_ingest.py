@@ -33,7 +33,7 @@ import feedparser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from newsletter.sources import parse_bytes  # noqa: E402
+from newsletter.sources import collector_paused, parse_bytes  # noqa: E402
 from newsletter.store import Store, open_store  # noqa: E402
 from newsletter.store.papers import upsert_papers  # noqa: E402
 
@@ -103,9 +103,11 @@ class Best:
 
 
 def ingest(data: bytes, name: str, store: Store) -> None:
-    parsed = parse_bytes(data, name)
-    with store.atomic() as conn:
-        upsert_papers(conn, parsed.papers)
+    """What ``newsletter ingest`` does with one source (pipeline._ingest_one), from its bytes."""
+    with collector_paused():
+        parsed = parse_bytes(data, name)
+        with store.atomic() as conn:
+            upsert_papers(conn, parsed.papers)
 
 
 def time_steps(repeat: int, data: bytes, name: str, bare, folder: Path) -> dict[str, Best]:  # type: ignore[no-untyped-def]

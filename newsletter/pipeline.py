@@ -30,7 +30,7 @@ from newsletter.personal import Personal, prepare as prepare_personal
 from newsletter.render.messages import MessageFactory
 from newsletter.render.personal_messages import PersonalMessages
 from newsletter.render.preview import SAMPLE_READER, PreviewFiles, write_preview
-from newsletter.sources import load_source
+from newsletter.sources import collector_paused, load_source
 from newsletter.sources.fetch import is_url, user_agent
 from newsletter.sources.report import IngestReport, SourceReport
 from newsletter.store import Store
@@ -82,39 +82,45 @@ def ingest(store: Store, config: Config, sources: Sequence[str] | None = None, *
     for name in names:
         if on_source is not None:
             on_source(name)
-        when = now or utcnow()
-        try:
-            with store.atomic() as conn:
-                state = get_source_state(conn, name)
-            loaded = load_source(name, timeout_s=config["sources.timeout_s"], max_bytes=config["sources.max_bytes"],
-                                 etag=state.etag, last_modified=state.last_modified,
-                                 path=SAMPLE_PAPERS if name == SAMPLE_SOURCE else None,
-                                 agent=user_agent(config["newsletter.base_url"]), base_url=base_url)
-            with store.atomic() as conn:
-                if loaded.not_modified:
-                    save_source_state(conn, SourceState(name, state.etag, state.last_modified, when, "304 not modified"))
-                    reports.append(SourceReport(name, format="unchanged since last fetch", not_modified=True))
-                    continue
-                parsed = loaded.parsed
-                assert parsed is not None
-                counts = upsert_papers(conn, parsed.papers, now=when)
-                if loaded.fetched is not None:
-                    save_source_state(conn, SourceState(name, loaded.fetched.etag, loaded.fetched.last_modified,
-                                                        when, str(loaded.fetched.status)))
-            reports.append(SourceReport(
-                name, format=parsed.format, new=counts.new, updated=counts.updated, unchanged=counts.unchanged,
-                skipped=len(parsed.skipped), warnings=tuple(parsed.warnings), skip_reasons=tuple(parsed.skipped)))
-        except NewsletterError as exc:
-            reports.append(SourceReport(name, error=str(exc) if exc.where else f"{name}: {exc}"))
-        except SQLAlchemyError as exc:
-            reports.append(SourceReport(name, error=f"{name}: cannot store the papers: {exc.__class__.__name__}: {exc}"))
-        except Exception as exc:  # noqa: BLE001 -- a reader's bug on odd input must not stop the other sources
-            reports.append(SourceReport(name, error=f"{name}: could not be read ({exc.__class__.__name__}: {exc}); "
-                                                    "nothing from it was stored"))
+        # One pause of the cyclic collector for the whole source (read, normalise, store): between
+        # the steps it would otherwise walk the growing list of papers again (sources.collector_paused).
+        with collector_paused():
+            reports.append(_ingest_one(store, config, name, now or utcnow(), base_url))
     return IngestReport(tuple(reports), used_sample=used_sample, elapsed_s=time.monotonic() - started)
 
 
 # --- compose and render: store -> Issue -> RenderedIssue -------------------------------------
+
+
+def _ingest_one(store: Store, config: Config, name: str, when: datetime, base_url: str | None) -> SourceReport:
+    """Read one source and store its papers in one transaction; its error, if any, is in the report."""
+    try:
+        with store.atomic() as conn:
+            state = get_source_state(conn, name)
+        loaded = load_source(name, timeout_s=config["sources.timeout_s"], max_bytes=config["sources.max_bytes"],
+                             etag=state.etag, last_modified=state.last_modified,
+                             path=SAMPLE_PAPERS if name == SAMPLE_SOURCE else None,
+                             agent=user_agent(config["newsletter.base_url"]), base_url=base_url)
+        with store.atomic() as conn:
+            if loaded.not_modified:
+                save_source_state(conn, SourceState(name, state.etag, state.last_modified, when, "304 not modified"))
+                return SourceReport(name, format="unchanged since last fetch", not_modified=True)
+            parsed = loaded.parsed
+            assert parsed is not None
+            counts = upsert_papers(conn, parsed.papers, now=when)
+            if loaded.fetched is not None:
+                save_source_state(conn, SourceState(name, loaded.fetched.etag, loaded.fetched.last_modified,
+                                                    when, str(loaded.fetched.status)))
+        return SourceReport(name, format=parsed.format, new=counts.new, updated=counts.updated,
+                            unchanged=counts.unchanged, skipped=len(parsed.skipped), warnings=tuple(parsed.warnings),
+                            skip_reasons=tuple(parsed.skipped))
+    except NewsletterError as exc:
+        return SourceReport(name, error=str(exc) if exc.where else f"{name}: {exc}")
+    except SQLAlchemyError as exc:
+        return SourceReport(name, error=f"{name}: cannot store the papers: {exc.__class__.__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 -- a reader's bug on odd input must not stop the other sources
+        return SourceReport(name, error=f"{name}: could not be read ({exc.__class__.__name__}: {exc}); "
+                                        "nothing from it was stored")
 
 
 def build_issue(store: Store, config: Config, now: datetime | None = None) -> Issue | None:

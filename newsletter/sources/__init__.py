@@ -20,7 +20,7 @@ from newsletter.errors import SourceError
 from newsletter.sources.base import ParsedSource
 from newsletter.sources.fetch import USER_AGENT, Fetched, fetch_url, is_url, read_file
 
-__all__ = ["LoadedSource", "ParsedSource", "detect_format", "load_source", "parse_bytes"]
+__all__ = ["LoadedSource", "ParsedSource", "collector_paused", "detect_format", "load_source", "parse_bytes"]
 
 _FEED_SUFFIXES = (".xml", ".rss", ".atom", ".rdf")
 _WESTERN_FIRST = ("cp1252", "latin_1", "iso8859_15")
