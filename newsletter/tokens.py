@@ -136,6 +136,16 @@ class Signer:
         tag = hashlib.blake2b(payload, key=self._rating_key, digest_size=_RATING_TAG_BYTES).digest()
         return binascii.b2a_base64(tag + payload, newline=False).translate(_URLSAFE).rstrip(b"=")
 
+    def rating_tokens(self, subscriber_id: int, paper_ids: list[bytes]) -> list[bytes]:
+        """``rating_token_bytes`` of one reader for several papers: a personal issue's cards."""
+        head, key, blake2b, encode = _RATING_ID.pack(subscriber_id), self._rating_key, hashlib.blake2b, binascii.b2a_base64
+        tokens = []
+        for paper_id in paper_ids:
+            payload = head + paper_id
+            tag = blake2b(payload, key=key, digest_size=_RATING_TAG_BYTES).digest()
+            tokens.append(encode(tag + payload, newline=False).translate(_URLSAFE).rstrip(b"="))
+        return tokens
+
     def verify_rating(self, token: str) -> tuple[int, str] | None:
         """(subscriber id, paper id) of a genuine rating token; None for a forged or altered one."""
         if not token or len(token) > _MAX_TOKEN_CHARS or not token.isascii() or "." in token:

@@ -291,12 +291,6 @@ class MessageFactory:
         rating_token = self.signer.rating_token
         return lambda paper_id: rating_token(reader_id, paper_id)
 
-    def rate_token_bytes(self, subscriber: Subscriber) -> Callable[[bytes], bytes]:
-        """``rate_token`` on bytes (paper id in, token out), for the personal build's hot loop."""
-        reader_id = subscriber.id or 0
-        rating_token = self.signer.rating_token_bytes
-        return lambda paper_id: rating_token(reader_id, paper_id)
-
     @staticmethod
     def _check_address(email: str) -> None:
         if not email or UNSAFE_ADDRESS.search(email) or email.count("@") != 1:

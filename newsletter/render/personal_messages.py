@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from html import escape
+from itertools import chain
 from operator import itemgetter
 from typing import Sequence
 
@@ -115,6 +116,13 @@ class PersonalMessages:
         self._html_later = {pid: _Raw(cards.html_separator + text) for pid, text in cards.html_cards.items()}
         self._text_later = {pid: _Raw(cards.text_separator + text) for pid, text in cards.text_cards.items()}
         self._reasons: dict[str, tuple[bytes, bytes]] = {}
+        self._paper_ids = {pid: pid.encode("utf-8") for pid in cards.html_cards}
+        # What holds for every copy is checked once here; a copy then checks only its values.
+        raws = [*self._html, *self._text, *self._html_later.values(), *self._text_later.values()]
+        statics = [static for raw in raws for static in raw.statics]
+        self._static_ascii = all(static.isascii() for static in statics)
+        if any(self._boundary in static for static in statics):
+            self._eight_bit = False  # a paper's text holds the MIME boundary: base64 cannot be mistaken
 
     @property
     def eight_bit(self) -> bool:
@@ -162,8 +170,8 @@ class PersonalMessages:
     def _card_values(self, subscriber: Subscriber, picks: Sequence[Pick]) -> list[tuple[bytes, bytes, bytes, bytes]]:
         """(rank, rate token, html reason, text reason) of each pick."""
         if self.cards.rate_base:
-            rate = self.factory.rate_token_bytes(subscriber)
-            tokens = [rate(pick.paper_id.encode("utf-8")) for pick in picks]
+            ids = self._paper_ids
+            tokens = self.factory.signer.rating_tokens(subscriber.id or 0, [ids[pick.paper_id] for pick in picks])
         else:
             tokens = [b""] * len(picks)
         reasons = [self._reason(pick.reason) for pick in picks]
@@ -172,10 +180,9 @@ class PersonalMessages:
 
     def _eight_bit_bodies(self, html_doc: dict[str, bytes], text_doc: dict[str, bytes], picks: Sequence[Pick],
                           card_values: list[tuple[bytes, bytes, bytes, bytes]]) -> tuple[bytes, bytes] | None:
-        longest = max(max(map(len, html_doc.values())), max(map(len, text_doc.values())),
-                      max(len(c[1]) for c in card_values), max(len(c[2]) for c in card_values))
-        if longest > MAX_VALUE:
-            return None
+        values = [*html_doc.values(), *text_doc.values(), *chain.from_iterable(card_values)]
+        if max(map(len, values)) > MAX_VALUE or self._boundary in b"\n".join(values):
+            return None  # a line could pass 998 octets, or a reader's text holds the MIME boundary
         # Values in _TOKENS order: the four subscriber tokens, the card's three, the document's three.
         h, t = [html_doc[k] for k in placeholders.TOKENS], [text_doc[k] for k in placeholders.TOKENS]
         hd = tuple(html_doc[k] for k in placeholders.DOCUMENT_TOKENS)
@@ -193,10 +200,7 @@ class PersonalMessages:
             html_cards, text_cards = self._html_later, self._text_later
         self._html[1].fill(html, (h0, h1, h2, h3, b"", b"", b"", *hd))
         self._text[1].fill(text, (t0, t1, t2, t3, b"", b"", b"", *td))
-        html_body, text_body = b"".join(html), b"".join(text)
-        if self._boundary in html_body or self._boundary in text_body:
-            return None
-        return text_body, html_body
+        return b"".join(text), b"".join(html)
 
     def _base64_bodies(self, html_doc: dict[str, bytes], text_doc: dict[str, bytes], picks: Sequence[Pick],
                        card_values: list[tuple[bytes, bytes, bytes, bytes]]) -> tuple[bytes, bytes]:
@@ -236,7 +240,8 @@ class PersonalMessages:
             cte = b"base64"
         else:
             text, html = bodies
-            cte = b"7bit" if text.isascii() and html.isascii() else b"8bit"
+            ascii_values = b"".join([*html_doc.values(), *chain.from_iterable(card_values)]).isascii()
+            cte = b"7bit" if self._static_ascii and ascii_values else b"8bit"
         text_head, html_head = self._parts[cte]
         p = factory._pieces
         token = factory.token(subscriber)
