@@ -47,8 +47,7 @@ def store(postgres_url: str) -> Store:
     s.dispose()
 
 
-# group_commit=None: the one-statement path; True: the group-commit thread, whose transaction
-# also checks the next row.
+# group_commit=None with one worker: the worker's own statement; True: the group-commit thread.
 @pytest.mark.parametrize("group_commit", [None, True])
 def test_an_unsubscribe_between_two_messages_of_one_claimed_batch_is_honoured(store, smtp, group_commit) -> None:
     emails = seed(store, 20)
@@ -75,9 +74,11 @@ def test_an_unsubscribe_between_two_messages_of_one_claimed_batch_is_honoured(st
     assert all(ledger[e]["last_error"] == "subscriber no longer active" for e in gone)
 
 
-def test_the_record_is_committed_when_it_returns_and_transactions_work_after_it(store) -> None:
+# None: the group-commit thread (several workers); False: the worker's own statement (one).
+@pytest.mark.parametrize("group_commit", [None, False])
+def test_the_record_is_committed_when_it_returns_and_transactions_work_after_it(store, group_commit) -> None:
     seed(store, 3)
-    ledger = Ledger(store, 1, clock=lambda: NOW)
+    ledger = Ledger(store, 1, clock=lambda: NOW, group_commit=group_commit)
     try:
         ledger.prepare()
         claimed, _, _ = ledger.claim(ledger.worker_tag(0), limit=3)
