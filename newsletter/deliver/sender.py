@@ -63,7 +63,7 @@ class SendOptions:
     give_up_throttled_s: float = 900.0  # throttled with nothing accepted for this long: stop the run
     stale_after_s: float = 900.0      # a claim not renewed for this long is taken back (its holder hung or died)
     claim_batch: int = 32             # rows a worker claims per transaction when not rate-limited
-    group_commit: bool | None = None  # None: straight to the driver (SQLite, PostgreSQL); True: group commit
+    group_commit: bool | None = None  # None: straight to the driver on SQLite, group commit elsewhere
 
     def backoff_s(self, attempt: int) -> float:
         return min(self.max_retry_delay_s, self.retry_delay_s * (2 ** min(max(0, attempt - 1), 60)))
