@@ -111,7 +111,7 @@ class RunConnection:
     def commit_together(self, changes: list[Callable[[Connection], None]]) -> None:
         """Apply ``changes`` in one commit: on PostgreSQL a lone change runs in autocommit
         mode, its statement its own transaction (BEGIN and COMMIT would be two more round
-        trips)."""
+        trips); every change handed here on PostgreSQL is one statement (``_record_sent_postgres``)."""
         if len(changes) == 1 and self._dialect == "postgresql":
             with self._autocommit() as conn:
                 changes[0](conn)
