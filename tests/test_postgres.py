@@ -196,7 +196,10 @@ def test_the_rate_is_one_budget_for_three_senders(tmp_path: Path, postgres_url: 
         assert all(p.returncode == 0 for p in procs), outputs
         got = server.handler.recipients()
         assert sorted(got) == sorted(emails) and set(got.values()) == {1}
-        assert busiest_second(server.handler.accepted_at) <= 20 + 2 + 1
+        # Tokens are taken before a message goes out: on a loaded machine the messages in flight
+        # (3 senders x 2 connections) can land in the same second as the next ones. Three buckets
+        # of their own (the old bug) made 60 a second; the whole run's length is the exact check.
+        assert busiest_second(server.handler.accepted_at) <= 20 + 2 + 3 * 2
         assert max(server.handler.accepted_at) - min(server.handler.accepted_at) >= (90 - 22) / 20
     finally:
         server.stop()
