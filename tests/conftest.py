@@ -59,7 +59,7 @@ def fixtures_dir() -> Path:
 # Tests that are about SQLite itself carry ``@pytest.mark.sqlite_only("why")`` and are left out.
 STORE_OPTION = "--store"
 STORES = ("sqlite", "postgresql")
-THIS_TESTS_STORE = "newsletter.db"  # the file name that stands for the test's own store
+OWN_STORE = "newsletter.db"  # tmp_path / OWN_STORE: the test's own store, as the default store.url names it
 
 
 class TestDatabases:
@@ -68,23 +68,30 @@ class TestDatabases:
 
     __test__ = False  # not a test class, whatever its name
 
-    def __init__(self, server_url: str) -> None:
+    def __init__(self, server_url: str, own_path: Path, monkeypatch: pytest.MonkeyPatch | None = None) -> None:
         self.server_url = server_url
-        self.urls: dict[str, str] = {}
+        self.own_path = own_path
+        self.monkeypatch = monkeypatch  # given: NEWSLETTER_STORE_URL names the test's own store
+        self.urls: dict[Path | str, str] = {}
+        if monkeypatch is not None:
+            monkeypatch.setenv("NEWSLETTER_STORE_URL", self.url(own_path))
 
-    def url(self, key: str) -> str:
-        """The database that ``key`` names in this test, created the first time it is asked for."""
-        if key not in self.urls:
+    def url(self, path: Path | str) -> str:
+        """The database that stands for the SQLite file ``path`` in this test (or for another
+        name), created the first time it is asked for. A test that names a store other than its
+        own names its stores itself: ``NEWSLETTER_STORE_URL`` would override the ones its
+        configuration files name, so it is unset."""
+        if path not in self.urls:
+            if self.monkeypatch is not None and path != self.own_path:
+                self.monkeypatch.delenv("NEWSLETTER_STORE_URL", raising=False)
             name = f"t_{secrets.token_hex(6)}"
             with psycopg.connect(self.server_url, autocommit=True) as conn:
                 conn.execute(f"CREATE DATABASE {name}")
             base, _, query = self.server_url.partition("?")
-            self.urls[key] = f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
-        return self.urls[key]
+            self.urls[path] = f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+        return self.urls[path]
 
     def drop(self) -> None:
-        if not self.urls:
-            return
         with psycopg.connect(self.server_url, autocommit=True) as conn:
             for url in self.urls.values():
                 name = url.partition("?")[0].rsplit("/", 1)[1]
@@ -96,12 +103,12 @@ _this_test: TestDatabases | None = None  # the running test's databases, in the 
 
 
 def store_url(path: Path) -> str:
-    """The URL of a store a test keeps at ``path``: that SQLite file in the SQLite run. In the
-    PostgreSQL run a database of the test's own: for ``newsletter.db`` (the default store's file)
-    the one ``db_url`` and ``NEWSLETTER_STORE_URL`` name, for any other path one of its own."""
+    """The URL of a store a test keeps at ``path``: that SQLite file in the SQLite run, a
+    database of the test's own in the PostgreSQL run (for ``tmp_path / "newsletter.db"`` the one
+    ``db_url`` and ``NEWSLETTER_STORE_URL`` name)."""
     if _this_test is None:
         return f"sqlite:///{path}"
-    return _this_test.url("" if Path(path).name == THIS_TESTS_STORE else str(path))
+    return _this_test.url(Path(path))
 
 
 @pytest.fixture(autouse=True)
@@ -111,13 +118,12 @@ def _store_of_this_test(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
     if request.config.getoption(STORE_OPTION) != "postgresql":
         yield
         return
-    databases = TestDatabases(request.getfixturevalue("postgres_server"))
-    _this_test = databases
+    _this_test = TestDatabases(request.getfixturevalue("postgres_server"),
+                               request.getfixturevalue("tmp_path") / OWN_STORE, monkeypatch)
     try:
-        monkeypatch.setenv("NEWSLETTER_STORE_URL", store_url(Path(THIS_TESTS_STORE)))
         yield
     finally:
-        _this_test = None
+        databases, _this_test = _this_test, None
         databases.drop()
 
 
@@ -130,7 +136,7 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     """The test's store: a SQLite file in ``tmp_path``, or its own PostgreSQL database."""
-    return store_url(tmp_path / THIS_TESTS_STORE)
+    return store_url(tmp_path / OWN_STORE)
 
 
 @pytest.fixture(scope="session")
@@ -173,15 +179,15 @@ def postgres_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_url(request: pytest.FixtureRequest, postgres_server: str) -> Iterator[str]:
+def postgres_url(postgres_server: str) -> Iterator[str]:
     """A new, empty database on the session's PostgreSQL, for this test alone (in the PostgreSQL
-    run, the test's own store: the one its configuration files and ``db_url`` use too)."""
+    run, one beside the test's own store)."""
     if _this_test is not None:
-        yield _this_test.url("")
+        yield _this_test.url("postgres_url")
         return
-    databases = TestDatabases(postgres_server)
+    databases = TestDatabases(postgres_server, Path(OWN_STORE))
     try:
-        yield databases.url("")
+        yield databases.url("postgres_url")
     finally:
         databases.drop()
 
