@@ -127,12 +127,6 @@ def _store_of_this_test(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
         databases.drop()
 
 
-@pytest.fixture(scope="session")
-def store_kind(request: pytest.FixtureRequest) -> str:
-    """``sqlite`` or ``postgresql``: the store this run tests (``--store``)."""
-    return request.config.getoption(STORE_OPTION)
-
-
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     """The test's store: a SQLite file in ``tmp_path``, or its own PostgreSQL database."""
