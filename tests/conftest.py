@@ -55,7 +55,8 @@ def fixtures_dir() -> Path:
 # The suite runs against either store: ``--store=sqlite`` (the default) or ``--store=postgresql``.
 # In the PostgreSQL run each test gets its own new database on the session's server: ``db_url``
 # and ``store`` name it, and ``NEWSLETTER_STORE_URL`` is set to it, so the commands a test runs
-# through a configuration file (whose default store is ``sqlite:///newsletter.db``) use it too.
+# through a configuration file (whose default store is ``sqlite:///newsletter.db``) use it too;
+# ``store_url(path)`` gives a test more stores (and unsets the variable: it names them itself).
 # Tests that are about SQLite itself carry ``@pytest.mark.sqlite_only("why")`` and are left out.
 STORE_OPTION = "--store"
 STORES = ("sqlite", "postgresql")
@@ -162,7 +163,7 @@ def postgres_server() -> Iterator[str]:
     try:
         url = server.get_uri()
         # A throwaway server in a temporary folder: nothing in it needs to survive a power cut, and
-        # without fsync creating and dropping a database per test takes ~15 ms instead of ~100.
+        # each test creates and drops a database (measured here: a drop takes 95 ms with fsync, 10 without).
         with psycopg.connect(url, autocommit=True) as conn:
             for setting in ("fsync", "full_page_writes", "synchronous_commit"):
                 conn.execute(f"ALTER SYSTEM SET {setting} = off")
