@@ -192,3 +192,5 @@ class RunReport:
     throttled: int = 0            # throttling answers met (each cut the rate; no attempt spent)
     next_retry_at: datetime | None = None  # when the earliest message left for later is due
     stopped: str = ""             # why the run stopped early ("" when it ran to the end)
+    distinct_issues: int = 0      # dry run: how many different issues the messages hold
+    personal: int = 0             # dry run: readers getting their own issue

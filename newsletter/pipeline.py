@@ -24,11 +24,13 @@ from newsletter.deliver.golive import require_go_live
 from newsletter.deliver.sender import ProgressCallback, SendOptions, deliver_issue
 from newsletter.deliver.transports import PermanentFailure, SmtpSettings, TemporaryFailure, open_transport
 from newsletter.errors import DeliveryError, IssueFrozenError, NewsletterError, NothingToSendError, SubscriberError
-from newsletter.models import Issue, IssueEdits, IssuePlan, RenderedIssue, RunReport, Subscriber
+from newsletter.models import Issue, IssueEdits, IssuePlan, Paper, RenderedIssue, RunReport, Subscriber
 from newsletter.render.issue import render_issue as render
+from newsletter.personal import Personal, prepare as prepare_personal
 from newsletter.render.messages import MessageFactory
+from newsletter.render.personal_messages import PersonalMessages
 from newsletter.render.preview import SAMPLE_READER, PreviewFiles, write_preview
-from newsletter.sources import load_source
+from newsletter.sources import collector_paused, load_source
 from newsletter.sources.fetch import is_url, user_agent
 from newsletter.sources.report import IngestReport, SourceReport
 from newsletter.store import Store
@@ -80,39 +82,45 @@ def ingest(store: Store, config: Config, sources: Sequence[str] | None = None, *
     for name in names:
         if on_source is not None:
             on_source(name)
-        when = now or utcnow()
-        try:
-            with store.atomic() as conn:
-                state = get_source_state(conn, name)
-            loaded = load_source(name, timeout_s=config["sources.timeout_s"], max_bytes=config["sources.max_bytes"],
-                                 etag=state.etag, last_modified=state.last_modified,
-                                 path=SAMPLE_PAPERS if name == SAMPLE_SOURCE else None,
-                                 agent=user_agent(config["newsletter.base_url"]), base_url=base_url)
-            with store.atomic() as conn:
-                if loaded.not_modified:
-                    save_source_state(conn, SourceState(name, state.etag, state.last_modified, when, "304 not modified"))
-                    reports.append(SourceReport(name, format="unchanged since last fetch", not_modified=True))
-                    continue
-                parsed = loaded.parsed
-                assert parsed is not None
-                counts = upsert_papers(conn, parsed.papers, now=when)
-                if loaded.fetched is not None:
-                    save_source_state(conn, SourceState(name, loaded.fetched.etag, loaded.fetched.last_modified,
-                                                        when, str(loaded.fetched.status)))
-            reports.append(SourceReport(
-                name, format=parsed.format, new=counts.new, updated=counts.updated, unchanged=counts.unchanged,
-                skipped=len(parsed.skipped), warnings=tuple(parsed.warnings), skip_reasons=tuple(parsed.skipped)))
-        except NewsletterError as exc:
-            reports.append(SourceReport(name, error=str(exc) if exc.where else f"{name}: {exc}"))
-        except SQLAlchemyError as exc:
-            reports.append(SourceReport(name, error=f"{name}: cannot store the papers: {exc.__class__.__name__}: {exc}"))
-        except Exception as exc:  # noqa: BLE001 -- a reader's bug on odd input must not stop the other sources
-            reports.append(SourceReport(name, error=f"{name}: could not be read ({exc.__class__.__name__}: {exc}); "
-                                                    "nothing from it was stored"))
+        # One pause of the cyclic collector for the whole source (read, normalise, store): between
+        # the steps it would otherwise walk the growing list of papers again (sources.collector_paused).
+        with collector_paused():
+            reports.append(_ingest_one(store, config, name, now or utcnow(), base_url))
     return IngestReport(tuple(reports), used_sample=used_sample, elapsed_s=time.monotonic() - started)
 
 
 # --- compose and render: store -> Issue -> RenderedIssue -------------------------------------
+
+
+def _ingest_one(store: Store, config: Config, name: str, when: datetime, base_url: str | None) -> SourceReport:
+    """Read one source and store its papers in one transaction; its error, if any, is in the report."""
+    try:
+        with store.atomic() as conn:
+            state = get_source_state(conn, name)
+        loaded = load_source(name, timeout_s=config["sources.timeout_s"], max_bytes=config["sources.max_bytes"],
+                             etag=state.etag, last_modified=state.last_modified,
+                             path=SAMPLE_PAPERS if name == SAMPLE_SOURCE else None,
+                             agent=user_agent(config["newsletter.base_url"]), base_url=base_url)
+        with store.atomic() as conn:
+            if loaded.not_modified:
+                save_source_state(conn, SourceState(name, state.etag, state.last_modified, when, "304 not modified"))
+                return SourceReport(name, format="unchanged since last fetch", not_modified=True)
+            parsed = loaded.parsed
+            assert parsed is not None
+            counts = upsert_papers(conn, parsed.papers, now=when)
+            if loaded.fetched is not None:
+                save_source_state(conn, SourceState(name, loaded.fetched.etag, loaded.fetched.last_modified,
+                                                    when, str(loaded.fetched.status)))
+        return SourceReport(name, format=parsed.format, new=counts.new, updated=counts.updated,
+                            unchanged=counts.unchanged, skipped=len(parsed.skipped), warnings=tuple(parsed.warnings),
+                            skip_reasons=tuple(parsed.skipped))
+    except NewsletterError as exc:
+        return SourceReport(name, error=str(exc) if exc.where else f"{name}: {exc}")
+    except SQLAlchemyError as exc:
+        return SourceReport(name, error=f"{name}: cannot store the papers: {exc.__class__.__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 -- a reader's bug on odd input must not stop the other sources
+        return SourceReport(name, error=f"{name}: could not be read ({exc.__class__.__name__}: {exc}); "
+                                        "nothing from it was stored")
 
 
 def build_issue(store: Store, config: Config, now: datetime | None = None) -> Issue | None:
@@ -240,7 +248,30 @@ def preview_issue(store: Store, config: Config, out_dir: Path, *, subscriber_ema
         return None
     rendered = render_issue(store, config, issue)
     subscriber = _preview_subscriber(store, subscriber_email)
-    return write_preview(rendered, config, Signer(secret_key(config, store)), out_dir, subscriber, now=now)
+    signer = Signer(secret_key(config, store))
+    if subscriber.id is not None:
+        personal = prepare_personal(store, config, issue, write=False, only=[subscriber.id])
+        picks = personal.planned.get(subscriber.id)
+        if picks and personal.cards is not None:
+            return write_preview(rendered, config, signer, out_dir, subscriber, now=now, cards=personal.cards,
+                                 picks=picks)
+    return write_preview(rendered, config, signer, out_dir, subscriber, now=now)
+
+
+def reader_next_issue(store: Store, config: Config, email: str, now: datetime | None = None
+                      ) -> tuple[Issue, list[tuple[Paper, str]], bool] | None:
+    """The next issue as one reader gets it: (issue, [(paper, why)], own), ``own`` False when
+    they get the shared issue (no profile, no ratings). None when there are no papers."""
+    issue = build_issue(store, config, now=now)
+    if issue is None:
+        return None
+    subscriber = _preview_subscriber(store, email)
+    assert subscriber.id is not None
+    personal = prepare_personal(store, config, issue, write=False, only=[subscriber.id])
+    picks = personal.planned.get(subscriber.id)
+    if not picks or personal.cards is None:
+        return issue, [(p, "") for p in issue.papers], False
+    return issue, [(personal.cards.papers[p.paper_id], p.reason) for p in picks], True
 
 
 def _preview_subscriber(store: Store, email: str | None):  # type: ignore[no-untyped-def]
@@ -267,7 +298,7 @@ def _send_options(config: Config, limit: int | None):  # type: ignore[no-untyped
 
 
 def _message_builder(store: Store, config: Config, rendered: RenderedIssue, *,  # type: ignore[no-untyped-def]
-                     test_copy: bool = False):
+                     test_copy: bool = False, personal: Personal | None = None):
     """``build(subscriber)`` for this issue.
 
     Each message is dated when it is built, never at the issue's time: a send the scheduler
@@ -278,13 +309,17 @@ def _message_builder(store: Store, config: Config, rendered: RenderedIssue, *,  
     mail service that drops a repeated Message-ID would otherwise hide the real one.
     """
     factory = MessageFactory(rendered, config, Signer(secret_key(config, store)))
+    own = PersonalMessages(factory, personal.cards) if personal is not None and personal.cards is not None else None
     if test_copy:
         return factory.build
     key = rendered.issue.key
 
-    def build(subscriber):  # type: ignore[no-untyped-def]
+    def build(subscriber, picks=None):  # type: ignore[no-untyped-def]
         digest = hashlib.sha256(f"{key}\n{subscriber.email.lower()}".encode()).hexdigest()[:20]
-        return factory.build(subscriber, message_id=f"<{key}.{digest}@{factory.domain}>")
+        message_id = f"<{key}.{digest}@{factory.domain}>"
+        if picks is not None and own is not None:
+            return own.build(subscriber, picks, message_id=message_id)
+        return factory.build(subscriber, message_id=message_id)
 
     return build
 
@@ -323,7 +358,7 @@ def send_issue(store: Store, config: Config, *, dry_run: bool = False, to: str |
                                      "`newsletter subscribers import`")
         issue = freeze_issue(conn, issue, rendered)
     rendered = render_issue(store, config, issue)  # the parts as frozen, even if another run froze first
-    build = _message_builder(store, config, rendered)
+    build = _message_builder(store, config, rendered, personal=prepare_personal(store, config, issue))
     transport = open_transport(config)
     return deliver_issue(store, issue.number, issue.key, build, transport, _send_options(config, limit),
                          stop=stop, progress=progress)
@@ -363,19 +398,24 @@ def _dry_run(store: Store, config: Config, rendered: RenderedIssue, limit: int |
         done = settled_subscriber_ids(conn, number, claimable) if number is not None else set()
         already = status_counts(conn, number)[SENT if config.smtp_enabled else WRITTEN] if number is not None else 0
         suppressed = subscriber_stats(conn)["suppressed"]
-    build = _message_builder(store, config, rendered)
     todo = [s for s in subscribers if s.id not in done][:limit]
+    personal = prepare_personal(store, config, rendered.issue, write=False, only=[s.id for s in todo if s.id])
+    build = _message_builder(store, config, rendered, personal=personal)
     errors = []
+    distinct: set[tuple[str, ...]] = set()
     for i, subscriber in enumerate(todo, start=1):
+        picks = personal.planned.get(subscriber.id) if subscriber.id is not None else None
+        distinct.add(tuple(p.paper_id for p in picks) if picks else ())
         try:
-            build(subscriber)
+            build(subscriber, picks)
         except NewsletterError as exc:
             errors.append(f"{subscriber.email}: {exc}")
         if progress is not None and (i % 500 == 0 or i == len(todo)):
             progress(i, len(todo))
     return RunReport(key, deferred=len(todo) - len(errors), failed=len(errors), suppressed=suppressed,
                      already_sent=already, elapsed_s=time.monotonic() - started,
-                     destination="nothing (dry run)", errors=tuple(errors))
+                     destination="nothing (dry run)", errors=tuple(errors), distinct_issues=len(distinct),
+                     personal=sum(1 for s in todo if s.id in personal.planned))
 
 
 def resend(store: Store, config: Config, issue_key: str | None = None, *, status: str = "failed",
@@ -406,6 +446,6 @@ def resend(store: Store, config: Config, issue_key: str | None = None, *, status
             raise NothingToSendError(f"no {status} deliveries to send again", where=issue_key)
     assert issue is not None
     rendered = render_issue(store, config, issue)
-    build = _message_builder(store, config, rendered)
+    build = _message_builder(store, config, rendered, personal=prepare_personal(store, config, issue, rank=False))
     return deliver_issue(store, number, issue_key, build, open_transport(config), _send_options(config, None),
                          stop=stop, progress=progress, add_subscribers=False)

@@ -46,6 +46,9 @@ _SECRET_META_KEY = "secret_key"
 _IV_BYTES = 16
 _MAX_TOKEN_CHARS = 2048  # an address is at most 254 characters; anything longer is not ours
 _TIME = struct.Struct(">Q")
+_RATING_ID = struct.Struct(">Q")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_RATING_TAG_BYTES = 12  # 96 bits: forging one takes 2**96 tries against a server that rate-limits
 
 
 def secret_key(config: Config, store: Store) -> str:
@@ -115,6 +118,50 @@ class Signer:
         self._legacy_preferences = URLSafeSerializer(key, salt="preferences")
         # Return-path (VERP) tokens are short MACs, not sealed text: see newsletter/bounces/verp.py.
         self._verp_key = hmac.new(key.encode("utf-8"), b"newsletter token mac:verp", hashlib.sha256).digest()
+        self._rating_key = hmac.new(key.encode("utf-8"), b"newsletter token mac:rating", hashlib.sha256).digest()
+
+    def rating_token(self, subscriber_id: int, paper_id: str) -> str:
+        """The token of one reader's "more / less like this" links on one paper card.
+
+        Signed, not sealed: it names a reader by their number and a paper by its public id,
+        neither of which is personal, and a personal issue carries one per card, so it must
+        cost a microsecond, not a seal's several HMACs: the tag is keyed BLAKE2b (a MAC by
+        design, and a third of the cost of ``hmac.digest``). The direction (up, down, undo) is
+        in the URL beside it: whoever holds the reader's link may rate either way anyway."""
+        return self.rating_token_bytes(subscriber_id, paper_id.encode("utf-8")).decode("ascii")
+
+    def rating_token_bytes(self, subscriber_id: int, paper_id: bytes) -> bytes:
+        """``rating_token`` as ASCII bytes, for the message builder's hot loop."""
+        payload = _RATING_ID.pack(subscriber_id) + paper_id
+        tag = hashlib.blake2b(payload, key=self._rating_key, digest_size=_RATING_TAG_BYTES).digest()
+        return binascii.b2a_base64(tag + payload, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+    def rating_tokens(self, subscriber_id: int, paper_ids: list[bytes]) -> list[bytes]:
+        """``rating_token_bytes`` of one reader for several papers: a personal issue's cards."""
+        head, key, blake2b, encode = _RATING_ID.pack(subscriber_id), self._rating_key, hashlib.blake2b, binascii.b2a_base64
+        tokens = []
+        for paper_id in paper_ids:
+            payload = head + paper_id
+            tag = blake2b(payload, key=key, digest_size=_RATING_TAG_BYTES).digest()
+            tokens.append(encode(tag + payload, newline=False).translate(_URLSAFE).rstrip(b"="))
+        return tokens
+
+    def verify_rating(self, token: str) -> tuple[int, str] | None:
+        """(subscriber id, paper id) of a genuine rating token; None for a forged or altered one."""
+        if not token or len(token) > _MAX_TOKEN_CHARS or not token.isascii() or "." in token:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError):
+            return None
+        tag, payload = raw[:_RATING_TAG_BYTES], raw[_RATING_TAG_BYTES:]
+        if len(payload) <= _RATING_ID.size:
+            return None
+        expected = hashlib.blake2b(payload, key=self._rating_key, digest_size=_RATING_TAG_BYTES).digest()
+        if not hmac.compare_digest(tag, expected):
+            return None
+        paper_id = _text(payload[_RATING_ID.size:])
+        return None if paper_id is None else (_RATING_ID.unpack(payload[:_RATING_ID.size])[0], paper_id)
 
     def verp_tag(self, data: bytes) -> bytes:
         """HMAC-SHA256 of ``data`` under the return-path key (its own key, like every kind)."""

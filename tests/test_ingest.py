@@ -215,20 +215,23 @@ def test_sqlite_path_and_core_path_store_identical_rows(tmp_path: Path) -> None:
     plus_two = timezone(timedelta(hours=2))
     first = [
         _paper("arxiv:1", authors=("Ada Lovelace", "Émile Borel", 'Quote "Q" Back\\slash'), abstract="Short.",
-               score=3, published_at=datetime(2026, 3, 1, 14, 30, 5, 123456, tzinfo=plus_two)),
+               score=3, published_at=datetime(2026, 3, 1, 14, 30, 5, 123456, tzinfo=plus_two),
+               categories=("cs.CL", "eess.AS")),
         _paper("arxiv:2", authors=(), abstract="", pdf_url="https://example.org/2.pdf", code_url="https://c/2",
-               thumbnail_url="https://t/2.png", page_url="https://p/2", score=None, published_at=None),
+               thumbnail_url="https://t/2.png", page_url="https://p/2", score=None, published_at=None,
+               categories=("Plant Biology", 'Q"uoted', "Écologie")),
         _paper("doi:10.1/x", authors=("中文 名字",), abstract="Tab\tand ☃ snow", score=0,
                published_at=datetime(1999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)),
         _paper("url:https://example.org/u", sources=("one.json", "two.xml")),
     ]
     second = [
         _paper("arxiv:1", authors=("Ada Lovelace", "Émile Borel", 'Quote "Q" Back\\slash'), abstract="Short.",
-               score=3, published_at=datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=timezone.utc)),  # same instant
+               score=3, published_at=datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=timezone.utc),  # same instant
+               categories=("cs.CL", "eess.AS")),
         _paper("arxiv:2", title="Another title", abstract="A longer abstract now.", score=7,
-               sources=("two.xml",)),                                                             # merged
+               sources=("two.xml",), categories=("Ecology", "plant biology")),                    # merged
         _paper("doi:10.1/x", authors=("中文 名字",), abstract="Tab\tand ☃ snow", score=0,
-               published_at=datetime(1999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)),
+               published_at=datetime(1999, 12, 31, 23, 59, 59, tzinfo=timezone.utc), categories=("q-bio.NC",)),
         _paper("arxiv:3", title="New in the second batch"),
     ]
     results = {}
@@ -246,9 +249,15 @@ def test_sqlite_path_and_core_path_store_identical_rows(tmp_path: Path) -> None:
         results[path] = (counts, _raw_rows(store), decoded)
         store.dispose()
     assert results["sqlite"] == results["core"]
-    counts, rows, _ = results["sqlite"]
-    assert [(c.new, c.updated, c.unchanged) for c in counts] == [(4, 0, 0), (1, 1, 2)]
+    counts, rows, decoded = results["sqlite"]
+    assert [(c.new, c.updated, c.unchanged) for c in counts] == [(4, 0, 0), (1, 2, 1)]
     assert len(rows) == 5
+    categories = {p.id: p.categories for p in decoded}
+    assert categories["arxiv:2"] == ("Plant Biology", 'Q"uoted', "Écologie", "Ecology")  # union, first source first
+    assert categories["doi:10.1/x"] == ("q-bio.NC",) and categories["arxiv:3"] == ()
+    raw = {row[0]: row[-1] for row in rows}  # the categories column, as stored
+    assert raw["arxiv:3"] is None and raw["url:https://example.org/u"] is None  # none known: SQL NULL
+    assert raw["arxiv:1"] == '["cs.CL", "eess.AS"]'
 
 
 @pytest.mark.sqlite_only("SQLite's upsert compares the stored JSON text")

@@ -576,22 +576,6 @@ def test_every_row_is_counted_once_when_rows_carry_suppressed_statuses(store: St
         "unsubscribed", "unsubscribed", "bounced", "active"]
 
 
-def test_import_on_a_store_that_is_not_sqlite_is_refused_clearly_and_documented(store: Store, tmp_path: Path) -> None:
-    """The bulk import stages rows with SQLite features (temporary tables, ON CONFLICT, json_patch)."""
-    path = write(tmp_path, "list.csv", "email\na@example.org\n")
-    store.engine.dialect.name = "postgresql"  # as a PostgreSQL store would report itself
-    try:
-        with pytest.raises(SubscriberError) as info:
-            import_subscribers(store, path)
-    finally:
-        del store.engine.dialect.name
-    assert str(info.value) == ("subscribers import works on SQLite stores only (the bulk import uses SQLite "
-                               "features), and this store is postgresql; nothing was imported")
-    assert count(store) == 0
-    docs = " ".join((Path(__file__).resolve().parent.parent / "docs" / "subscribers.md").read_text().split())
-    assert "`import` works on **SQLite stores only**" in docs
-
-
 def test_the_store_can_be_written_while_a_long_import_reads_its_file(store: Store, tmp_path: Path,
                                                                     db_url: str) -> None:
     """Only the merge holds the store's write lock: an unsubscribe from the web (another

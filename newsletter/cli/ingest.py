@@ -98,8 +98,10 @@ def ingest_command(app: AppContext, sources: tuple[str, ...], base_url: str | No
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="With --all: at most this many papers. Else: at most this many left-out papers per reason.")
+@click.option("--for", "reader", metavar="EMAIL", default=None,
+              help="The next issue as this subscriber gets it: their own papers and why each is there.")
 @pass_app
-def papers_command(app: AppContext, show_all: bool, as_json: bool, limit: int | None) -> None:
+def papers_command(app: AppContext, show_all: bool, as_json: bool, limit: int | None, reader: str | None) -> None:
     """Show exactly what the next issue holds, in order, with the editor's changes; then,
     separately, the papers left out and why (dropped, below min_score, over max_papers,
     outside the window, already sent). --all lists every paper in the store.
@@ -109,9 +111,13 @@ def papers_command(app: AppContext, show_all: bool, as_json: bool, limit: int | 
       newsletter papers
       newsletter papers --json
       newsletter papers --all --limit 20
+      newsletter papers --for ada@example.org
     """
     from newsletter import api
 
+    if reader is not None:
+        _print_reader_issue(api.reader_issue(app.store, app.config, reader), reader, as_json)
+        return
     if show_all:
         found = api.papers(app.store, limit=limit)
         if as_json:
@@ -136,6 +142,31 @@ def papers_command(app: AppContext, show_all: bool, as_json: bool, limit: int | 
         click.echo(json.dumps(plan_to_json(plan), indent=2, ensure_ascii=False))
         return
     _print_plan(plan, limit if limit is not None else 10)
+
+
+def _print_reader_issue(found, reader: str, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """One reader's next issue: their papers in order, and why each is there."""
+    if found is None:
+        if as_json:
+            click.echo(json.dumps({"issue": None, "reader": reader, "own": False, "papers": []}, indent=2))
+        else:
+            console.print("No papers for the next issue: run `newsletter ingest` first.", markup=False)
+        return
+    issue, papers, own = found
+    if as_json:
+        click.echo(json.dumps({"issue": {"key": issue.key, "number": issue.number}, "reader": reader, "own": own,
+                               "papers": [{**paper_to_json(p), "why": why} for p, why in papers]},
+                              indent=2, ensure_ascii=False))
+        return
+    kind = "their own issue" if own else "the shared issue (no interests or ratings yet)"
+    console.print(f"Next issue {issue.key} (#{issue.number}) for {reader}: {kind}, {len(papers)} paper(s)",
+                  markup=False, soft_wrap=True)
+    table = Table(show_edge=False)
+    for name, justify in (("#", "right"), ("title", "left"), ("why", "left"), ("id", "left")):
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for i, (p, why) in enumerate(papers, start=1):
+        table.add_row(str(i), " ".join(p.title.split()), why, p.id)
+    console.print(table, markup=False)
 
 
 def plan_to_json(plan) -> dict:  # type: ignore[no-untyped-def]
@@ -205,6 +236,7 @@ def paper_to_json(paper) -> dict:  # type: ignore[no-untyped-def]
         "thumbnail_url": paper.thumbnail_url, "page_url": paper.page_url, "score": paper.score,
         "published_at": iso(paper.published_at), "first_seen_at": iso(paper.first_seen_at),
         "last_seen_at": iso(paper.last_seen_at), "sources": list(paper.sources),
+        "categories": list(paper.categories),
     }
 
 

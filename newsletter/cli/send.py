@@ -31,6 +31,8 @@ def _print_report(report: RunReport, *, outbox: bool, dry_run: bool = False) -> 
                       f"{'written' if outbox else 'sent'}, {report.suppressed} suppressed address(es) left out, "
                       f"{report.failed} could not be built ({report.elapsed_s:.1f} s). Nothing was delivered.",
                       markup=False, soft_wrap=True)
+        console.print(f"{report.distinct_issues} distinct issue(s): {report.personal} reader(s) get their own, "
+                      f"the others the shared one.", markup=False, soft_wrap=True)
     else:
         verb = "written" if outbox else "sent"
         rate = (report.sent / report.elapsed_s) if report.elapsed_s > 0 else 0.0

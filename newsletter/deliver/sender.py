@@ -2,7 +2,8 @@
 transport, with one shared rate limit, retries with backoff, and an honest report at the end.
 
 The sender knows nothing of templates: it is given ``build(subscriber) -> OutgoingMessage``
-(the render area's ``MessageFactory.build``) and a transport (``open_transport``).
+(the render area's ``MessageFactory.build``), called as ``build(subscriber, picks)`` for a row
+that holds a reader's own issue, and a transport (``open_transport``).
 """
 
 from __future__ import annotations
@@ -222,7 +223,10 @@ class _Run:
         tally, ledger, options = self.tally, self.ledger, self.options
         email = delivery.subscriber.email
         try:
-            message = self.build(delivery.subscriber)
+            if delivery.picks is None:
+                message = self.build(delivery.subscriber)
+            else:
+                message = self.build(delivery.subscriber, delivery.picks)  # type: ignore[call-arg]
         except Exception as exc:  # noqa: BLE001 - one message that cannot be built never stops the rest
             tally.add(failed=1, suppressed=ledger.failed(delivery, f"cannot build the message: {exc}",
                                                          upcoming=upcoming))

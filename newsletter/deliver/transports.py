@@ -31,6 +31,7 @@ not by the first digit alone, so the sender knows what to do with the message:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -278,6 +279,28 @@ class _ReplyLost(Exception):
     """The whole message was sent and no reply to it came back."""
 
 
+_BOUNDARY = re.compile(rb'boundary="([^"\r\n]+)"', re.IGNORECASE)
+_EIGHT_BIT = re.compile(rb"(?im)^(Content-Transfer-Encoding:[ \t]*)8bit(?=[ \t]*\r?$)")
+
+
+def seven_bit(data: bytes) -> bytes:
+    """``data`` with every ``8bit`` MIME part re-encoded as base64, for a server that does not
+    take 8BITMIME (RFC 6152): a reader's own issue is sent as 8bit text, and such a server
+    may not pass 8-bit bytes on."""
+    head, found, body = data.partition(b"\r\n\r\n")
+    boundary = _BOUNDARY.search(head)
+    if not found or boundary is None:
+        return data
+    delimiter = b"\r\n--" + boundary.group(1)
+    parts = (b"\r\n" + body).split(delimiter)  # the first delimiter starts the body: no CRLF of its own
+    for i, part in enumerate(parts[1:], start=1):
+        part_head, found, content = part.partition(b"\r\n\r\n")
+        if found and _EIGHT_BIT.search(part_head):
+            encoded = base64.encodebytes(content).replace(b"\n", b"\r\n")
+            parts[i] = _EIGHT_BIT.sub(rb"\1base64", part_head) + b"\r\n\r\n" + encoded
+    return head + b"\r\n\r\n" + delimiter.join(parts)[2:]
+
+
 def _send_data(conn: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
     """``conn.data(data)`` for bytes, with ``dot_stuff``; raises ``SMTPDataError`` like it, and
     ``_ReplyLost`` when the message (with its final dot) went out but its reply did not come:
@@ -423,6 +446,11 @@ class SmtpPool:
             if not conn.has_extn("smtputf8"):
                 raise self._no_smtputf8(international[0])
             options.append("SMTPUTF8")
+        if not data.isascii():  # 8bit bodies (a reader's own issue) or SMTPUTF8 headers
+            if conn.has_extn("8bitmime"):
+                options.append("BODY=8BITMIME")
+            else:
+                data = seven_bit(data)
         stage = "MAIL FROM"
         try:
             code, reply = conn.mail(sender, options)

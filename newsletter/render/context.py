@@ -106,10 +106,16 @@ class PaperView:
     code_url: str | None
     page_url: str | None
     thumbnail_url: str | None
-    rank: int = 0
+    rank: int | str = 0         # a number, or the rank token in a card rendered for every reader
     date_label: str = ""        # "12 Jan 2024": when it was published, "" when unknown
     score_label: str = ""       # "312 upvotes", "" without a score
     short_name: str = ""        # "Llama 3": the part before a title's colon, for summaries
+    # Only in a reader's own issue (render/personal.py): why the paper is there, the base of its
+    # rating links (``/up``, ``/down`` follow), and the markers the cards are cut at.
+    reason: str = ""
+    rate_url: str = ""
+    begin: str = ""
+    end: str = ""
 
 
 def day_label(when: datetime | date | None) -> str:
@@ -317,6 +323,8 @@ def template_context(issue: Issue, config: Config, subject: str = "") -> dict[st
                                 tail=f"Issue #{issue.number}, {window_label}") if papers else ""),
         "editor_note_html": editor_note_html(issue.editor_note),
         "editor_note_text": issue.editor_note.strip(),
+        # A reader's own issue (render/personal.py): cards with reasons and rating links.
+        "personal": False,
         "subscriber": {
             "name": placeholders.NAME,
             "email": placeholders.EMAIL,

@@ -23,7 +23,7 @@ CLIP_BYTES = 102_000
 WARN_HTML_BYTES = 95_000
 
 
-def _render(env: jinja2.Environment, name: str, context: dict) -> str:
+def render_template(env: jinja2.Environment, name: str, context: dict) -> str:
     """Render one template; any failure becomes a RenderError naming the template file (its
     path, which may be an included or extended file rather than ``name``) and line."""
     try:
@@ -62,14 +62,18 @@ def render_issue(issue: Issue, config: Config, *, env: jinja2.Environment | None
         raise RenderError("an issue without papers cannot be rendered", where=issue.key)
     env = env or make_environment(operator_templates_dir(config))
     context = template_context(issue, config)
-    subject = " ".join(_render(env, "subject.txt.j2", context).split())
+    subject = " ".join(render_template(env, "subject.txt.j2", context).split())
     if not subject:
         raise RenderError("the subject came out empty", where="subject.txt.j2")
     context["subject"] = subject
-    html = inline_css(_render(env, "issue.html.j2", context))
-    text = _render(env, "issue.txt.j2", context)
-    text = "\n".join(line.rstrip() for line in text.splitlines()).strip() + "\n"
+    html = inline_css(render_template(env, "issue.html.j2", context))
+    text = finish_text(render_template(env, "issue.txt.j2", context))
     return RenderedIssue(issue=issue, subject=subject, html=html, text=text)
+
+
+def finish_text(text: str) -> str:
+    """The text part as sent: no trailing spaces on a line, no blank lines at either end."""
+    return "\n".join(line.rstrip() for line in text.splitlines()).strip() + "\n"
 
 
 def html_size_bytes(rendered: RenderedIssue) -> int:

@@ -32,6 +32,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable, Sequence
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -40,7 +41,9 @@ from urllib.parse import quote
 from newsletter.config import Config
 from newsletter.errors import RenderError
 from newsletter.models import RenderedIssue, Subscriber
+from newsletter.models import Pick
 from newsletter.render import placeholders
+from newsletter.render.personal import CardSet
 from newsletter.render.headers import (SMTP_POLICY, SMTPUTF8_POLICY, UNSAFE_ADDRESS, address_line,
                                         header_text, new_message, one_address, set_header)
 from newsletter.tokens import Signer
@@ -79,56 +82,86 @@ _BASE64_LINE = re.compile(rb".{1,76}", re.S)
 def _base64_lines(data: bytes) -> bytes:
     """base64 in 76-character CRLF lines, as the email package writes it: one C call to encode
     and a regex to cut (``base64.encodebytes`` loops in Python over 57-byte chunks, 2x slower)."""
+    if len(data) <= 57:  # one line: most of the short runs around a token
+        return binascii.b2a_base64(data, newline=False) + b"\r\n"
     encoded = binascii.b2a_base64(data, newline=False)
     return b"\r\n".join(_BASE64_LINE.findall(encoded)) + b"\r\n"
 
 
-class Base64Splice:
-    """A body with tokens, base64-encoded once; each copy encodes only the few bytes around
-    each token.
+class _Run:
+    """Static body bytes between two tokens, base64-encoded ahead of time for each of the three
+    ways the variable bytes before them can leave them aligned: ``variants[shift]`` is the
+    encoding of ``raw[shift:]`` up to a multiple of 3 bytes, and the 0-2 bytes left over."""
 
-    base64 works on 3-byte groups and decoders ignore line breaks, so a body can be sent as
-    several independently encoded runs as long as every run but the last is a multiple of 3
-    bytes (no ``=`` padding mid-stream) and every line stays within 76 characters. The static
-    text after each token is pre-encoded three times, once for each of the three ways the
-    variable bytes before it can leave it aligned; a copy is then a join of pre-encoded runs
-    and a few short encodings of ``carry + value + 0-2 bytes``.
-    """
+    __slots__ = ("raw", "size", "variants")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.size = len(raw)
+        self.variants: list[tuple[bytes, bytes]] = []
+        for shift in range(3):
+            rest = raw[shift:]
+            n = len(rest) // 3 * 3
+            self.variants.append((_base64_lines(rest[:n]) if n else b"", rest[n:]))
+
+
+class Base64Piece:
+    """A stretch of a body with tokens in it, cut into static runs around them; ``keys[i]``
+    follows ``runs[i]``."""
+
+    __slots__ = ("runs", "keys")
 
     def __init__(self, body: bytes, tokens: tuple[str, ...]) -> None:
         pattern = re.compile(b"(" + b"|".join(re.escape(t.encode("ascii")) for t in tokens) + b")")
         parts = pattern.split(body)
-        statics, self.keys = parts[0::2], [k.decode("ascii") for k in parts[1::2]]
-        first = statics[0]
-        aligned = len(first) // 3 * 3
-        self.first = _base64_lines(first[:aligned]) if aligned else b""
-        self.first_tail = first[aligned:]
-        self.rest: list[tuple[bytes, list[tuple[bytes, bytes]]]] = []
-        for static in statics[1:]:
-            variants = []
-            for shift in range(3):
-                body_part = static[shift:]
-                n = len(body_part) // 3 * 3 if len(static) >= shift else 0
-                variants.append((_base64_lines(body_part[:n]) if n else b"", body_part[n:]))
-            self.rest.append((static, variants))
+        self.runs = [_Run(raw) for raw in parts[0::2]]
+        self.keys = [k.decode("ascii") for k in parts[1::2]]
+
+
+def encode_pieces(pieces: list[tuple[Base64Piece, dict[str, bytes]]]) -> bytes:
+    """The base64 body of ``pieces`` one after the other, each with its tokens replaced by its
+    values: the same bytes, once decoded, as encoding the whole text, but only the few bytes
+    around each token are encoded now.
+
+    base64 works on 3-byte groups and decoders ignore line breaks, so a body can be sent as
+    several independently encoded runs as long as every run but the last is a multiple of 3
+    bytes (no ``=`` padding mid-stream) and every line stays within 76 characters. Each static
+    run starts with the 0-2 bytes that realign it; those, with the value before them, are the
+    only bytes encoded per copy.
+    """
+    out: list[bytes] = []
+    append = out.append
+    carry = b""
+    for piece, values in pieces:
+        keys = piece.keys
+        last = len(keys)
+        for i, run in enumerate(piece.runs):
+            shift = -len(carry) % 3
+            if run.size < shift:  # too short to realign: carry it all to the next token
+                carry += run.raw
+            else:
+                if shift:
+                    append(_base64_lines(carry + run.raw[:shift]))
+                elif carry:
+                    append(_base64_lines(carry))
+                encoded, carry = run.variants[shift]
+                append(encoded)
+            if i < last:
+                carry += values[keys[i]]
+    if carry:
+        append(_base64_lines(carry))
+    return b"".join(out)
+
+
+class Base64Splice:
+    """A whole body with tokens, base64-encoded once; ``render`` encodes only the few bytes
+    around each token (``encode_pieces``)."""
+
+    def __init__(self, body: bytes, tokens: tuple[str, ...]) -> None:
+        self.piece = Base64Piece(body, tokens)
 
     def render(self, values: dict[str, bytes]) -> bytes:
-        out = [self.first]
-        carry = self.first_tail
-        for key, (static, variants) in zip(self.keys, self.rest):
-            pending = carry + values[key]
-            shift = -len(pending) % 3
-            if len(static) < shift:  # too short to realign: carry it all to the next token
-                carry = pending + static
-                continue
-            pending += static[:shift]
-            if pending:
-                out.append(_base64_lines(pending))
-            encoded, carry = variants[shift]
-            out.append(encoded)
-        if carry:
-            out.append(_base64_lines(carry))
-        return b"".join(out)
+        return encode_pieces([(self.piece, values)])
 
 
 def _crlf_body(text: str) -> bytes:
@@ -184,6 +217,7 @@ class MessageFactory:
         self._html_body = Base64Splice(_crlf_body(rendered.html), placeholders.TOKENS)
         self._text_body = Base64Splice(_crlf_body(rendered.text), placeholders.TOKENS)
         self._build_skeleton()
+        self.cards: CardSet  # set by PersonalMessages, for readers with their own issue
 
     # -- per-message values ----------------------------------------------------------------
 
@@ -226,11 +260,16 @@ class MessageFactory:
                                      unsubscribe_url=self.unsubscribe_url(subscriber.email),
                                      preferences_url=self.preferences_url(subscriber.email))
 
-    def personalised_parts(self, subscriber: Subscriber) -> tuple[str, str]:
-        """(html, text) of this subscriber's copy, as the reader will see it."""
+    def personalised_parts(self, subscriber: Subscriber, picks: Sequence[Pick] | None = None) -> tuple[str, str]:
+        """(html, text) of this subscriber's copy, as the reader will see it: the shared issue,
+        or with ``picks`` their own (after ``PersonalMessages`` gave this factory its cards)."""
         values = self.personal(subscriber)
-        return (placeholders.fill(self.rendered.html, values.for_html()),
-                placeholders.fill(self.rendered.text, values.for_text()))
+        if picks is None:
+            html, text = self.rendered.html, self.rendered.text
+        else:
+            copy = self.cards.assemble(picks, self.rate_token(subscriber))
+            html, text = copy.html, copy.text
+        return placeholders.fill(html, values.for_html()), placeholders.fill(text, values.for_text())
 
     def token(self, subscriber: Subscriber) -> str:
         """The return-path token of this reader's copy; "" without VERP (no return_path, or a
@@ -246,6 +285,12 @@ class MessageFactory:
             return self.return_path
         return self._verp_head + token + self._verp_tail  # verp_address(), without re-splitting
 
+    def rate_token(self, subscriber: Subscriber) -> Callable[[str], str]:
+        """paper id -> the token of this reader's rating links on that paper's card."""
+        reader_id = subscriber.id or 0
+        rating_token = self.signer.rating_token
+        return lambda paper_id: rating_token(reader_id, paper_id)
+
     @staticmethod
     def _check_address(email: str) -> None:
         if not email or UNSAFE_ADDRESS.search(email) or email.count("@") != 1:
@@ -254,10 +299,10 @@ class MessageFactory:
     # -- the reference path ----------------------------------------------------------------
 
     def _headers(self, msg: EmailMessage, *, to: Address, message_id: str, unsubscribe: str,
-                 token: str = _TOKEN_SENTINEL) -> None:
+                 token: str = _TOKEN_SENTINEL, subject: str | None = None) -> None:
         set_header(msg, "From", self.from_address)
         set_header(msg, "To", to)
-        set_header(msg, "Subject", self.subject)
+        set_header(msg, "Subject", self.subject if subject is None else subject)
         set_header(msg, "Date", self.date())
         set_header(msg, "Message-ID", message_id)
         if self.reply_to is not None:
@@ -282,13 +327,16 @@ class MessageFactory:
         except (ValueError, IndexError) as exc:
             raise RenderError(f"cannot address a message to it: {exc}", where=repr(subscriber.email)) from None
 
-    def build_email_message(self, subscriber: Subscriber, message_id: str | None = None) -> EmailMessage:
+    def build_email_message(self, subscriber: Subscriber, message_id: str | None = None,
+                            picks: Sequence[Pick] | None = None) -> EmailMessage:
         """The subscriber's message built the plain way: a fresh ``EmailMessage``."""
-        html, text = self.personalised_parts(subscriber)
+        html, text = self.personalised_parts(subscriber, picks)
         is_ascii = subscriber.email.isascii()
         msg = new_message(utf8=not is_ascii)
+        subject = self.subject if picks is None else self.cards.head_values(picks)[0]
         self._headers(msg, to=self._to(subscriber), message_id=message_id or make_msgid(domain=self.domain),
-                      unsubscribe=f"<{self.unsubscribe_url(subscriber.email)}>", token=self.token(subscriber))
+                      unsubscribe=f"<{self.unsubscribe_url(subscriber.email)}>", token=self.token(subscriber),
+                      subject=subject)
         msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
         msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
         return msg

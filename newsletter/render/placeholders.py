@@ -18,8 +18,21 @@ EMAIL = "XNLEMAILX"
 UNSUBSCRIBE_URL = "XNLUNSUBSCRIBEURLX"
 PREFERENCES_URL = "XNLPREFERENCESURLX"
 TOKENS: tuple[str, ...] = (NAME, EMAIL, UNSUBSCRIBE_URL, PREFERENCES_URL)
+# A reader's own issue (render/personal.py): per card, its rank, the reason it is there and the
+# reader's rating token; per issue, what depends on which papers the reader got.
+RANK = "XNLRANKX"
+REASON = "XNLREASONX"
+RATE = "XNLRATEX"
+SUBJECT = "XNLSUBJECTX"
+PREHEADER = "XNLPREHEADERX"
+GREETING = "XNLGREETINGX"
+CARD_TOKENS: tuple[str, ...] = (RANK, REASON, RATE)
+DOCUMENT_TOKENS: tuple[str, ...] = (SUBJECT, PREHEADER, GREETING)
+# The markers around each card of a candidate rendering, cut there; a title holding one would
+# cut a card in two.
+CARD_MARKERS: tuple[str, ...] = ("<!--xnl-card-->", "<!--/xnl-card-->")
 
-_TOKEN_RE = re.compile("|".join(TOKENS))
+_TOKEN_RE = re.compile("|".join(re.escape(t) for t in TOKENS + CARD_TOKENS + DOCUMENT_TOKENS + CARD_MARKERS))
 
 
 def defuse_tokens(text: str) -> str:

@@ -21,7 +21,7 @@ from newsletter.errors import RenderError
 from newsletter.render.context import sender
 from newsletter.render.headers import header_text, new_message, one_address, set_header
 from newsletter.render.inline import inline_css
-from newsletter.render.issue import _render
+from newsletter.render.issue import render_template as _render
 from newsletter.render.templates import make_environment, operator_templates_dir
 
 _DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

@@ -9,15 +9,18 @@ with a ``title`` column CSV, anything else a plain-text page.
 from __future__ import annotations
 
 import codecs
+import gc
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from newsletter.errors import SourceError
 from newsletter.sources.base import ParsedSource
 from newsletter.sources.fetch import USER_AGENT, Fetched, fetch_url, is_url, read_file
 
-__all__ = ["LoadedSource", "ParsedSource", "detect_format", "load_source", "parse_bytes"]
+__all__ = ["LoadedSource", "ParsedSource", "collector_paused", "detect_format", "load_source", "parse_bytes"]
 
 _FEED_SUFFIXES = (".xml", ".rss", ".atom", ".rdf")
 _WESTERN_FIRST = ("cp1252", "latin_1", "iso8859_15")
@@ -98,19 +101,49 @@ def parse_bytes(data: bytes, name: str, *, content_type: str = "", location: str
     kind = detect_format(data, name, content_type)
     if kind == "binary":
         raise SourceError("binary data, not text, JSON, CSV or a feed", where=name)
-    if kind == "feed":
-        return parse_feed(data, name, location)
-    text, guessed = decode_text(data, name)
-    if kind == "json":
-        parsed = parse_json(text, name)
-    elif kind == "csv":
-        parsed = parse_csv(text, name)
-    else:
-        parsed = parse_text(text, name)
+    with collector_paused():
+        if kind == "feed":
+            return parse_feed(data, name, location)
+        text, guessed = decode_text(data, name)
+        if kind == "json":
+            parsed = parse_json(text, name)
+        elif kind == "csv":
+            parsed = parse_csv(text, name)
+        else:
+            parsed = parse_text(text, name)
     if guessed:
         parsed.warnings.append(f"not UTF-8: read as {guessed}, a guess; if titles look garbled, "
                                "save the file as UTF-8")
     return parsed
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while one source is read.
+
+    Reading a source builds its whole tree of objects at once (the parsed document, then a
+    ``Paper`` per entry), none of it garbage, and every few hundred new objects the collector
+    walks them again; once the tree is large, a full pass walks all of it. Measured on 10,000
+    papers of JSON: 10-15 % of the read. The pause lasts one source (at most ``sources.max_bytes``
+    of input); the collector is switched back on after, unless it was off before.
+
+    Switched back on, its first pass would walk every object the pause let through: ~50,000 for
+    10,000 papers, 10-35 ms. The papers are kept (the store is next), so they are handed to the
+    oldest generation instead, as a pass would end up doing, without the walk: ``gc.freeze()``
+    then ``gc.unfreeze()`` moves every tracked object there in one step. Skipped when something
+    else has frozen objects (a server that forks does, to share memory): those stay frozen.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
+        gc.enable()
 
 
 def load_source(name: str, *, timeout_s: float, max_bytes: int, etag: str | None = None,

@@ -1,6 +1,7 @@
 """CSV with a header row. Columns are matched case-insensitively; unknown columns are ignored.
 
-``title`` and one of ``url`` / ``id`` are required; ``authors`` holds names separated by ``;``.
+``title`` and one of ``url`` / ``id`` are required; ``authors`` holds names separated by ``;``,
+``categories`` subject classes separated by ``;`` or ``,`` (or spaces: ``categories.split_categories``).
 A row without a title or link is skipped and counted with its line number.
 """
 
@@ -11,6 +12,7 @@ import io
 
 from newsletter.errors import SourceError
 from newsletter.sources.base import ParsedSource, build_paper
+from newsletter.sources.categories import split_categories
 
 COLUMNS: dict[str, str] = {
     "title": "title",
@@ -24,6 +26,7 @@ COLUMNS: dict[str, str] = {
     "page_url": "page_url",
     "score": "score", "upvotes": "score",
     "published_at": "published_at", "published": "published_at", "date": "published_at",
+    "categories": "categories", "category": "categories",
 }
 
 
@@ -62,6 +65,7 @@ def parse_csv(text: str, source: str) -> ParsedSource:
                 page_url=fields.get("page_url"),
                 score=fields.get("score"),
                 published_at=fields.get("published_at"),
+                categories=split_categories(fields["categories"]) if "categories" in fields else (),
                 source=source,
             ), f"line {line}")
     except csv.Error as exc:

@@ -23,7 +23,7 @@ import feedparser
 from lxml import etree
 
 from newsletter.errors import SourceError
-from newsletter.sources import normalize
+from newsletter.sources import categories, normalize
 from newsletter.sources.base import ParsedSource, build_paper
 
 # "First Author, Second Author — abstract": the description shape of Hugging Face paper feeds.
@@ -83,6 +83,19 @@ def _thumbnail_of(entry: Any) -> str | None:
         if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/"):
             return link.get("href")
     return None
+
+
+def _categories_of(entry: Any, paper_id: str | None, feed_category: str | None) -> list[str]:
+    """An entry's categories, primary first: the arXiv API's ``arxiv:primary_category``, the
+    legacy listing title's ``[hep-ex]``, the entry's ``<category>`` / ``dc:subject`` tags, then
+    the category of the whole feed (``categories.feed_category``); only those that are
+    categories for this kind of paper (``categories.of_feed_entry``)."""
+    primary = entry.get("arxiv_primary_category")
+    terms = [primary.get("term") if isinstance(primary, dict) else None,
+             categories.legacy_title_category(entry.get("title"))]
+    terms += [tag.get("term") for tag in entry.get("tags") or () if isinstance(tag, dict)]
+    terms.append(feed_category)
+    return categories.of_feed_entry(paper_id, terms)
 
 
 def _is_absolute(url: object) -> bool:
@@ -150,6 +163,7 @@ def parse_feed(data: bytes, source: str, location: str | None = None) -> ParsedS
     base = _base_url(parsed, location)
     # In Atom an entry without authors has its feed's (RFC 4287 4.2.1); RSS has no such rule.
     feed_authors = _authors(parsed.feed) if str(parsed.get("version", "")).startswith("atom") else []
+    feed_category = categories.feed_category(parsed.feed.get("title"))
     for number, entry in enumerate(entries, start=1):
         guid = entry.get("id") or ""
         link = _link_of(entry, base)
@@ -182,6 +196,7 @@ def parse_feed(data: bytes, source: str, location: str | None = None) -> ParsedS
             pdf_url=_pdf_of(entry),
             thumbnail_url=_thumbnail_of(entry),
             published_at=entry.get("published_parsed") or entry.get("updated_parsed"),
+            categories=_categories_of(entry, paper_id, feed_category),
             source=source,
         )
         result.add(paper, f"entry {number}")

@@ -13,6 +13,8 @@ import re
 from typing import Any
 
 from newsletter.errors import SourceError
+from newsletter.models import Paper
+from newsletter.sources import categories, normalize
 from newsletter.sources.base import ParsedSource, build_paper
 
 HF_PAPER_PAGE = "https://huggingface.co/papers/{id}"
@@ -34,6 +36,11 @@ def _names(value: Any) -> list[str]:
         return [p.strip() for p in value.split(";") if p.strip()]
     if not isinstance(value, list):
         return []  # a number, true or an object where names belong: no names, not a crash
+    for item in value:
+        if type(item) is not str:
+            break
+    else:
+        return value  # the common case: names only
     names: list[str] = []
     for item in value:
         if isinstance(item, str):
@@ -46,7 +53,7 @@ def _names(value: Any) -> list[str]:
 def load_json(text: str, source: str) -> Any:
     try:
         data = json.loads(text)
-        if _SURROGATE_ESCAPE.search(text):
+        if "\\" in text and _SURROGATE_ESCAPE.search(text):  # memchr first: most files escape nothing
             data = _without_lone_surrogates(data)
     except json.JSONDecodeError as exc:
         raise SourceError(f"not valid JSON: {exc.msg} (column {exc.colno})", where=source, line=exc.lineno) from None
@@ -88,29 +95,58 @@ def parse_json(text: str, source: str) -> ParsedSource:
 def _our_list(items: list[Any], source: str) -> ParsedSource:
     """Our format; also takes the keys of common community scrapes (``paper_url``, ``details``)."""
     result = ParsedSource(source, format="JSON list")
+    papers, skipped = result.papers, result.skipped
     for number, item in enumerate(items, start=1):
-        where = f"entry {number}"
         if not isinstance(item, dict):
-            result.skipped.append(f"{where}: not an object")
+            skipped.append(f"entry {number}: not an object")
             continue
-        details = item.get("details") if isinstance(item.get("details"), dict) else {}
-        github = details.get("github_links") or []
-        result.add(build_paper(
-            title=_first(item, "title") or details.get("title"),
-            url=_first(item, "url", "link", "paper_url") or details.get("arxiv_page_url"),
-            ids=[x for x in (item.get("id"), item.get("arxiv_id"), item.get("doi"),
-                             details.get("arxiv_page_url")) if x],
-            authors=_names(item.get("authors")),
-            abstract=_first(item, "abstract", "summary") or details.get("abstract"),
-            pdf_url=_first(item, "pdf_url") or details.get("pdf_url"),
-            code_url=_first(item, "code_url", "github") or (github[0] if github and isinstance(github, list) else None),
-            thumbnail_url=_first(item, "thumbnail_url", "thumbnail"),
-            score=_first(item, "score", "upvotes", "stars"),
-            published_at=_first(item, "published_at", "published", "date"),
-            page_url=_first(item, "page_url") or details.get("page_url"),
-            source=source,
-        ), where)
+        paper = _plain_item(item, source) if item.keys().isdisjoint(_OTHER_KEYS) else _item(item, source)
+        if type(paper) is str:
+            skipped.append(f"entry {number}: {paper}")
+        else:
+            papers.append(paper)  # type: ignore[arg-type]
     return result
+
+
+# Keys that only ``_item`` reads: alternative names and community scrapes' ``details``.
+_OTHER_KEYS = frozenset(("link", "paper_url", "arxiv_id", "doi", "summary", "github", "thumbnail", "upvotes",
+                         "stars", "published", "date", "details"))
+
+
+def _item(item: dict[str, Any], source: str) -> Paper | str:
+    details = item.get("details") if isinstance(item.get("details"), dict) else {}
+    github = details.get("github_links") or []
+    return build_paper(
+        title=_first(item, "title") or details.get("title"),
+        url=_first(item, "url", "link", "paper_url") or details.get("arxiv_page_url"),
+        ids=[x for x in (item.get("id"), item.get("arxiv_id"), item.get("doi"),
+                         details.get("arxiv_page_url")) if x],
+        authors=_names(item.get("authors")),
+        abstract=_first(item, "abstract", "summary") or details.get("abstract"),
+        pdf_url=_first(item, "pdf_url") or details.get("pdf_url"),
+        code_url=_first(item, "code_url", "github") or (github[0] if github and isinstance(github, list) else None),
+        thumbnail_url=_first(item, "thumbnail_url", "thumbnail"),
+        score=_first(item, "score", "upvotes", "stars"),
+        published_at=_first(item, "published_at", "published", "date"),
+        page_url=_first(item, "page_url") or details.get("page_url"),
+        categories=categories.from_value(item.get("categories")),
+        source=source,
+    )
+
+
+def _plain_item(item: dict[str, Any], source: str) -> Paper | str:
+    """``_item`` for an item without ``_OTHER_KEYS`` (as ``newsletter papers --json`` writes
+    them): each field is one lookup. Where ``_first`` would pass None for an empty string, list
+    or object, this passes the empty value, which ``build_paper`` takes for missing alike; a
+    test checks both give the same papers. Half the time of ``_item`` per paper."""
+    get = item.get
+    id_ = get("id")
+    return build_paper(
+        title=get("title"), url=get("url"), ids=[id_] if id_ else (), authors=_names(get("authors")),
+        abstract=get("abstract"), pdf_url=get("pdf_url"), code_url=get("code_url"),
+        thumbnail_url=get("thumbnail_url"), score=get("score"), published_at=get("published_at"),
+        page_url=get("page_url"), categories=categories.from_value(get("categories")), source=source,
+    )
 
 
 def _hf_daily_papers(items: list[dict[str, Any]], source: str) -> ParsedSource:
@@ -149,14 +185,19 @@ def _json_feed(data: dict[str, Any], source: str) -> ParsedSource:
             result.skipped.append(f"item {number}: not an object")
             continue
         authors = _names(item.get("authors")) or _names([item["author"]] if isinstance(item.get("author"), dict) else [])
+        url = _first(item, "external_url", "url")
+        ids = [x for x in (item.get("id"),) if isinstance(x, str)]
+        tags = item.get("tags")
+        paper_id = normalize.canonical_id(url if isinstance(url, str) else None, *ids) if tags else None
         result.add(build_paper(
             title=item.get("title"),
-            url=_first(item, "external_url", "url"),
-            ids=[x for x in (item.get("id"),) if isinstance(x, str)],
+            url=url,
+            ids=ids,
             authors=authors or feed_authors,
             abstract=_first(item, "summary", "content_text", "content_html"),
             thumbnail_url=_first(item, "image", "banner_image"),
             published_at=_first(item, "date_published", "date_modified"),
+            categories=categories.of_feed_entry(paper_id, tags if isinstance(tags, list) else []),
             source=source,
         ), f"item {number}")
     return result

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from newsletter.errors import NewsletterError
-from newsletter.models import Subscriber
+from newsletter.models import Pick, Subscriber
 from newsletter.store.schema import deliveries, issues, sqlite_time, subscribers
 
 PENDING = "pending"
@@ -47,6 +47,53 @@ class ClaimedDelivery:
     subscriber: Subscriber
     attempts: int
     claimed_by: str = ""
+    picks: tuple[Pick, ...] | None = None  # the reader's own issue; None: the shared one
+
+
+def picks_from_json(value: Any) -> tuple[Pick, ...] | None:
+    """A row's ``picks`` column as ``Pick`` values (None: the shared issue)."""
+    if not value:
+        return None
+    return tuple(Pick(paper_id=str(item[0]), reason=str(item[1])) for item in value)
+
+
+def set_picks(conn: Connection, issue_number: int, picks: dict[int, list[Pick]], now: datetime) -> int:
+    """Give each reader in ``picks`` (subscriber id -> their papers) their own issue: a pending
+    row made for them, or their pending row that has none yet. Rows already sent, or given
+    picks by another sender, are left as they are, so every copy of a reader's issue is the same.
+    Returns how many rows got picks."""
+    if not picks:
+        return 0
+    create_deliveries(conn, issue_number, now)
+    changed = 0
+    statement = (update(deliveries)
+                 .where(deliveries.c.issue_number == issue_number,
+                        deliveries.c.subscriber_id == bindparam("sid"),
+                        deliveries.c.status == PENDING, deliveries.c.picks.is_(None))
+                 .values(picks=bindparam("value"), updated_at=now))
+    rows = [{"sid": sid, "value": [[p.paper_id, p.reason] for p in chosen]} for sid, chosen in picks.items() if chosen]
+    for start in range(0, len(rows), 1000):
+        result = conn.execute(statement, rows[start:start + 1000])
+        changed += int(result.rowcount or 0)
+    return changed
+
+
+def picked_paper_ids(conn: Connection, issue_number: int) -> set[str]:
+    """Every paper some reader's own issue of ``issue_number`` holds (cards to render)."""
+    found: set[str] = set()
+    for value in conn.execute(select(deliveries.c.picks).where(deliveries.c.issue_number == issue_number,
+                                                               deliveries.c.picks.is_not(None))).scalars():
+        found.update(str(item[0]) for item in value or [])
+    return found
+
+
+def readers_without_picks(conn: Connection, issue_number: int, subscriber_ids: set[int]) -> set[int]:
+    """Those of ``subscriber_ids`` still to be given their own issue: no row yet, or a pending
+    row with no picks."""
+    done = set(conn.execute(select(deliveries.c.subscriber_id).where(
+        deliveries.c.issue_number == issue_number,
+        or_(deliveries.c.status != PENDING, deliveries.c.picks.is_not(None)))).scalars())
+    return subscriber_ids - done
 
 
 def create_deliveries(conn: Connection, issue_number: int, now: datetime) -> int:
@@ -78,7 +125,7 @@ def create_deliveries(conn: Connection, issue_number: int, now: datetime) -> int
 # ``status = ?`` the index hands them over in order.
 _CLAIM_SELECT = (
     select(deliveries.c.id, deliveries.c.email, deliveries.c.attempts, subscribers.c.id.label("sid"),
-           subscribers.c.name, subscribers.c.status.label("sstatus"), subscribers.c.attributes)
+           subscribers.c.name, subscribers.c.status.label("sstatus"), subscribers.c.attributes, deliveries.c.picks)
     .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
     .where(deliveries.c.issue_number == bindparam("issue_number"),
            deliveries.c.status == bindparam("status"),
@@ -193,6 +240,7 @@ def claim_deliveries(conn: Connection, issue_number: int, *, claimed_by: str, no
                 id=r.id, attempts=r.attempts, claimed_by=claimed_by,
                 subscriber=Subscriber(email=r.email, name=r.name, status="active", id=r.sid,
                                       attributes=dict(r.attributes or {})),
+                picks=picks_from_json(r.picks),
             ) for r in active)
     return claimed, skipped
 

@@ -49,10 +49,7 @@ def paper_from_json(data: dict[str, Any]) -> Paper:
     for name in ("published_at", "first_seen_at", "last_seen_at"):
         if values.get(name):
             values[name] = datetime.fromisoformat(values[name])
-    for name, value in values.items():  # paper_to_json wrote every tuple as a list
-        if isinstance(value, list):
-            values[name] = tuple(value)
-    for name in ("authors", "sources"):
+    for name in ("authors", "sources", "categories"):
         values[name] = tuple(values.get(name) or ())
     return Paper(**values)
 

@@ -3,7 +3,8 @@
 Merging is order-independent and idempotent, so ingesting the same source twice changes
 nothing and two sources reporting one paper converge whatever order they come in: the first
 title stays, the longer abstract and author list win, missing links are filled in, the score is
-the highest seen, the publication time the earliest, and sources accumulate. ``last_seen_at``
+the highest seen, the publication time the earliest, and sources and categories accumulate (the
+first source's categories first, so its primary stays first). ``last_seen_at``
 moves on every sighting without counting as an update.
 
 On SQLite the upsert binds values it has serialised itself (``_sqlite_values``: the same text
@@ -16,13 +17,14 @@ Other databases take the SQLAlchemy Core path. A test checks both store identica
 
 from __future__ import annotations
 
+import gc
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import and_, bindparam, func, null, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import StatementError
 
@@ -32,7 +34,9 @@ from newsletter.store.schema import papers, source_state, sqlite_time
 
 _CHUNK = 500
 _CONTENT = ("title", "authors", "abstract", "url", "pdf_url", "code_url", "thumbnail_url",
-            "page_url", "score", "published_at", "sources")
+            "page_url", "score", "published_at", "sources", "categories")
+# As the sources bound them (sources/categories.py); a merge keeps the union within it too.
+MAX_CATEGORIES = 20
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ def _row_to_paper(row: Any) -> Paper:
         id=row.id, title=row.title, url=row.url, authors=tuple(row.authors or ()), abstract=row.abstract,
         pdf_url=row.pdf_url, code_url=row.code_url, thumbnail_url=row.thumbnail_url, score=row.score,
         published_at=row.published_at, first_seen_at=row.first_seen_at, last_seen_at=row.last_seen_at,
-        sources=tuple(row.sources or ()), page_url=row.page_url,
+        sources=tuple(row.sources or ()), page_url=row.page_url, categories=tuple(row.categories or ()),
     )
 
 
@@ -56,8 +60,25 @@ def _content(paper: Paper) -> dict[str, Any]:
         "title": paper.title, "authors": list(paper.authors), "abstract": paper.abstract, "url": paper.url,
         "pdf_url": paper.pdf_url, "code_url": paper.code_url, "thumbnail_url": paper.thumbnail_url,
         "page_url": paper.page_url, "score": paper.score, "published_at": paper.published_at,
-        "sources": list(paper.sources),
+        "sources": list(paper.sources), "categories": list(paper.categories),
     }
+
+
+def _bound(content: dict[str, Any]) -> dict[str, Any]:
+    """``_content`` as the Core path binds it: no categories is SQL NULL ("none known"), as in
+    rows stored before the column existed, not the JSON text ``[]``."""
+    if not content["categories"]:
+        return {**content, "categories": null()}
+    return content
+
+
+def _union_categories(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
+    """``old``, then what ``new`` adds (compared case-insensitively), at most ``MAX_CATEGORIES``."""
+    if not new or new == old:
+        return old
+    known = {c.casefold() for c in old}
+    added = tuple(c for c in new if c.casefold() not in known)
+    return (old + added)[:MAX_CATEGORIES] if added else old
 
 
 def merge_papers(old: Paper, new: Paper) -> Paper:
@@ -78,6 +99,7 @@ def merge_papers(old: Paper, new: Paper) -> Paper:
         score=max(scores) if scores else None,
         published_at=min(times) if times else None,
         sources=old.sources + tuple(s for s in new.sources if s not in old.sources),
+        categories=_union_categories(old.categories, new.categories),
     )
 
 
@@ -98,9 +120,17 @@ def upsert_papers(conn: Connection, incoming: Iterable[Paper], now: datetime | N
         batch[paper.id] = merge_papers(batch[paper.id], paper) if paper.id in batch else paper
     if not batch:
         return UpsertCounts()
-    if conn.dialect.name == "sqlite":
+    if conn.dialect.name != "sqlite":
+        return _upsert_core(conn, batch, now)
+    # As while a source is read (sources.collector_paused): the collector would walk the papers
+    # just read, a tree of objects none of which is garbage, on every few hundred new rows.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
         return _upsert_sqlite(conn, batch, now)
-    return _upsert_core(conn, batch, now)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _upsert_core(conn: Connection, batch: dict[str, Paper], now: datetime) -> UpsertCounts:
@@ -111,11 +141,11 @@ def _upsert_core(conn: Connection, batch: dict[str, Paper], now: datetime) -> Up
     for pid, paper in batch.items():
         old = existing.get(pid)
         if old is None:
-            inserts.append({"id": pid, **_content(paper), "first_seen_at": now, "last_seen_at": now})
+            inserts.append({"id": pid, **_bound(_content(paper)), "first_seen_at": now, "last_seen_at": now})
             continue
         merged = merge_papers(old, paper)
         if _content(merged) != _content(old):
-            updates.append({"b_id": pid, **_content(merged), "last_seen_at": now})
+            updates.append({"b_id": pid, **_bound(_content(merged)), "last_seen_at": now})
         else:
             seen.append(pid)
     if inserts:
@@ -143,14 +173,34 @@ def _json_names(names: Sequence[str]) -> str:
         return json.dumps(list(names))
 
 
-def _sqlite_values(paper: Paper, sources_json: dict[tuple[str, ...], str]) -> tuple[Any, ...]:
-    """The ``_CONTENT`` columns of ``paper`` as SQLite stores them; ``sources_json`` caches the
-    serialised source lists, which a batch shares."""
-    sources = sources_json.get(paper.sources)
-    if sources is None:
-        sources = sources_json[paper.sources] = _json_names(paper.sources)
+class _Serialised:
+    """Text already made for this batch: source and category lists and times repeat from paper
+    to paper (one source; a few categories; a listing's one announcement time), and a dict
+    lookup costs a tenth of serialising them again."""
+
+    def __init__(self) -> None:
+        self.lists: dict[tuple[str, ...], str] = {}
+        self.times: dict[datetime, str | None] = {}
+
+    def names(self, names: tuple[str, ...]) -> str:
+        text = self.lists[names] = _json_names(names)
+        return text
+
+    def time(self, value: datetime) -> str | None:
+        text = self.times[value] = sqlite_time(value)
+        return text
+
+
+def _sqlite_values(paper: Paper, done: _Serialised) -> tuple[Any, ...]:
+    """The ``_CONTENT`` columns of ``paper`` as SQLite stores them (no categories: NULL). The
+    caches are looked up here, not through methods: this runs once per paper."""
+    published, sources, categories = paper.published_at, paper.sources, paper.categories
+    lists = done.lists
     return (paper.title, _json_names(paper.authors), paper.abstract, paper.url, paper.pdf_url, paper.code_url,
-            paper.thumbnail_url, paper.page_url, paper.score, sqlite_time(paper.published_at), sources)
+            paper.thumbnail_url, paper.page_url, paper.score,
+            None if published is None else done.times.get(published) or done.time(published),
+            lists.get(sources) or done.names(sources),
+            (lists.get(categories) or done.names(categories)) if categories else None)
 
 
 def _stored_values(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
@@ -176,12 +226,12 @@ def _upsert_sqlite_values(conn: Connection, batch: dict[str, Paper], now: dateti
     now_s = sqlite_time(now)
     ids = list(batch)
     stored = _stored_values(conn, ids)
-    sources_json: dict[tuple[str, ...], str] = {}
+    done = _Serialised()
     inserts: list[tuple[Any, ...]] = []
     seen: list[str] = []
     to_merge: list[str] = []
     for pid, paper in batch.items():
-        values = _sqlite_values(paper, sources_json)
+        values = _sqlite_values(paper, done)
         old = stored.get(pid)
         if old is None:
             inserts.append((pid, *values, now_s, now_s))
@@ -193,7 +243,7 @@ def _upsert_sqlite_values(conn: Connection, batch: dict[str, Paper], now: dateti
     for pid, old_paper in _existing(conn, to_merge).items():
         merged = merge_papers(old_paper, batch[pid])
         if _content(merged) != _content(old_paper):
-            updates.append((*_sqlite_values(merged, sources_json), now_s, pid))
+            updates.append((*_sqlite_values(merged, done), now_s, pid))
         else:
             seen.append(pid)
     if inserts:

@@ -15,10 +15,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from sqlalchemy import (
+    JSON,
     Column,
+    DateTime,
     Integer,
     MetaData,
     String,
@@ -287,6 +289,11 @@ def subscriber_stats(conn: Connection, now: datetime | None = None) -> dict[str,
 
 # --- bulk import: staging table and merge ---------------------------------------------------
 
+# Times and attributes are text on SQLite (copied verbatim, in the store's own text form) and
+# typed on PostgreSQL, where COPY parses the same text into the column's type once.
+_TIME = Text().with_variant(DateTime(), "postgresql")
+_JSON_TEXT = Text().with_variant(JSON(), "postgresql")
+
 _staging_meta = MetaData()
 import_rows = Table(
     "import_rows", _staging_meta,
@@ -296,15 +303,16 @@ import_rows = Table(
     Column("name", Text, nullable=False),
     Column("status", String, nullable=False),
     Column("status_reason", Text, nullable=False),
-    Column("attributes", Text, nullable=False),        # JSON text, merged into the stored object
-    Column("created_at", Text),                       # times in the store's own text form
-    Column("confirmed_at", Text),
-    Column("status_changed_at", Text),
+    Column("attributes", _JSON_TEXT, nullable=False),  # JSON text, merged into the stored object
+    Column("created_at", _TIME),                      # times in the store's own text form
+    Column("confirmed_at", _TIME),
+    Column("status_changed_at", _TIME),
     prefixes=["TEMPORARY"],
 )
 STAGED_COLUMNS: tuple[str, ...] = tuple(c.name for c in import_rows.columns)
 _STAGE_SQL = (f"INSERT INTO import_rows ({', '.join(STAGED_COLUMNS)}) "
               f"VALUES ({', '.join('?' for _ in STAGED_COLUMNS)})")
+_COPY_SQL = f"COPY import_rows ({', '.join(STAGED_COLUMNS)}) FROM STDIN"
 
 
 import_suppressions = Table(
@@ -321,12 +329,46 @@ import_before = Table(
     Column("email_key", String, primary_key=True),
     Column("name", Text),
     Column("status", String),
-    Column("attributes", Text),
-    Column("confirmed_at", Text),
-    Column("updated_at", Text),
+    Column("attributes", _JSON_TEXT),
+    Column("confirmed_at", _TIME),
+    Column("updated_at", _TIME),
     Column("unchanged", Integer, nullable=False, server_default="0"),
     prefixes=["TEMPORARY"],
 )
+
+# PostgreSQL only: the rows of the file after the first of each address, applied in rounds (one
+# ``ON CONFLICT DO UPDATE`` may not touch a row twice).
+import_later = Table(
+    "import_later", _staging_meta,
+    *(Column(c.name, c.type) for c in import_rows.columns),
+    prefixes=["TEMPORARY"],
+)
+
+# SQLite's ``json_patch`` (RFC 7396 merge patch) for PostgreSQL, as a function of the session
+# (``pg_temp``): objects merge key by key, recursively, a null removes the key, anything else
+# replaces; the target's keys keep their order, new keys follow in the patch's order.
+_PG_JSON_PATCH = """
+CREATE OR REPLACE FUNCTION pg_temp.json_patch(target json, patch json) RETURNS json
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF patch IS NULL OR json_typeof(patch) <> 'object' THEN
+    RETURN patch;
+  END IF;
+  IF target IS NULL OR json_typeof(target) <> 'object' THEN
+    target := '{}'::json;
+  END IF;
+  RETURN coalesce((SELECT json_object_agg(k, v ORDER BY part, ord) FROM (
+      SELECT t.key AS k, CASE WHEN p.key IS NULL THEN t.value ELSE pg_temp.json_patch(t.value, p.value) END AS v,
+             0 AS part, t.ord
+        FROM json_each(target) WITH ORDINALITY AS t(key, value, ord)
+        LEFT JOIN json_each(patch) AS p ON p.key = t.key
+       WHERE p.key IS NULL OR json_typeof(p.value) <> 'null'
+      UNION ALL
+      SELECT p.key, pg_temp.json_patch(NULL, p.value), 1, p.ord
+        FROM json_each(patch) WITH ORDINALITY AS p(key, value, ord)
+       WHERE json_typeof(p.value) <> 'null'
+         AND NOT EXISTS (SELECT 1 FROM json_each(target) AS t WHERE t.key = p.key)) AS merged), '{}'::json);
+END $$"""
 
 _SUP = "(" + ", ".join(f"'{status}'" for status in SUPPRESSED_STATUSES) + ")"  # for SQL text below
 
@@ -364,46 +406,84 @@ def import_session(store: Store) -> Iterator[Connection]:
             end_import(conn)
 
 
+def _is_postgresql(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def json_refuses_nul(store: Store) -> bool:
+    """True when the store's JSON functions cannot take a NUL character (``\\u0000``) in an
+    attribute (PostgreSQL's cannot), so the import names such a row as invalid."""
+    return store.engine.dialect.name == "postgresql"
+
+
 def begin_import(conn: Connection) -> None:
     """Create the staging tables: temporary, so private to this connection, and created and
     filled *outside* a transaction of the store (call it on a connection that has not begun
     one; ``merge_staged`` then runs in ``with conn.begin()``).
 
-    Staging writes only the connection's temporary database, so it does not take the store's
-    write lock: a web unsubscribe during a long import is not kept waiting (past SQLite's busy
-    timeout it failed) while the file is read and checked, only during the merge. If the import
-    stops before the merge, nothing of the store was touched.
+    Staging writes only the connection's temporary tables, so it takes no lock of the store: a
+    web unsubscribe during a long import is not kept waiting (past SQLite's busy timeout it
+    failed) while the file is read and checked, only during the merge. If the import stops
+    before the merge, nothing of the store was touched. On PostgreSQL temporary tables are
+    written without the write-ahead log, and each batch arrives by COPY.
     """
-    if conn.dialect.name != "sqlite":
-        raise SubscriberError(f"subscribers import works on SQLite stores only (the bulk import uses SQLite "
-                              f"features), and this store is {conn.dialect.name}; nothing was imported")
-    raw = conn.connection.driver_connection  # autocommit: no BEGIN until the merge asks for one
+    if conn.dialect.name not in ("sqlite", "postgresql"):
+        raise SubscriberError(f"subscribers import works on SQLite and PostgreSQL stores, and this store is "
+                              f"{conn.dialect.name}; nothing was imported")
+    raw = conn.connection.driver_connection  # no transaction until the merge asks for one
+    end_import(conn)
+    if _is_postgresql(conn):
+        for table in _staging_meta.sorted_tables:
+            raw.execute(str(CreateTable(table).compile(dialect=conn.dialect)))  # type: ignore[union-attr]
+        raw.execute(_PG_JSON_PATCH)  # type: ignore[union-attr]
+        raw.commit()  # type: ignore[union-attr]
+        return
     # A bigger page cache for this connection only: the staging table and the merge then touch
     # the disk far less. Bounded, so memory stays flat.
-    raw.execute("PRAGMA cache_size=-32768")
-    raw.execute("PRAGMA temp.cache_size=-32768")
-    end_import(conn)
+    raw.execute("PRAGMA cache_size=-32768")  # type: ignore[union-attr]
+    raw.execute("PRAGMA temp.cache_size=-32768")  # type: ignore[union-attr]
     for table in _staging_meta.sorted_tables:
-        raw.execute(str(CreateTable(table).compile(dialect=conn.dialect)))
+        raw.execute(str(CreateTable(table).compile(dialect=conn.dialect)))  # type: ignore[union-attr]
 
 
 def end_import(conn: Connection) -> None:
-    """Drop the staging tables, if there are any (the connection goes back to the pool)."""
+    """Drop the staging tables, if there are any (the connection goes back to the pool). Inside
+    the merge's transaction they go with it; outside, on PostgreSQL, a failed batch's
+    transaction is rolled back first and the drop committed."""
     raw = conn.connection.driver_connection
+    if not _is_postgresql(conn):
+        for table in reversed(_staging_meta.sorted_tables):
+            raw.execute(f"DROP TABLE IF EXISTS temp.{table.name}")  # type: ignore[union-attr]
+        return
+    merging = conn.in_transaction()
+    if not merging:
+        raw.rollback()  # type: ignore[union-attr]
     for table in reversed(_staging_meta.sorted_tables):
-        raw.execute(f"DROP TABLE IF EXISTS temp.{table.name}")
+        raw.execute(f"DROP TABLE IF EXISTS pg_temp.{table.name}")  # type: ignore[union-attr]
+    raw.execute("DROP FUNCTION IF EXISTS pg_temp.json_patch(json, json)")  # type: ignore[union-attr]
+    if not merging:
+        raw.commit()  # type: ignore[union-attr]
 
 
 def stage_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     """Append a batch of checked rows, tuples in ``STAGED_COLUMNS`` order, times through
     ``staged_time``.
 
-    Straight to the driver's ``executemany`` on the transaction's own connection: SQLAlchemy's
-    per-row parameter processing would cost more than SQLite's insert itself.
+    Straight to the driver (``executemany`` on SQLite, COPY on PostgreSQL) on the import's own
+    connection: SQLAlchemy's per-row parameter processing would cost more than the insert itself.
     """
     if not rows:
         return
     raw = conn.connection.driver_connection
+    if _is_postgresql(conn):
+        # Outside the merge, one transaction per batch, on temporary tables only: no lock of the
+        # store is held while the file is read (a failed batch is rolled back by ``end_import``).
+        with raw.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+        if not conn.in_transaction():
+            raw.commit()  # type: ignore[union-attr]
+        return
     if raw.in_transaction:  # type: ignore[union-attr]
         raw.executemany(_STAGE_SQL, rows)  # type: ignore[union-attr]
         return
@@ -435,8 +515,15 @@ def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) 
     """
     now = now or utcnow()
     typed_now = bindparam("now", now, type_=UTCDateTime())
+    postgresql = _is_postgresql(conn)
+    if postgresql:
+        # What SQLite's BEGIN IMMEDIATE gives: no other writer adds or changes a subscriber
+        # between the counts below and the merge (readers are not kept waiting).
+        conn.execute(text("LOCK TABLE subscribers IN SHARE ROW EXCLUSIVE MODE"))
     # Indexed after loading, not before: building it once is cheaper than keeping it up to date.
     conn.execute(text("CREATE INDEX import_rows_key ON import_rows (email_key, line)"))
+    if postgresql:
+        conn.execute(text("ANALYZE import_rows"))  # temporary tables are never analysed on their own
     rows, distinct = conn.execute(select(func.count(), func.count(import_rows.c.email_key.distinct()))).one()
     added = conn.execute(text(
         "SELECT count(DISTINCT r.email_key) FROM import_rows r WHERE NOT EXISTS "
@@ -446,8 +533,9 @@ def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) 
         " SELECT s.email_key, s.name, s.status, s.attributes, s.confirmed_at, s.updated_at FROM subscribers s"
         f" WHERE s.status NOT IN {_SUP} AND EXISTS (SELECT 1 FROM import_rows r WHERE r.email_key = s.email_key)"
     )).rowcount
-    # ``id`` is SQLite's rowid without AUTOINCREMENT: every row added below gets a larger one, so
-    # this one number tells the new subscribers apart without a list of their keys.
+    # ``id`` is SQLite's rowid without AUTOINCREMENT, or PostgreSQL's sequence, the table locked:
+    # every row added below gets a larger one, so this one number tells the new subscribers apart
+    # without a list of their keys.
     max_id_before = conn.execute(select(func.coalesce(func.max(subscribers.c.id), 0))).scalar_one()
     # Suppressed addresses the file names. On file: left alone when a row would mail them again,
     # otherwise unchanged (the merge never touches them). Suppressed by an earlier row of the file
@@ -466,15 +554,15 @@ def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) 
         f" WHERE s.email_key = r.email_key AND s.status IN {_SUP})")).rowcount
     new_status = (f"CASE WHEN excluded.status IN {_SUP} THEN excluded.status"
                   f" WHEN subscribers.status = 'active' THEN 'active' ELSE excluded.status END")
-    conn.execute(text(
+    upsert = (
         "INSERT INTO subscribers (email, email_key, name, status, status_reason, attributes,"
         " created_at, updated_at, confirmed_at, status_changed_at)"
         " SELECT email, email_key, name, status, status_reason, attributes,"
         " coalesce(created_at, :now), :now, confirmed_at, status_changed_at"
-        " FROM import_rows WHERE true ORDER BY line"
+        " FROM {rows} ORDER BY line"
         " ON CONFLICT (email_key) DO UPDATE SET"
         " name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE subscribers.name END,"
-        " attributes = json_patch(subscribers.attributes, excluded.attributes),"
+        f" attributes = {'pg_temp.' if postgresql else ''}json_patch(subscribers.attributes, excluded.attributes),"
         f" status_changed_at = CASE WHEN ({new_status}) <> subscribers.status"
         "   THEN coalesce(excluded.status_changed_at, :now) ELSE subscribers.status_changed_at END,"
         f" status_reason = CASE WHEN ({new_status}) <> subscribers.status"
@@ -482,18 +570,29 @@ def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) 
         f" status = {new_status},"
         " confirmed_at = coalesce(subscribers.confirmed_at, excluded.confirmed_at),"
         " updated_at = :now"
-        f" WHERE subscribers.status NOT IN {_SUP}").bindparams(typed_now))
-    # A new row whose file gave no status time: its status dates from when it was created.
+        f" WHERE subscribers.status NOT IN {_SUP}")
+
+    def merge_from(rows_sql: str) -> None:
+        conn.execute(text(upsert.format(rows=rows_sql)).bindparams(typed_now))
+
+    if postgresql:
+        _merge_in_rounds(conn, merge_from, more=rows > distinct, now=typed_now)
+    else:  # SQLite applies the rows one by one: a later row of an address merges into the first
+        merge_from("import_rows WHERE true")
+    # A new row whose file gave no status time: its status dates from when it was created
+    # (on PostgreSQL set as it was inserted).
     conn.execute(text(
         "UPDATE subscribers SET status_changed_at = created_at"
         " WHERE status_changed_at IS NULL AND updated_at = :now").bindparams(typed_now))
     # Unchanged: name, status, attributes (compared as JSON values, not text) and confirmation
     # all as before. Those keep their old updated_at and attribute text: nothing happened to them.
+    same, as_json = ("IS NOT DISTINCT FROM", "({})::jsonb") if postgresql else ("IS", "json({})")
     unchanged = conn.execute(text(
         "UPDATE import_before SET unchanged = 1 WHERE EXISTS (SELECT 1 FROM subscribers s"
-        " WHERE s.email_key = import_before.email_key AND s.name IS import_before.name"
-        " AND s.status IS import_before.status AND json(s.attributes) IS json(import_before.attributes)"
-        " AND s.confirmed_at IS import_before.confirmed_at)")).rowcount
+        f" WHERE s.email_key = import_before.email_key AND s.name {same} import_before.name"
+        f" AND s.status {same} import_before.status"
+        f" AND {as_json.format('s.attributes')} {same} {as_json.format('import_before.attributes')}"
+        f" AND s.confirmed_at {same} import_before.confirmed_at)")).rowcount
     if unchanged:
         conn.execute(text(
             "UPDATE subscribers SET updated_at = b.updated_at, attributes = b.attributes"
@@ -515,3 +614,36 @@ def merge_staged(conn: Connection, *, source: str, now: datetime | None = None) 
                        unchanged=unchanged + suppressed_named - kept_on_file,
                        suppressed_kept=kept_on_file + kept_in_file, duplicates=rows - distinct - kept_in_file,
                        newly_suppressed=newly_suppressed)
+
+
+def _merge_in_rounds(conn: Connection, merge_from: Callable[[str], None], *, more: bool, now: Any) -> None:
+    """PostgreSQL's ``ON CONFLICT DO UPDATE`` may not touch one row twice in a statement, so the
+    file's rows are applied as SQLite applies them, in rounds: each address's first row, then
+    each one's next, and so on, every round in file order. Only files with duplicate addresses
+    need a second round, and it reads only the duplicates.
+
+    In the first round the rows of addresses on file are merged, then new addresses are a plain
+    insert (the table is locked, so nothing else adds one meanwhile), their status time set there
+    rather than by the later ``UPDATE``: an update of every new row would write each one twice on
+    PostgreSQL, and the sequence does not skip the numbers of rows that turn out to be on file."""
+    if more:  # the rows after each address's first: a few, usually
+        conn.execute(text(
+            "INSERT INTO import_later SELECT r.* FROM import_rows r WHERE EXISTS (SELECT 1 FROM import_rows p"
+            " WHERE p.email_key = r.email_key AND p.line < r.line)"))
+        conn.execute(text("CREATE INDEX import_later_key ON import_later (email_key, line)"))
+        conn.execute(text("ANALYZE import_later"))
+    first = "import_rows r WHERE NOT EXISTS (SELECT 1 FROM import_later l WHERE l.line = r.line)"
+    on_file = "EXISTS (SELECT 1 FROM subscribers s WHERE s.email_key = r.email_key)"
+    # Addresses on file first, while the planner's idea of ``subscribers`` is still right.
+    merge_from(f"{first} AND {on_file}")
+    conn.execute(text(
+        "INSERT INTO subscribers (email, email_key, name, status, status_reason, attributes,"
+        " created_at, updated_at, confirmed_at, status_changed_at)"
+        " SELECT email, email_key, name, status, status_reason, attributes,"
+        " coalesce(created_at, :now), :now, confirmed_at, coalesce(status_changed_at, created_at, :now)"
+        f" FROM {first} AND NOT {on_file} ORDER BY line").bindparams(now))
+    later = "(SELECT DISTINCT ON (email_key) * FROM import_later ORDER BY email_key, line) AS r"
+    while more and conn.execute(text("SELECT EXISTS (SELECT 1 FROM import_later)")).scalar_one():
+        merge_from(later)
+        conn.execute(text("DELETE FROM import_later WHERE line IN (SELECT DISTINCT ON (email_key) line"
+                          " FROM import_later ORDER BY email_key, line)"))

@@ -9,6 +9,11 @@ Our own format is what ``newsletter subscribers export`` writes::
 
     email,name,status,status_reason,created_at,confirmed_at,status_changed_at,attributes
 
+followed by what each reader follows and how they rated papers (``PROFILE_COLUMNS``; how they
+are written is in ``profile_columns``)::
+
+    interests,categories,authors,mutes,likes,size,ratings
+
 A value starting with ``=``, ``+``, ``-``, ``@``, a tab, a carriage return or ``'`` is written with
 a ``'`` before it, which a spreadsheet takes as "this is text, not a formula"; reading our format
 takes one leading ``'`` off every value, so an export imports back exactly.
@@ -31,6 +36,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from newsletter.errors import SubscriberError
 from newsletter.models import SUBSCRIBER_STATUSES
+from newsletter.subscribers.profile_columns import PROFILE_COLUMNS, ProfileCells, read_profile_cells
 
 OUR_COLUMNS: tuple[str, ...] = (
     "email", "name", "status", "status_reason", "created_at", "confirmed_at", "status_changed_at", "attributes",
@@ -55,6 +61,7 @@ class ParsedRow(NamedTuple):
     confirmed_at: datetime | None = None
     status_changed_at: datetime | None = None
     attributes: dict[str, Any] | None = None
+    profile: ProfileCells | None = None   # our format's profile columns, when the row fills any
 
 
 RowMapper = Callable[[Sequence[str]], ParsedRow]
@@ -164,7 +171,7 @@ def _our_email_column(positions: dict[str, int]) -> str | None:
 def _ours(header: Sequence[str], positions: dict[str, int]) -> RowMapper:
     email_column = _our_email_column(positions) or "email"
     email, name, status = (_getter(positions, c) for c in (email_column, "name", "status"))
-    mapped = set(OUR_COLUMNS) | {email_column}
+    mapped = set(OUR_COLUMNS) | set(PROFILE_COLUMNS) | {email_column}
     if "name" not in positions and ("first name" in positions or "last name" in positions):
         # A spreadsheet's First Name / Last Name (Mailchimp's import template, for one) make the name.
         first, last = _getter(positions, "first name"), _getter(positions, "last name")
@@ -174,6 +181,7 @@ def _ours(header: Sequence[str], positions: dict[str, int]) -> RowMapper:
         _getter(positions, c) for c in ("status_reason", "created_at", "confirmed_at", "status_changed_at", "attributes"))
     extras = _extras(header, positions, mapped)
     times = "created_at" in positions or "confirmed_at" in positions or "status_changed_at" in positions
+    profile_getters = [(c, _getter(positions, c)) for c in PROFILE_COLUMNS if c in positions]
 
     def row(fields: Sequence[str]) -> ParsedRow:
         fields = [unescape_cell(field) for field in fields]
@@ -184,11 +192,12 @@ def _ours(header: Sequence[str], positions: dict[str, int]) -> RowMapper:
         more = extras(fields)
         if more:
             attrs = {**attrs, **more}
+        profile = read_profile_cells({c: get(fields) for c, get in profile_getters}) if profile_getters else None
         if not times:
-            return ParsedRow(email(fields), name(fields), given, reason(fields), None, None, None, attrs)
+            return ParsedRow(email(fields), name(fields), given, reason(fields), None, None, None, attrs, profile)
         return ParsedRow(email(fields), name(fields), given, reason(fields),
                          parse_time(created(fields), "created_at"), parse_time(confirmed(fields), "confirmed_at"),
-                         parse_time(changed(fields), "status_changed_at"), attrs)
+                         parse_time(changed(fields), "status_changed_at"), attrs, profile)
     return row
 
 

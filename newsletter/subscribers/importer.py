@@ -18,6 +18,7 @@ import io
 import itertools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,9 +30,10 @@ from newsletter.errors import ImportRowsError, SubscriberError
 from newsletter.models import SUPPRESSED_STATUSES
 from newsletter.store import Store
 from newsletter.store.db import utcnow
+from newsletter.store.profiles import ImportedProfile, import_profiles, suppressed_keys
 from newsletter.files import not_regular_file
 from newsletter.store.schema import sqlite_time
-from newsletter.store.subscribers import import_session, merge_staged, stage_rows
+from newsletter.store.subscribers import import_session, json_refuses_nul, merge_staged, stage_rows
 from newsletter.subscribers.addresses import MAX_ATTRIBUTES_CHARS, bounded_name, check_address, shorten
 from newsletter.subscribers.formats import detect_format, format_named, row_mapper
 
@@ -42,6 +44,10 @@ DELIMITERS = (",", ";", "\t")
 # reading is refused and the user names the encoding.
 MAX_CHAOS = 0.1
 MIN_COHERENCE = 0.05
+
+# JSON's escape of a NUL character (not an escaped backslash before "u0000"), which PostgreSQL's
+# JSON functions refuse.
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 # csv's default limit (128 KiB) is below what a quoted notes column can hold.
 csv.field_size_limit(16 * 1024 * 1024)
@@ -64,6 +70,8 @@ class ImportReport:
     invalid: list[SubscriberError] = field(default_factory=list)  # unless passed to on_invalid
     invalid_count: int = 0
     imported: bool = False
+    profiles: int = 0  # readers whose profile the file changed (our format's profile columns)
+    ratings: int = 0
 
 
 def _describe(text: str) -> str:
@@ -257,10 +265,12 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
     width = len(header)
     now = now or utcnow()
     reason_default = f"import {Path(shown).name}"
+    nul_refused = json_refuses_nul(store)
 
     # Staged outside a transaction of the store (see begin_import); the merge is the transaction.
     with import_session(store) as conn:
         batch: list[tuple] = []
+        profiles: list[ImportedProfile] = []  # written after the merge, in its transaction
         rows = invalid = 0
         start = reader.line_num + 1
         try:
@@ -282,6 +292,8 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
                     if len(attributes) > MAX_ATTRIBUTES_CHARS:
                         raise ValueError(f"attributes: longer than {MAX_ATTRIBUTES_CHARS:,} characters as JSON "
                                          f"({len(attributes):,})")
+                    if nul_refused and "\\u0000" in attributes and _ESCAPED_NUL.search(attributes):
+                        raise ValueError("attributes: a NUL character (\\u0000), which a PostgreSQL store cannot hold")
                 except ValueError as exc:
                     invalid += 1
                     on_invalid(SubscriberError(f"{_describe(address)}: {shorten(str(exc), 200)}", where=shown,
@@ -298,6 +310,8 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
                     sqlite_time(parsed.confirmed_at) if parsed.confirmed_at else None,
                     sqlite_time(parsed.status_changed_at) if parsed.status_changed_at else None,
                 ))
+                if parsed.profile is not None:
+                    profiles.append((normalized.lower(), parsed.profile.fields, parsed.profile.ratings))
                 if len(batch) >= BATCH_ROWS:
                     stage_rows(conn, batch)
                     batch.clear()
@@ -315,8 +329,11 @@ def _import_stream(store: Store, text: IO[str], report: ImportReport, *, format:
                 f"{n} invalid row{'s' if n != 1 else ''} of {report.rows}; nothing was imported "
                 "(fix them, or pass --skip-invalid to import the rest)", report.invalid)
         stage_rows(conn, batch)
-        with conn.begin():  # BEGIN IMMEDIATE: the store's write lock, for the merge alone
+        with conn.begin():  # the store's write lock (SQLite), or subscribers' (PostgreSQL), for the merge alone
+            held = suppressed_keys(conn, (key for key, _, _ in profiles)) if profiles else set()
             counts = merge_staged(conn, source=Path(shown).name, now=now)
+            if profiles:
+                report.profiles, report.ratings = import_profiles(conn, profiles, skip=held, now=now)
         if progress:
             progress()
     report.added, report.updated, report.unchanged = counts.added, counts.updated, counts.unchanged

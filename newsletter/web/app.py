@@ -10,20 +10,27 @@ headers of ``newsletter.web.security``):
     GET  /unsubscribe/TOKEN    what will happen, and a button; changes nothing
     POST /unsubscribe/TOKEN    the button or RFC 8058 one-click: unsubscribes, 200 (202 when the
                                store was busy and the request was spooled), no cookie
-    GET  /preferences/TOKEN    the reader's page: address, name, status, rename form, unsubscribe
-    POST /preferences/TOKEN    the rename form (CSRF-protected like the subscribe form)
+    GET  /preferences/TOKEN    the reader's page: address, name, status, what they follow, their
+                               ratings (each with a take-back button), unsubscribe
+    POST /preferences/TOKEN    its form: name and what they follow (CSRF-protected like the subscribe form)
+    GET  /rate/TOKEN/up|down   "more / less like this" from a paper card: records the rating (the one
+                               GET that changes something: see newsletter.web.ratings), then a page
+                               with Undo; HEAD and GET /rate/TOKEN/undo only show it
+    POST /rate/TOKEN/up|down|undo   the buttons of those pages and of the preferences page (CSRF)
     GET  /archive              sent issues
     GET  /archive/KEY          one sent issue, without personal data
     GET  /feed.xml             Atom feed of the newsletter
          /preview/...          the operator's preview: loopback, or the preview token
 
-No GET or HEAD changes anything (mail providers' link scanners open every link), and GET pages
-read through ``newsletter.store.access.ReadOnlyStore``, so they never wait for the store's write
+No GET or HEAD changes anything (mail providers' link scanners open every link), except the rating
+links' GET, which is one click from the email by design and guarded against scanners
+(``newsletter.web.ratings``). GET pages read through ``newsletter.store.access.ReadOnlyStore``, so they never wait for the store's write
 lock. Redirects (a path with or without its trailing slash) point at ``newsletter.base_url``
 (or are relative), never at the request's Host header.
 
 The handlers only translate HTTP to calls of ``newsletter.web.subscriptions`` and
-``newsletter.web.archive`` and ``newsletter.web.preferences`` and back; the rules live there.
+``newsletter.web.archive``, ``newsletter.web.preferences`` and ``newsletter.web.ratings`` and back;
+the rules live there, and they reach the store through ``newsletter.api``.
 """
 
 from __future__ import annotations
@@ -51,12 +58,14 @@ from sqlalchemy.exc import OperationalError
 from newsletter.config import Config
 from newsletter.net import is_loopback
 from newsletter.errors import ConfigError, DeliveryError, NewsletterError, SubscriberError
-from newsletter.store import Store
+from newsletter.api import ProfileError, Store
 from newsletter.tokens import Signer, secret_key
 from newsletter.web import archive
 from newsletter.web.pages import Pages
 from newsletter.web.preview import preview_routes
-from newsletter.web.preferences import PreferencesOutcome, PreferencesView, preferences_for_token, rename_by_token
+from newsletter.web.preferences import (PROFILE_FIELDS, PreferencesOutcome, PreferencesView, preferences_for_token,
+                                        save_by_token)
+from newsletter.web.ratings import DIRECTIONS, RatingOutcome, RatingView, rate_by_token, view_by_token
 from newsletter.web.security import (
     PREVIEW_SECURITY_HEADERS,
     CsrfTokens,
@@ -65,6 +74,8 @@ from newsletter.web.security import (
     client_key,
     token_matches,
 )
+# not through the API: the web's own ways into the store (reads that never wait for the write lock,
+# an unsubscribe that waits only a little), which the API functions then take as their store.
 from newsletter.store.access import QuickWriteStore, ReadOnlyStore
 from newsletter.web.subscriptions import (
     CONFIRM_MAX_AGE_S,
@@ -83,6 +94,13 @@ from newsletter.web.subscriptions import (
 log = logging.getLogger("newsletter.web")
 
 MAX_FORM_BYTES = 16 * 1024
+# The preferences form holds a reader's liked papers (up to 500 ids, pasted) and free text.
+MAX_PREFERENCES_BYTES = 64 * 1024
+MULTI_LINE_FIELDS = ("interests", "authors", "mutes", "likes")  # the preferences form's textareas
+# What one client may change per burst, then per second: profile saves and ratings (a reader
+# rating a whole issue's cards in a minute stays far below; a loop writing the store does not).
+WRITES_BURST = 100
+WRITES_PER_S = 0.5
 MAX_FORM_FIELDS = 10
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 NOT_UTF8 = ("The form could not be read: its text was not UTF-8, so nothing was changed. "
@@ -131,6 +149,7 @@ class WebApp:
         self.domain_limit = StoreTokenBucket(store, "domain", per_domain, per_domain / 3600)
         in_all = config["web.confirmations_per_hour"]
         self.total_limit = StoreTokenBucket(store, "all", in_all, in_all / 3600)
+        self.write_limit = StoreTokenBucket(store, "writes", WRITES_BURST, WRITES_PER_S)
         self.confirm_max_age_s = confirm_max_age_s
         self.routes: list[BaseRoute] = []  # the app's own, set by create_app (for slash redirects)
         self._spool_lock = threading.Lock()
@@ -176,17 +195,53 @@ class WebApp:
                             secure=secure, path="/")
 
     def preferences_form(self, request: Request, token: str, view: PreferencesView, *, error: str = "",
-                         name: str | None = None, saved: bool = False, status_code: int = 200) -> HTMLResponse:
-        """The reader's page, with a fresh CSRF pair for its rename form."""
+                         typed: dict[str, str] | None = None, saved: bool = False,
+                         status_code: int = 200) -> HTMLResponse:
+        """The reader's page, with a fresh CSRF pair for its forms. ``typed``: what the reader sent
+        (shown back in place of the stored values when the form is refused)."""
         nonce, form_token = self.csrf.issue(request.cookies.get(CsrfTokens.COOKIE))
         subscriber = view.subscriber
         assert subscriber is not None
+        values = {"name": subscriber.name, **view.form_values()}
+        values.update({key: _printable(value, lines=key in MULTI_LINE_FIELDS)
+                       for key, value in (typed or {}).items() if key in values})
+        # A refused profile entry reads "field: what is wrong": that field is marked for the reader.
+        error_field = error.partition(": ")[2].partition(":")[0] if error else ""
         response = self.pages.render(
             "preferences.html", status_code, headers=NO_STORE, token=token, subscriber=subscriber,
             status_words=view.status_words, can_unsubscribe=view.can_unsubscribe,
             unsubscribe_token=view.unsubscribe_token, csrf_token=form_token, error=_printable(error),
-            name=_printable(subscriber.name if name is None else name), saved=saved)
+            error_field=error_field if error_field in PROFILE_FIELDS else "", values=values,
+            profile=view.profile, ratings=view.ratings, ratings_left_out=view.ratings_left_out, saved=saved)
         self.set_csrf_cookie(request, response, nonce)
+        return response
+
+    def rating_page(self, request: Request, token: str, view: RatingView, *, error: str = "",
+                    status_code: int = 200) -> HTMLResponse:
+        """The page a rating link (or a rating button) answers with: what was recorded, and the
+        buttons to undo or rate again, with a fresh CSRF pair."""
+        if view.outcome is RatingOutcome.INVALID:
+            return self.notice("This link is not valid",
+                               "The rating link is incomplete or was altered, so nothing was recorded. Use the "
+                               "links in the latest issue.", 400, is_error=True)
+        if view.outcome is RatingOutcome.NOT_ON_LIST:
+            return self.notice("Thank you, but this was not kept",
+                               f"This address no longer receives {self.config['newsletter.name']}, so ratings "
+                               "are not recorded for it. To receive it again, subscribe on the home page.", 410)
+        nonce, form_token = self.csrf.issue(request.cookies.get(CsrfTokens.COOKIE))
+        response = self.pages.render("rating.html", status_code, headers=NO_STORE, token=token, view=view,
+                                     outcome=view.outcome.value, csrf_token=form_token, error=error)
+        self.set_csrf_cookie(request, response, nonce)
+        return response
+
+    def took_a_write(self, request: Request) -> bool:
+        """Spend one of the client's writes (profile saves, ratings); False when none is left."""
+        return self.write_limit.take(client_key(request.client.host if request.client else None))
+
+    def too_many_writes(self) -> HTMLResponse:
+        response = self.notice("Please slow down", "Too many changes from your network just now; nothing was "
+                               "changed. Please wait a minute and try again.", 429, is_error=True)
+        response.headers["Retry-After"] = "60"
         return response
 
     def origin_allowed(self, request: Request) -> bool:
@@ -421,28 +476,79 @@ class WebApp:
         if refused is not None:
             return refused
         try:
-            form = await read_small_form(request)
+            form = await read_small_form(request, MAX_PREFERENCES_BYTES)
         except FormProblem as problem:
             return await run_in_threadpool(self.preferences_form, request, token, view, error=problem.message,
                                            status_code=problem.status_code)
-        name, csrf_token = _text_field(form, "name"), _text_field(form, CsrfTokens.FIELD)
-        if name is None or csrf_token is None:
+        sent = {key: _text_field(form, key) for key in ("name", CsrfTokens.FIELD, *PROFILE_FIELDS) if key in form}
+        if any(value is None for value in sent.values()):
             return await run_in_threadpool(self.preferences_form, request, token, view, status_code=400,
                                            error="The form could not be read: a field was sent as a file.")
+        typed: dict[str, str] = {key: value for key, value in sent.items() if value is not None}
+        csrf_token = typed.pop(CsrfTokens.FIELD, None)
         if not self.origin_allowed(request) or not self.csrf.is_valid(request.cookies.get(CsrfTokens.COOKIE),
                                                                       csrf_token):
             return await run_in_threadpool(
-                self.preferences_form, request, token, view, name=name[:300], status_code=403,
+                self.preferences_form, request, token, view, typed=typed, status_code=403,
                 error="This form has expired or was sent from another site. Nothing was changed; "
                       "please press Save again.")
+        if not await run_in_threadpool(self.took_a_write, request):
+            return self.too_many_writes()
+        name = typed.get("name")
         try:
-            renamed = await run_in_threadpool(rename_by_token, self.store, self.signer, token, name)
+            saved = await run_in_threadpool(save_by_token, self.store, self.signer, token, name,
+                                            {key: typed[key] for key in PROFILE_FIELDS if key in typed})
+        except ProfileError as exc:
+            return await run_in_threadpool(self.preferences_form, request, token, view, typed=typed,
+                                           status_code=400, error=f"Please check what you follow: {exc}.")
         except SubscriberError as exc:
-            return await run_in_threadpool(self.preferences_form, request, token, view, name=name[:300],
+            return await run_in_threadpool(self.preferences_form, request, token, view, typed=typed,
                                            status_code=400, error=f"Please check the name: {exc}.")
-        if renamed.outcome is PreferencesOutcome.UNKNOWN:
+        if saved.outcome is PreferencesOutcome.UNKNOWN:
             return self._unknown_unsubscribe()
-        return await run_in_threadpool(self.preferences_form, request, token, renamed, saved=True)
+        return await run_in_threadpool(self.preferences_form, request, token, saved, saved=True)
+
+    async def rating_link(self, request: Request) -> Response:
+        """A GET of a rating link records it (one click from the email); HEAD, and a GET of the
+        undo link, only show where the rating stands."""
+        token, direction = request.path_params["token"], request.path_params["direction"]
+        if direction not in DIRECTIONS:
+            return self.notice("Not found", "There is no page at this address.", 404, is_error=True)
+        if request.method == "HEAD" or direction == "undo":
+            view = await run_in_threadpool(view_by_token, self.reads, self.signer, token)
+            return await run_in_threadpool(self.rating_page, request, token, view)
+        if self.signer.verify_rating(token) is None:  # a forged link spends nobody's allowance
+            return await run_in_threadpool(self.rating_page, request, token, RatingView(RatingOutcome.INVALID))
+        if not await run_in_threadpool(self.took_a_write, request):
+            return self.too_many_writes()
+        view = await run_in_threadpool(rate_by_token, self.store, self.signer, token, direction, from_link=True)
+        return await run_in_threadpool(self.rating_page, request, token, view)
+
+    async def rating_button(self, request: Request) -> Response:
+        """The Undo / rate-again buttons of the rating page and the take-back buttons of the
+        preferences page: a form with the CSRF pair, like every other."""
+        token, direction = request.path_params["token"], request.path_params["direction"]
+        if direction not in DIRECTIONS:
+            return self.notice("Not found", "There is no page at this address.", 404, is_error=True)
+        # The token first: a forged link learns nothing, whatever else the request holds.
+        view = await run_in_threadpool(view_by_token, self.reads, self.signer, token)
+        if view.outcome is not RatingOutcome.SHOWN:
+            return await run_in_threadpool(self.rating_page, request, token, view)
+        try:
+            form = await read_small_form(request)
+        except FormProblem as problem:
+            return await run_in_threadpool(self.rating_page, request, token, view, error=problem.message,
+                                           status_code=problem.status_code)
+        if not self.origin_allowed(request) or not self.csrf.is_valid(request.cookies.get(CsrfTokens.COOKIE),
+                                                                      _text_field(form, CsrfTokens.FIELD)):
+            return await run_in_threadpool(
+                self.rating_page, request, token, view, status_code=403,
+                error="This form has expired or was sent from another site. Nothing was changed; "
+                      "please press the button again.")
+        if not await run_in_threadpool(self.took_a_write, request):
+            return self.too_many_writes()
+        view = await run_in_threadpool(rate_by_token, self.store, self.signer, token, direction, from_link=False)
+        return await run_in_threadpool(self.rating_page, request, token, view)
 
     def _invalid_preferences(self) -> HTMLResponse:
         return self.notice("This link is not valid",
@@ -517,10 +623,13 @@ class WebApp:
         return RedirectResponse(location, status_code=308)
 
 
-def _printable(text: str) -> str:
+def _printable(text: str, *, lines: bool = False) -> str:
     """What may be echoed into the form page (values, error words quoting them): autoescape handles
-    markup, not control characters (a NUL or an ESC is not valid in HTML), so those are dropped."""
-    return "".join(ch for ch in text if ch.isprintable() or ch == " ")
+    markup, not control characters (a NUL or an ESC is not valid in HTML), so those are dropped;
+    with ``lines`` (a textarea's text) line breaks are kept, as ``\n``."""
+    if lines:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(ch for ch in text if ch.isprintable() or ch == " " or (lines and ch == "\n"))
 
 
 def _method_rank(method: str) -> tuple[int, str]:
@@ -533,9 +642,9 @@ def _text_field(form: FormData, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-async def read_small_form(request: Request) -> FormData:
-    """The subscribe form, refusing what a browser would never send: another content type, no
-    length, a huge body, a body python-multipart cannot parse."""
+async def read_small_form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> FormData:
+    """A form of ours, refusing what a browser would never send: another content type, no
+    length, a body over ``max_bytes``, a body python-multipart cannot parse."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type not in FORM_TYPES:
         raise FormProblem("The form must be sent from this page (as a web form); "
@@ -543,30 +652,30 @@ async def read_small_form(request: Request) -> FormData:
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
         raise FormProblem("The form arrived without a length; please send it again from this page.", 411)
-    if int(length) > MAX_FORM_BYTES:
-        raise FormProblem(f"The form is too large (more than {MAX_FORM_BYTES // 1024} KB); "
-                          "an address and a name are all it needs.", 413)
+    if int(length) > max_bytes:
+        raise FormProblem(f"The form is too large (more than {max_bytes // 1024} KB), so nothing was changed; "
+                          "please shorten what you typed.", 413)
     try:
-        return await read_form(request, content_type)
+        return await read_form(request, content_type, max_bytes)
     except NotUtf8Form:
         raise FormProblem(NOT_UTF8, 400) from None
     except (HTTPException, MultiPartException, UnicodeDecodeError, ValueError) as exc:
         raise FormProblem(f"The form could not be read ({getattr(exc, 'detail', exc)}).", 400) from None
 
 
-async def read_form(request: Request, content_type: str) -> FormData:
+async def read_form(request: Request, content_type: str, max_bytes: int = MAX_FORM_BYTES) -> FormData:
     """A urlencoded or multipart body read as UTF-8 text, strictly (as the WHATWG URL standard
     reads urlencoded forms: percent-escapes decoded to bytes, then UTF-8). Starlette's own parsers
     fall back to Latin-1 for bytes that are not UTF-8 and replace bad percent-escapes with U+FFFD,
     which would store and mail something nobody typed; here either raises NotUtf8Form.
 
-    At most ``MAX_FORM_BYTES``, ``MAX_FORM_FIELDS`` fields and no files; more raise
+    At most ``max_bytes``, ``MAX_FORM_FIELDS`` fields and no files; more raise
     MultiPartException (whether or not the request said its length)."""
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise MultiPartException(f"Form exceeded maximum size of {MAX_FORM_BYTES // 1024}KB.")
+        if len(body) > max_bytes:
+            raise MultiPartException(f"Form exceeded maximum size of {max_bytes // 1024}KB.")
     if content_type == "application/x-www-form-urlencoded":
         items: list[tuple[str, str]] = []
         for piece in bytes(body).split(b"&"):
@@ -596,7 +705,7 @@ async def read_form(request: Request, content_type: str) -> FormData:
     params = [p.strip() for p in request.headers.get("content-type", "").split(";")[1:]]
     utf8_type = "; ".join(["multipart/form-data", *(p for p in params if not p.lower().startswith("charset="))])
     parser = MultiPartParser(Headers({"content-type": utf8_type}), replay(), max_files=0,
-                             max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_BYTES)
+                             max_fields=MAX_FORM_FIELDS, max_part_size=max_bytes)
     return await parser.parse()
 
 
@@ -714,6 +823,8 @@ def create_app(config: Config, store: Store, *, subscribe_burst: float | None = 
         Route("/unsubscribe/{token}", g(by_method(web.unsubscribe_page, post=web.unsubscribe)),
               methods=["GET", "HEAD", "POST"]),
         Route("/preferences/{token}", g(by_method(web.preferences_page, post=web.preferences)),
+              methods=["GET", "HEAD", "POST"]),
+        Route("/rate/{token}/{direction}", g(by_method(web.rating_link, post=web.rating_button)),
               methods=["GET", "HEAD", "POST"]),
         Route("/archive", g(web.archive_index), methods=["GET", "HEAD"]),
         Route("/archive/{key}", g(web.archive_issue), methods=["GET", "HEAD"]),

@@ -14,6 +14,8 @@ from xml.etree import ElementTree as ET
 
 from newsletter.models import Issue
 from newsletter.render import placeholders
+# not through the API: the public archive reads sent issues' frozen HTML through the read-only
+# store (newsletter.store.access); newsletter.api has no call that returns a frozen rendering.
 from newsletter.store.access import Transactions
 from newsletter.store.issues import get_frozen_rendering, list_issues
 

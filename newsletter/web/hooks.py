@@ -48,7 +48,7 @@ from starlette.routing import BaseRoute, Route
 from newsletter.bounces.act import Outcome, Rules, act_on
 from newsletter.bounces.classify import COMPLAINT, HARD, SOFT, Recipient, Report
 from newsletter.config import Config
-from newsletter.store import Store
+from newsletter.api import Store
 from newsletter.tokens import Signer, secret_key
 
 log = logging.getLogger(__name__)

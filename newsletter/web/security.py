@@ -16,6 +16,8 @@ from typing import Any, Callable
 from itsdangerous import BadSignature, URLSafeSerializer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# not through the API: the rate limits' token buckets are the web app's own machinery, kept in the
+# store so a limit holds across every `serve` process; nothing a user's script would call.
 from newsletter.store.buckets import give_back_token, peek_tokens, prune_buckets, take_tokens
 
 # No scripts anywhere; archived issues keep their inline styles and remote thumbnails, so styles

@@ -23,9 +23,9 @@ from starlette.types import ASGIApp
 from newsletter.errors import NewsletterError
 
 
-# Path segments that are credentials (the token of a confirm, unsubscribe or preferences link),
+# Path segments that are credentials (the token of a confirm, unsubscribe, preferences or rating link),
 # and the preview token when given in the query.
-_TOKEN_PATH = re.compile(r"^(/(?:confirm|unsubscribe|preferences)/)[^/?#]+")
+_TOKEN_PATH = re.compile(r"^(/(?:confirm|unsubscribe|preferences|rate)/)[^/?#]+")
 _TOKEN_QUERY = re.compile(r"([?&]token=)[^&#]*")
 REDACTED = "…"
 

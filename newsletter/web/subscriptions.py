@@ -28,19 +28,14 @@ from newsletter.deliver.transports import open_transport
 from newsletter.errors import DeliveryError, NewsletterError, SubscriberError
 from newsletter.models import Subscriber
 from newsletter.render.headers import header_text, new_message, one_address, set_header
-from newsletter.store import Store
-from newsletter.store.subscribers import (
-    AlreadySubscribedError,
-    add_subscriber,
-    get_subscriber,
-    get_subscriber_by_id,
-    remove_subscriber,
-    set_status,
-)
+from newsletter import api
+from newsletter.api import Store
+# not through the API: the web's own ways into the store (a read-only one for pages, a quick-write
+# one and its spool for one-click unsubscribes), which the API functions take as their store.
+from newsletter.store.access import Transactions
 from newsletter.store.spool import UnsubscribeSpool
 from newsletter.subscribers.addresses import MAX_NAME_CHARS, normalize_address
 from newsletter.tokens import Signer
-from newsletter.store.access import Transactions
 
 CONFIRM_MAX_AGE_S = 7 * 24 * 3600  # the same as Signer.verify_confirm's default
 # A reader who reported the newsletter as spam: only the operator, naming this status
@@ -126,32 +121,18 @@ def request_subscription(store: Store, config: Config, signer: Signer, email: st
     token = signer.confirm_token(address)
     link = f"{base_url.rstrip('/')}/confirm/{token}"
     data = confirmation_bytes(config, address, display_name, link)  # a message that cannot be built stores nothing
-    added_id: int | None = None
-    try:
-        with store.atomic() as conn:
-            existing = get_subscriber(conn, address)
-            if existing is None:
-                added_id = add_subscriber(conn, address, name=display_name, status="pending", now=now,
-                                          detail="asked on the web form").id
-            elif existing.status == NEVER_BY_WEB:
-                return address  # a spam complaint is never undone from the web; the page says the same
-    except AlreadySubscribedError:
-        pass  # a concurrent request for the same address added it first: same outcome
+    added = api.add_pending_subscriber(store, address, display_name, detail="asked on the web form", now=now)
+    if added is None:
+        existing = api.find_subscriber(store, address)
+        if existing is not None and existing.status == NEVER_BY_WEB:
+            return address  # a spam complaint is never undone from the web; the page says the same
     try:
         send_message(config, address, data)
     except BaseException:
-        if added_id is not None:
-            _take_back(store, added_id)
+        if added is not None and added.id is not None:
+            api.withdraw_pending_subscriber(store, added.id)  # unless something happened to it since
         raise
     return address
-
-
-def _take_back(store: Store, subscriber_id: int) -> None:
-    """Remove the pending row a failed request added, unless something happened to it since."""
-    with store.atomic() as conn:
-        subscriber = get_subscriber_by_id(conn, subscriber_id)
-        if subscriber is not None and subscriber.status == "pending":
-            remove_subscriber(conn, subscriber.email)
 
 
 def build_confirmation(config: Config, address: str, name: str, link: str) -> EmailMessage:
@@ -240,8 +221,7 @@ def send_welcome(store: Transactions, config: Config, signer: Signer, address: s
     from newsletter.render.welcome import build_welcome
     from newsletter.web.archive import latest_sent_issue
 
-    with store.atomic() as conn:
-        subscriber = get_subscriber(conn, address)
+    subscriber = api.find_subscriber(store, address)
     name = subscriber.name if subscriber is not None else ""
     base = base_url.rstrip("/")
     latest = latest_sent_issue(store)
@@ -271,18 +251,19 @@ def confirm_subscription(store: Store, signer: Signer, token: str, *,
     address, outcome = _checked_confirm_token(signer, token, max_age_s)
     if address is None:
         return outcome
-    with store.atomic() as conn:
-        subscriber = get_subscriber(conn, address)
+    subscriber = api.find_subscriber(store, address)
+    for _ in range(3):  # decided on what was read; re-decided when it changed in between
         outcome = _confirm_outcome(signer, token, subscriber)
         if outcome is not ConfirmOutcome.CONFIRMED:
             return outcome
         assert subscriber is not None
-        if subscriber.is_suppressed:
-            set_status(conn, address, "active", "confirmed by link after a new request",
-                       now=now, allow_reactivate=True)
-        else:
-            set_status(conn, address, "active", "confirmed by link", now=now)
-        return ConfirmOutcome.CONFIRMED
+        reason = "confirmed by link after a new request" if subscriber.is_suppressed else "confirmed by link"
+        change = api.change_subscriber_status(store, address, "active", reason, expected=subscriber, now=now,
+                                              allow_reactivate=subscriber.is_suppressed)
+        if change.changed or change.before is None:
+            return ConfirmOutcome.CONFIRMED if change.changed else ConfirmOutcome.INVALID
+        subscriber = change.before
+    return ConfirmOutcome.INVALID
 
 
 def confirm_page(store: Transactions, signer: Signer, token: str, *,
@@ -292,8 +273,7 @@ def confirm_page(store: Transactions, signer: Signer, token: str, *,
     address, outcome = _checked_confirm_token(signer, token, max_age_s)
     if address is None:
         return outcome, None
-    with store.atomic() as conn:
-        subscriber = get_subscriber(conn, address)
+    subscriber = api.find_subscriber(store, address)
     return _confirm_outcome(signer, token, subscriber), subscriber.email if subscriber else None
 
 
@@ -341,20 +321,15 @@ def unsubscribe_by_token(store: Transactions, signer: Signer, token: str, *, how
         return UnsubscribeOutcome.INVALID
     now = now or datetime.now(timezone.utc)
     try:
-        with store.atomic() as conn:
-            subscriber = get_subscriber(conn, address)
-            if subscriber is None:
-                return UnsubscribeOutcome.UNKNOWN
-            if subscriber.status == "unsubscribed":
-                return UnsubscribeOutcome.ALREADY
-            set_status(conn, subscriber.email, "unsubscribed", how, now=now)
-            return UnsubscribeOutcome.UNSUBSCRIBED
+        change = api.change_subscriber_status(store, address, "unsubscribed", how, now=now)
+        if change.before is None:
+            return UnsubscribeOutcome.UNKNOWN
+        return UnsubscribeOutcome.UNSUBSCRIBED if change.changed else UnsubscribeOutcome.ALREADY
     except OperationalError as exc:
         spool = getattr(store, "unsubscribe_spool", None)
         if spool is None or not _is_busy(exc):
             raise
-    with (reads or store).atomic() as conn:
-        subscriber = get_subscriber(conn, address)
+    subscriber = api.find_subscriber(reads or store, address)
     if subscriber is None:
         return UnsubscribeOutcome.UNKNOWN
     if subscriber.status == "unsubscribed":
@@ -376,8 +351,7 @@ def address_for_unsubscribe(store: Transactions, signer: Signer, token: str, *,
     address = signer.verify_unsubscribe(token)
     if address is None:
         return UnsubscribeOutcome.INVALID, None
-    with store.atomic() as conn:
-        subscriber = get_subscriber(conn, address)
+    subscriber = api.find_subscriber(store, address)
     if subscriber is None:
         return UnsubscribeOutcome.UNKNOWN, address
     if subscriber.status == "unsubscribed" or (spool is not None and spool.holds(subscriber.email)):
