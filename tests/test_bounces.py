@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from conftest import store_url
 from newsletter import api
 from newsletter.bounces.classify import classify
 from newsletter.bounces.verp import make_token, read_token
@@ -68,7 +69,7 @@ def site(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A config with [bounces], the sample papers, and the READERS as active subscribers."""
     path = tmp_path / "newsletter.toml"
     path.write_text(f'[newsletter]\nfrom = "Trending Papers <digest@papers.example.org>"\nname = "Trending Papers Weekly"\n'
-                    f'[store]\nurl = "sqlite:///{tmp_path / "nl.db"}"\n[delivery]\noutbox = "{tmp_path / "outbox"}"\n'
+                    f'[store]\nurl = "{store_url(tmp_path / "newsletter.db")}"\n[delivery]\noutbox = "{tmp_path / "outbox"}"\n'
                     f'rate_per_second = 0\n[bounces]\nreturn_path = "{RETURN_PATH}"\nprocessed = "move:Processed"\n',
                     encoding="utf-8")
     config = load_config(path, env={})

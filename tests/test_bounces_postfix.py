@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from conftest import LIVE_SETTINGS
+from conftest import LIVE_SETTINGS, store_url
 from newsletter import api
 from newsletter.bounces.classify import classify
 from newsletter.cli import main
@@ -65,7 +65,7 @@ def clear_bounces(postfix: Postfix) -> None:
 
 def site(tmp_path: Path, postfix: Postfix, readers: list[str]) -> Path:
     path = tmp_path / "newsletter.toml"
-    path.write_text(f'{LIVE_SETTINGS}[store]\nurl = "sqlite:///{tmp_path / "nl.db"}"\n'
+    path.write_text(f'{LIVE_SETTINGS}[store]\nurl = "{store_url(tmp_path / "newsletter.db")}"\n'
                     f'[delivery]\nrate_per_second = 0\nconcurrency = 2\n'
                     f'[smtp]\nhost = "127.0.0.1"\nport = {postfix.port}\nsecurity = "none"\ntimeout_s = 10\n'
                     f'[bounces]\nreturn_path = "{BOUNCES}"\nmailbox = "{postfix.maildir(BOUNCES)}"\n', encoding="utf-8")

@@ -324,6 +324,7 @@ def test_a_throttling_server_slows_the_whole_run_and_every_message_arrives(store
     assert server.handler.throttled < 20
 
 
+@pytest.mark.sqlite_only("the store is made to refuse by holding SQLite's file lock past its busy timeout")
 def test_store_refusing_the_record_after_acceptance_keeps_it_in_the_journal(store, server, db_url) -> None:
     """The store's write lock held past the busy timeout right after the server accepted the
     10th message: the acceptance goes to the journal, the run stops with the reason, and the
@@ -383,6 +384,7 @@ def test_a_claim_taken_over_is_never_overwritten_by_its_old_holder(store) -> Non
     assert (row.status, row.last_error, row.message_id) == ("sent", "", "<m@x>")
 
 
+@pytest.mark.sqlite_only("the unsubscribe spool exists only beside a SQLite file")
 def test_an_unsubscribe_spooled_mid_send_skips_a_row_already_claimed(store, server) -> None:
     """The web app spools an unsubscribe while the store is busy; rows this run claimed in a
     batch before that are re-checked before each message, and the spool is read then too."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import store_url
 from newsletter import pipeline
 from newsletter.cli import main
 from newsletter.config import load_config
@@ -309,7 +310,7 @@ def test_relative_links_resolve_against_the_feeds_own_base(tmp_path: Path, edit:
 
 def test_ingest_base_url_resolves_a_saved_feed_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    db = f"sqlite:///{tmp_path / 'papers.db'}"
+    db = store_url(tmp_path / "papers.db")
     runner = CliRunner()
     feed = str(FORMATS / "blog_atom_relative_links.atom")
     result = runner.invoke(main, ["--db", db, "ingest", "--base-url", "https://tool.example.org/", feed])
@@ -476,7 +477,7 @@ def test_papers_json_of_a_text_page_ingests_again_as_the_same_papers(tmp_path: P
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
-    db, fresh = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    db, fresh = store_url(tmp_path / "a.db"), store_url(tmp_path / "b.db")
     for name in ("trending_page.txt", "biorxiv.rdf", "hf_daily_papers_2024.json"):
         assert runner.invoke(main, ["--db", db, "ingest", str(FORMATS / name)]).exit_code == 0
     exported = runner.invoke(main, ["--db", db, "papers", "--all", "--json", "--limit", "1000"]).output

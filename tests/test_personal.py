@@ -14,7 +14,7 @@ import pytest
 from aiosmtpd.smtp import SMTP as SMTPServerProtocol
 from click.testing import CliRunner
 
-from conftest import free_port
+from conftest import free_port, store_url
 from newsletter import api
 from newsletter.cli import main
 from newsletter.deliver.transports import seven_bit
@@ -151,6 +151,7 @@ def _store_with_readers(tmp_path: Path, port: int) -> tuple[api.Config, api.Stor
     config_path = tmp_path / "newsletter.toml"
     config_path.write_text(
         '[newsletter]\nfrom = "Papers <digest@example.org>"\nbase_url = "http://127.0.0.1:8000"\n'
+        f'[store]\nurl = "{store_url(tmp_path / "newsletter.db")}"\n'
         f'[delivery]\nrate_per_second = 0\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n',
         encoding="utf-8")
     config = api.load_config(config_path, env={})

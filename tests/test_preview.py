@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 
+from conftest import store_url
 from newsletter.cli import main
 from newsletter.compose import rank_papers
 from newsletter.config import SETTINGS, load_config
@@ -114,7 +115,7 @@ def test_init_into_a_file_is_an_error(tmp_path):
 def folder(tmp_path, fixtures_dir):
     """A scaffolded folder with the real papers ingested, the way a user gets there."""
     run("init", str(tmp_path))
-    store = open_store(f"sqlite:///{tmp_path / 'newsletter.db'}")
+    store = open_store(store_url(tmp_path / "newsletter.db"))
     with store.atomic() as conn:
         upsert_papers(conn, hf_papers(fixtures_dir))
         add_subscriber(conn, "grace@example.org", name="Grace \"Amazing\" Hopper")
@@ -149,7 +150,7 @@ def test_preview_for_one_subscriber(folder):
 
 def test_preview_for_an_unknown_subscriber_fails(folder):
     result = CliRunner().invoke(main, ["--config", str(folder / "newsletter.toml"), "--db",
-                                       f"sqlite:///{folder / 'newsletter.db'}", "preview", "--out",
+                                       store_url(folder / "newsletter.db"), "preview", "--out",
                                        str(folder / "out"), "--subscriber", "nobody@example.org"])
     assert result.exit_code == 1 and "nobody@example.org" in result.output
 
@@ -167,7 +168,7 @@ def test_preview_warns_before_gmail_clips(folder):
         (folder / "templates" / "issue.html.j2").read_text().replace(
             "{% if paper.excerpt %}", "<p>" + "padding words " * 250 + "</p>\n{% if paper.excerpt %}"))
     result = CliRunner().invoke(main, ["--config", str(folder / "newsletter.toml"), "--db",
-                                                       f"sqlite:///{folder / 'newsletter.db'}", "preview",
+                                                       store_url(folder / "newsletter.db"), "preview",
                                                        "--out", str(folder / "out")])
     assert result.exit_code == 0
     assert "Warning" in result.stderr and "clips" in result.stderr
@@ -268,7 +269,7 @@ def test_preview_serve_listens_on_loopback_only(folder):
 @pytest.fixture
 def server(folder):
     config = load_config(folder / "newsletter.toml", env={})
-    config = config.with_overrides({"store.url": f"sqlite:///{folder / 'newsletter.db'}"})
+    config = config.with_overrides({"store.url": store_url(folder / "newsletter.db")})
     store = open_store(config.store_url)
     running = BackgroundServer(create_preview_app(config, store), host="127.0.0.1", port=0).start()
     try:
@@ -328,7 +329,7 @@ def test_long_unbroken_words_wrap_inside_the_card(server, browser):
     """A 1,205-character title, a 300-character author name and a long URL in the excerpt wrap
     inside the card: no horizontal scroll at phone or desktop width, in either palette."""
     running, folder = server
-    store = open_store(f"sqlite:///{folder / 'newsletter.db'}")
+    store = open_store(store_url(folder / "newsletter.db"))
     with store.atomic() as conn:
         upsert_papers(conn, [long_word_paper()])
     store.dispose()
@@ -372,7 +373,7 @@ def test_preview_server_text_part_past_issues_and_template_reload(server, browse
     from newsletter.store.issues import freeze_issue
 
     config = load_config(folder / "newsletter.toml", env={}).with_overrides(
-        {"store.url": f"sqlite:///{folder / 'newsletter.db'}"})
+        {"store.url": store_url(folder / "newsletter.db")})
     store = open_store(config.store_url)
     issue = pipeline.build_issue(store, config)
     with store.atomic() as conn:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from conftest import store_url
 from newsletter.cli import main
 
 HOSTILE_NAMES = [
@@ -28,7 +29,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def cli(tmp_path: Path, store: str, *args: str):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(main, ["--db", f"sqlite:///{tmp_path / store}", *args], catch_exceptions=False)
+    return CliRunner().invoke(main, ["--db", store_url(tmp_path / store), *args], catch_exceptions=False)
 
 
 def export(tmp_path: Path, store: str, name: str) -> Path:

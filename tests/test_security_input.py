@@ -107,6 +107,7 @@ def test_names_and_attributes_are_bounded_and_errors_quote_little(site: Path) ->
     assert newsletter(site, "subscribers", "add", "eve@example.org", "--name", "E" * 100).returncode == 0
 
 
+@pytest.mark.sqlite_only("where a relative SQLite file path in the configuration puts the file")
 def test_relative_paths_in_the_config_follow_the_file(tmp_path: Path) -> None:
     """``--config ../site/newsletter.toml`` used the current folder for the store, the outbox
     and the templates: a new empty store appeared there and the real one was never used."""

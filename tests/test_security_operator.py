@@ -78,6 +78,7 @@ def _write_config(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.sqlite_only("the SQLite store file and its -wal are made private (the outbox and preview with them)")
 def test_store_outbox_and_preview_are_private(tmp_path: Path, usual_umask) -> None:  # type: ignore[no-untyped-def]
     """The store (signing key, addresses), the outbox and a preview (addresses, live unsubscribe
     links) are created for their owner only; the store's -wal file follows the store."""
@@ -98,6 +99,7 @@ def test_store_outbox_and_preview_are_private(tmp_path: Path, usual_umask) -> No
     assert len(previews) == 3 and {_mode(p) for p in previews} == {0o600}
 
 
+@pytest.mark.sqlite_only("the warning is about the SQLite store file's permissions")
 def test_a_store_readable_by_others_is_warned_about_once(tmp_path: Path, usual_umask) -> None:  # type: ignore[no-untyped-def]
     config = _write_config(tmp_path)
     runner = CliRunner()

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from conftest import LIVE_SETTINGS, free_port
+from conftest import LIVE_SETTINGS, free_port, store_url
 from newsletter import pipeline
 from newsletter.cli import main
 from newsletter.config import load_config
@@ -26,7 +26,7 @@ EMAILS = [f"reader{i:03d}@example.com" for i in range(30)]
 
 def setup_store(tmp_path: Path, smtp_port: int | None = None, extra: str = "", concurrency: int = 3) -> Path:
     """A config file, a store with the bundled sample papers ingested and 30 subscribers."""
-    text = f'[store]\nurl = "sqlite:///{tmp_path / "nl.db"}"\n[delivery]\noutbox = "{tmp_path / "outbox"}"\n' \
+    text = f'[store]\nurl = "{store_url(tmp_path / "newsletter.db")}"\n[delivery]\noutbox = "{tmp_path / "outbox"}"\n' \
            f'rate_per_second = 0\nconcurrency = {concurrency}\n{extra}'
     if smtp_port is not None:
         # A real SMTP send needs go-live settings; an [newsletter] section in ``extra`` gets them too.

@@ -153,7 +153,7 @@ def test_csv_categories_column() -> None:
 
 def _raw_categories(store) -> dict[str, str | None]:
     with store.atomic() as conn:
-        return dict(conn.exec_driver_sql("SELECT id, categories FROM papers").fetchall())
+        return dict(conn.exec_driver_sql("SELECT id, CAST(categories AS TEXT) FROM papers").fetchall())
 
 
 def test_stored_as_json_or_null_and_merged_first_source_first(store, config) -> None:

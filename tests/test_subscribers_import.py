@@ -576,6 +576,7 @@ def test_every_row_is_counted_once_when_rows_carry_suppressed_statuses(store: St
         "unsubscribed", "unsubscribed", "bounced", "active"]
 
 
+@pytest.mark.sqlite_only("SQLite's write lock, met from a raw connection with a short busy timeout")
 def test_the_store_can_be_written_while_a_long_import_reads_its_file(store: Store, tmp_path: Path,
                                                                     db_url: str) -> None:
     """Only the merge holds the store's write lock: an unsubscribe from the web (another

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 from markupsafe import escape
+from sqlalchemy import text
 
 from newsletter import api
 from newsletter.models import Paper
@@ -75,7 +76,7 @@ def test_one_click_records_the_rating_and_the_page_confirms_with_undo(site: Site
         assert browser.get(f"/rate/{token}/up").status_code == 200
         assert ratings(site, "ada@example.org") == {PAPER: 1}
         with site.store.atomic() as conn:
-            conn.exec_driver_sql("UPDATE ratings SET at = ?", (datetime.now(timezone.utc) - timedelta(hours=1),))
+            conn.execute(text("UPDATE ratings SET at = :at"), {"at": datetime.now(timezone.utc) - timedelta(hours=1)})
         down = browser.get(f"/rate/{token}/down")
         assert down.status_code == 200 and "You’ll see fewer papers like" in down.text
         assert ratings(site, "ada@example.org") == {PAPER: -1}

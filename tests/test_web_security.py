@@ -388,6 +388,7 @@ class WriteLock:
         self.conn.close()
 
 
+@pytest.mark.sqlite_only("SQLite's write lock held from outside; the spool exists only beside a SQLite file")
 def test_an_unsubscribe_while_the_store_is_locked_is_spooled_and_never_mailed(
         tmp_path: Path, db_url: str, store: Store, fixtures_dir: Path) -> None:
     from newsletter import pipeline
@@ -428,6 +429,7 @@ def test_an_unsubscribe_while_the_store_is_locked_is_spooled_and_never_mailed(
         assert [kind for kind, _ in site.events("reader@example.org")].count("unsubscribed") == 1
 
 
+@pytest.mark.sqlite_only("the unsubscribe spool exists only beside a SQLite file")
 def test_a_spooled_unsubscribe_is_applied_when_the_app_starts(tmp_path: Path, db_url: str, store: Store) -> None:
     """A spool left by a server that stopped before the store was free again."""
     from newsletter.store.spool import UnsubscribeSpool
@@ -447,6 +449,7 @@ def test_a_spooled_unsubscribe_is_applied_when_the_app_starts(tmp_path: Path, db
         assert raw.execute(query).fetchone() == ("unsubscribed",)
 
 
+@pytest.mark.sqlite_only("the unsubscribe spool exists only beside a SQLite file")
 def test_a_transaction_that_rolls_back_leaves_the_spool_for_the_next(tmp_path: Path, store: Store) -> None:
     from newsletter.store.spool import UnsubscribeSpool
 

@@ -8,6 +8,7 @@ from email.policy import default as default_policy
 
 import pytest
 
+from conftest import store_url
 from newsletter.config import load_config
 from newsletter.render.welcome import build_welcome, cadence_words
 from newsletter.store import open_store
@@ -19,7 +20,7 @@ from newsletter.web.subscriptions import send_welcome
 def _config(tmp_path, extra=""):
     path = tmp_path / "newsletter.toml"
     path.write_text('[newsletter]\nname = "Paper Picks"\nbase_url = "https://papers.example.org"\n' + extra +
-                    f'[store]\nurl = "sqlite:///{tmp_path / "nl.db"}"\n[delivery]\noutbox = "{tmp_path / "outbox"}"\n'
+                    f'[store]\nurl = "{store_url(tmp_path / "newsletter.db")}"\n[delivery]\noutbox = "{tmp_path / "outbox"}"\n'
                     '[schedule]\nsend = "friday at 07:30"\ntimezone = "Europe/Berlin"\n', encoding="utf-8")
     return load_config(path, env={})
 

@@ -11,8 +11,9 @@ a ``kill -9``) does not block the store forever:
   nothing, and neither does an old ``host:pid`` holder);
 - on any host, a holder whose heartbeat is older than ``stale_after_s`` is stale.
 
-A stale holder is taken over in the same ``BEGIN IMMEDIATE`` transaction that found it stale,
-so two processes racing for a stale lock cannot both win.
+A stale holder is taken over in the same transaction that found it stale, and only if its row is
+still there (``BEGIN IMMEDIATE`` on SQLite; the delete of that holder's row on PostgreSQL), so two
+processes racing for a stale lock cannot both win.
 """
 
 from __future__ import annotations
@@ -130,6 +131,10 @@ def _describe(info: LockInfo, now: datetime) -> str:
             f"{info.acquired_at:%Y-%m-%d %H:%M:%S} UTC (last heartbeat {age_s}s ago)")
 
 
+class _TakenMeanwhile(Exception):
+    """The stale holder acquire_lock read was replaced before it could take over."""
+
+
 def acquire_lock(store: Store, name: str = SCHEDULER_LOCK, *, holder: str | None = None,
                  stale_after_s: float = STALE_AFTER_S, now: datetime | None = None) -> LockInfo:
     """Take lock ``name`` for ``holder`` (default: this process), or raise LockedError.
@@ -146,16 +151,21 @@ def acquire_lock(store: Store, name: str = SCHEDULER_LOCK, *, holder: str | None
                 if not is_stale(current, now=now, stale_after_s=stale_after_s):
                     raise LockedError(_describe(current, now), where=store.shown_url)
                 log.warning("taking over the %s lock from stale holder %s", name, current.holder)
-                conn.execute(delete(locks).where(locks.c.name == name))
+                # Only the stale holder's row: on PostgreSQL (READ COMMITTED) another process may
+                # have taken it over since it was read, and its new row must not be deleted.
+                taken = conn.execute(delete(locks).where(locks.c.name == name, locks.c.holder == current.holder))
+                if taken.rowcount != 1:
+                    raise _TakenMeanwhile
             conn.execute(insert(locks).values(name=name, holder=holder, acquired_at=now, heartbeat_at=now))
-    except IntegrityError:
-        # Another host inserted first (databases without BEGIN IMMEDIATE): report it.
+    except (IntegrityError, _TakenMeanwhile):
+        # Another process took it first (databases without BEGIN IMMEDIATE): report it.
         current = lock_holder(store, name)
         if current is None:
             raise LockedError(f"the {name} lock was taken by another process at the same time",
                               where=store.shown_url) from None
         raise LockedError(_describe(current, now), where=store.shown_url) from None
     return LockInfo(name, holder, now, now)
+
 
 
 def heartbeat(store: Store, name: str, holder: str, now: datetime | None = None) -> bool:
