@@ -31,6 +31,7 @@ from newsletter.render.messages import Base64Piece, MessageFactory, OutgoingMess
 from newsletter.render.personal import CardSet
 
 _TOKENS = placeholders.TOKENS + placeholders.CARD_TOKENS + placeholders.DOCUMENT_TOKENS
+_DOCUMENT = placeholders.TOKENS + placeholders.DOCUMENT_TOKENS
 _TOKEN_RE = re.compile("(" + "|".join(_TOKENS) + ")")
 MAX_LINE = 998
 # A value longer than this (in bytes, as filled in) sends that reader's copy by the base64
@@ -47,21 +48,26 @@ def _crlf(text: str) -> bytes:
 class _Raw:
     """A stretch of a body with tokens: the static bytes around them, and a getter that
     interleaves them with a message's values in one C call (a reader's copy is ~25 of these,
-    and a Python loop per token would cost more than the rest of the message)."""
+    and a Python loop per token would cost more than the rest of the message).
 
-    __slots__ = ("statics", "getter")
+    ``fill`` takes one value per token of ``_TOKENS``, or, for a card holding only the card's
+    own tokens (``card_only``: the default templates), just (rank, reason, rating token)."""
+
+    __slots__ = ("statics", "getter", "card_only")
 
     def __init__(self, text: str) -> None:
         parts = _TOKEN_RE.split(text)
+        keys = parts[1::2]
         self.statics = tuple(_crlf(x) for x in parts[0::2])
+        self.card_only = all(key in placeholders.CARD_TOKENS for key in keys)
+        names = placeholders.CARD_TOKENS if self.card_only else _TOKENS
         n = len(self.statics)
         order: list[int] = [0]
-        for i, key in enumerate(parts[1::2], start=1):
-            order += [n + _TOKENS.index(key), i]
+        for i, key in enumerate(keys, start=1):
+            order += [n + names.index(key), i]
         self.getter = itemgetter(*order) if len(order) > 1 else (lambda values: (values[0],))
 
     def fill(self, out: list[bytes], values: tuple[bytes, ...]) -> None:
-        """Append the pieces with ``values`` (one per token of ``_TOKENS``, in that order)."""
         out.extend(self.getter(self.statics + values))
 
 
@@ -152,20 +158,20 @@ class PersonalMessages:
         return found
 
     def _values(self, values: placeholders.Personal, picks: Sequence[Pick]
-                ) -> tuple[dict[str, bytes], dict[str, bytes], str]:
-        """(html, text) values of the document's tokens, by token, and the reader's subject."""
-        cards = self.cards
-        subject, pre, _ = cards.head_values(picks)
-        greet_html, greet_text = cards.greeting(len(picks))
-        html_doc = {k: v.encode("utf-8") for k, v in values.for_html().items()}
-        html_doc[placeholders.SUBJECT] = escape(subject, quote=False).encode("utf-8")
-        html_doc[placeholders.PREHEADER] = escape(pre, quote=False).encode("utf-8")
-        html_doc[placeholders.GREETING] = greet_html.encode("utf-8")
-        text_doc = {k: v.encode("utf-8") for k, v in values.for_text().items()}
-        text_doc[placeholders.SUBJECT] = subject.encode("utf-8")
-        text_doc[placeholders.PREHEADER] = pre.encode("utf-8")
-        text_doc[placeholders.GREETING] = _crlf(greet_text)
-        return html_doc, text_doc, subject
+                ) -> tuple[tuple[bytes, ...], tuple[bytes, ...], str]:
+        """(html, text) values of the document's tokens, in the order of ``_DOCUMENT`` (the
+        subscriber's four, then subject, preheader, greeting), and the reader's subject."""
+        subject, pre, _ = self.cards.head_values(picks)
+        greet_html, greet_text = self.cards.greeting(len(picks))
+        prefs = values.preferences_url or values.unsubscribe_url
+        html_values = (escape(values.name).encode("utf-8"), escape(values.email).encode("utf-8"),
+                       escape(values.unsubscribe_url).encode("utf-8"), escape(prefs).encode("utf-8"),
+                       escape(subject, quote=False).encode("utf-8"), escape(pre, quote=False).encode("utf-8"),
+                       greet_html.encode("utf-8"))
+        text_values = (values.name.encode("utf-8"), values.email.encode("utf-8"),
+                       values.unsubscribe_url.encode("utf-8"), prefs.encode("utf-8"), subject.encode("utf-8"),
+                       pre.encode("utf-8"), _crlf(greet_text))
+        return html_values, text_values, subject
 
     def _card_values(self, subscriber: Subscriber, picks: Sequence[Pick]) -> list[tuple[bytes, bytes, bytes, bytes]]:
         """(rank, rate token, html reason, text reason) of each pick."""
@@ -178,34 +184,39 @@ class PersonalMessages:
         return [(_RANKS[rank] if rank < len(_RANKS) else str(rank).encode("ascii"), token, *reason)
                 for rank, token, reason in zip(range(1, len(picks) + 1), tokens, reasons)]
 
-    def _eight_bit_bodies(self, html_doc: dict[str, bytes], text_doc: dict[str, bytes], picks: Sequence[Pick],
-                          card_values: list[tuple[bytes, bytes, bytes, bytes]]) -> tuple[bytes, bytes] | None:
-        values = [*html_doc.values(), *text_doc.values(), *chain.from_iterable(card_values)]
+    def _eight_bit_bodies(self, html_doc: tuple[bytes, ...], text_doc: tuple[bytes, ...], picks: Sequence[Pick],
+                          card_values: list[tuple[bytes, bytes, bytes, bytes]]
+                          ) -> tuple[list[bytes], list[bytes]] | None:
+        """(text, html) bodies as lists of pieces (joined once, with the headers), or None when
+        this copy must go base64."""
+        values = [*html_doc, *text_doc, *chain.from_iterable(card_values)]
         if max(map(len, values)) > MAX_VALUE or self._boundary in b"\n".join(values):
             return None  # a line could pass 998 octets, or a reader's text holds the MIME boundary
         # Values in _TOKENS order: the four subscriber tokens, the card's three, the document's three.
-        h, t = [html_doc[k] for k in placeholders.TOKENS], [text_doc[k] for k in placeholders.TOKENS]
-        hd = tuple(html_doc[k] for k in placeholders.DOCUMENT_TOKENS)
-        td = tuple(text_doc[k] for k in placeholders.DOCUMENT_TOKENS)
-        h0, h1, h2, h3 = h
-        t0, t1, t2, t3 = t
+        h0, h1, h2, h3, *hd = html_doc
+        t0, t1, t2, t3, *td = text_doc
         html: list[bytes] = []
         text: list[bytes] = []
         self._html[0].fill(html, (h0, h1, h2, h3, b"", b"", b"", *hd))
         self._text[0].fill(text, (t0, t1, t2, t3, b"", b"", b"", *td))
         html_cards, text_cards = self._html_first, self._text_first
         for pick, (rank, token, reason_html, reason_text) in zip(picks, card_values):
-            html_cards[pick.paper_id].fill(html, (h0, h1, h2, h3, rank, reason_html, token, *hd))
-            text_cards[pick.paper_id].fill(text, (t0, t1, t2, t3, rank, reason_text, token, *td))
+            card = html_cards[pick.paper_id]
+            card.fill(html, (rank, reason_html, token) if card.card_only else
+                      (h0, h1, h2, h3, rank, reason_html, token, *hd))
+            card = text_cards[pick.paper_id]
+            card.fill(text, (rank, reason_text, token) if card.card_only else
+                      (t0, t1, t2, t3, rank, reason_text, token, *td))
             html_cards, text_cards = self._html_later, self._text_later
         self._html[1].fill(html, (h0, h1, h2, h3, b"", b"", b"", *hd))
         self._text[1].fill(text, (t0, t1, t2, t3, b"", b"", b"", *td))
-        return b"".join(text), b"".join(html)
+        return text, html
 
-    def _base64_bodies(self, html_doc: dict[str, bytes], text_doc: dict[str, bytes], picks: Sequence[Pick],
+    def _base64_bodies(self, html_values: tuple[bytes, ...], text_values: tuple[bytes, ...], picks: Sequence[Pick],
                        card_values: list[tuple[bytes, bytes, bytes, bytes]]) -> tuple[bytes, bytes]:
         """The same bodies base64-encoded (cut anew for this copy: rare enough not to pre-cut)."""
         cards = self.cards
+        html_doc, text_doc = dict(zip(_DOCUMENT, html_values)), dict(zip(_DOCUMENT, text_values))
         bodies = []
         for doc, head, tail, separator, texts, reason in (
                 (text_doc, cards.text_head, cards.text_tail, cards.text_separator, cards.text_cards, 3),
@@ -236,24 +247,25 @@ class PersonalMessages:
         card_values = self._card_values(subscriber, picks)
         bodies = self._eight_bit_bodies(html_doc, text_doc, picks, card_values) if self._eight_bit else None
         if bodies is None:
-            text, html = self._base64_bodies(html_doc, text_doc, picks, card_values)
+            text_body, html_body = self._base64_bodies(html_doc, text_doc, picks, card_values)
+            text, html = [text_body], [html_body]
             cte = b"base64"
         else:
             text, html = bodies
-            ascii_values = b"".join([*html_doc.values(), *chain.from_iterable(card_values)]).isascii()
+            ascii_values = b"".join([*html_doc, *chain.from_iterable(card_values)]).isascii()
             cte = b"7bit" if self._static_ascii and ascii_values else b"8bit"
         text_head, html_head = self._parts[cte]
         p = factory._pieces
         token = factory.token(subscriber)
-        data = b"".join((
+        data = b"".join([
             p[0], factory._to_line(subscriber),
             self._subject_line(subject), factory._date_line(),
             p[2], b"Message-ID: ", message_id.encode("ascii"), b"\r\n",
             p[3], b"List-Unsubscribe: <", values.unsubscribe_url.encode("ascii"), b">\r\n",
             p[4], b"X-Newsletter-Token: " + (token or "none").encode("ascii") + b"\r\n" if factory.return_path else b"",
-            text_head, text,
-            html_head, html,
+            text_head, *text,
+            html_head, *html,
             p[7],
-        ))
+        ])
         return OutgoingMessage(message_id=message_id, sender=factory.envelope_sender(token),
                                recipient=subscriber.email, data=data)
