@@ -138,8 +138,10 @@ class Ledger:
     def claim(self, worker: str, limit: int = 1) -> tuple[list[ClaimedDelivery], int, bool]:
         """(up to ``limit`` rows to send, rows skipped as no longer active, daily cap reached)."""
         now = self.clock()
-        with self._transaction() as conn:
-            if self.daily_cap_applies and self.cap.cap > 0:
+        capped = self.daily_cap_applies and self.cap.cap > 0
+        # Uncapped, a claim needs no transaction around it: on PostgreSQL it is one statement.
+        with (self._transaction() if capped else self.db.own_transactions()) as conn:
+            if capped:
                 # The count read below must still be true when the claim commits: claims of every
                 # sender take turns (two each read 90 of a cap of 100 and each claimed 10).
                 take_turns(conn, "delivery claims")

@@ -108,6 +108,14 @@ class RunConnection:
             with conn.begin():
                 yield conn
 
+    @contextmanager
+    def own_transactions(self) -> Iterator[Connection]:
+        """The run's connection for changes whose every statement may commit on its own: in
+        autocommit mode on PostgreSQL (BEGIN and COMMIT would be two more round trips), one
+        transaction elsewhere (SQLite's claims rely on ``BEGIN IMMEDIATE``)."""
+        with (self._autocommit() if self._dialect == "postgresql" else self.transaction()) as conn:
+            yield conn
+
     def commit_together(self, changes: list[Callable[[Connection], None]]) -> None:
         """Apply ``changes`` in one commit: on PostgreSQL a lone change runs in autocommit
         mode, its statement its own transaction (BEGIN and COMMIT would be two more round
