@@ -32,16 +32,15 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Sequence
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from typing import Callable, Sequence
 from urllib.parse import quote
 
 from newsletter.config import Config
 from newsletter.errors import RenderError
-from newsletter.models import RenderedIssue, Subscriber
-from newsletter.models import Pick
+from newsletter.models import Pick, RenderedIssue, Subscriber
 from newsletter.render import placeholders
 from newsletter.render.personal import CardSet
 from newsletter.render.headers import (SMTP_POLICY, SMTPUTF8_POLICY, UNSAFE_ADDRESS, address_line,
@@ -79,7 +78,7 @@ def list_label(name: str) -> str:
 _BASE64_LINE = re.compile(rb".{1,76}", re.S)
 
 
-def _base64_lines(data: bytes) -> bytes:
+def base64_lines(data: bytes) -> bytes:
     """base64 in 76-character CRLF lines, as the email package writes it: one C call to encode
     and a regex to cut (``base64.encodebytes`` loops in Python over 57-byte chunks, 2x slower)."""
     if len(data) <= 57:  # one line: most of the short runs around a token
@@ -88,83 +87,55 @@ def _base64_lines(data: bytes) -> bytes:
     return b"\r\n".join(_BASE64_LINE.findall(encoded)) + b"\r\n"
 
 
-class _Run:
-    """Static body bytes between two tokens, base64-encoded ahead of time for each of the three
-    ways the variable bytes before them can leave them aligned: ``variants[shift]`` is the
-    encoding of ``raw[shift:]`` up to a multiple of 3 bytes, and the 0-2 bytes left over."""
+class Base64Splice:
+    """A body with tokens, base64-encoded once; each copy encodes only the few bytes around
+    each token.
 
-    __slots__ = ("raw", "size", "variants")
-
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-        self.size = len(raw)
-        self.variants: list[tuple[bytes, bytes]] = []
-        for shift in range(3):
-            rest = raw[shift:]
-            n = len(rest) // 3 * 3
-            self.variants.append((_base64_lines(rest[:n]) if n else b"", rest[n:]))
-
-
-class Base64Piece:
-    """A stretch of a body with tokens in it, cut into static runs around them; ``keys[i]``
-    follows ``runs[i]``."""
-
-    __slots__ = ("runs", "keys")
+    base64 works on 3-byte groups and decoders ignore line breaks, so a body can be sent as
+    several independently encoded runs as long as every run but the last is a multiple of 3
+    bytes (no ``=`` padding mid-stream) and every line stays within 76 characters. The static
+    text after each token is pre-encoded three times, once for each of the three ways the
+    variable bytes before it can leave it aligned; a copy is then a join of pre-encoded runs
+    and a few short encodings of ``carry + value + 0-2 bytes``.
+    """
 
     def __init__(self, body: bytes, tokens: tuple[str, ...]) -> None:
         pattern = re.compile(b"(" + b"|".join(re.escape(t.encode("ascii")) for t in tokens) + b")")
         parts = pattern.split(body)
-        self.runs = [_Run(raw) for raw in parts[0::2]]
-        self.keys = [k.decode("ascii") for k in parts[1::2]]
-
-
-def encode_pieces(pieces: list[tuple[Base64Piece, dict[str, bytes]]]) -> bytes:
-    """The base64 body of ``pieces`` one after the other, each with its tokens replaced by its
-    values: the same bytes, once decoded, as encoding the whole text, but only the few bytes
-    around each token are encoded now.
-
-    base64 works on 3-byte groups and decoders ignore line breaks, so a body can be sent as
-    several independently encoded runs as long as every run but the last is a multiple of 3
-    bytes (no ``=`` padding mid-stream) and every line stays within 76 characters. Each static
-    run starts with the 0-2 bytes that realign it; those, with the value before them, are the
-    only bytes encoded per copy.
-    """
-    out: list[bytes] = []
-    append = out.append
-    carry = b""
-    for piece, values in pieces:
-        keys = piece.keys
-        last = len(keys)
-        for i, run in enumerate(piece.runs):
-            shift = -len(carry) % 3
-            if run.size < shift:  # too short to realign: carry it all to the next token
-                carry += run.raw
-            else:
-                if shift:
-                    append(_base64_lines(carry + run.raw[:shift]))
-                elif carry:
-                    append(_base64_lines(carry))
-                encoded, carry = run.variants[shift]
-                append(encoded)
-            if i < last:
-                carry += values[keys[i]]
-    if carry:
-        append(_base64_lines(carry))
-    return b"".join(out)
-
-
-class Base64Splice:
-    """A whole body with tokens, base64-encoded once; ``render`` encodes only the few bytes
-    around each token (``encode_pieces``)."""
-
-    def __init__(self, body: bytes, tokens: tuple[str, ...]) -> None:
-        self.piece = Base64Piece(body, tokens)
+        statics, self.keys = parts[0::2], [k.decode("ascii") for k in parts[1::2]]
+        first = statics[0]
+        aligned = len(first) // 3 * 3
+        self.first = base64_lines(first[:aligned]) if aligned else b""
+        self.first_tail = first[aligned:]
+        self.rest: list[tuple[bytes, list[tuple[bytes, bytes]]]] = []
+        for static in statics[1:]:
+            variants = []
+            for shift in range(3):
+                body_part = static[shift:]
+                n = len(body_part) // 3 * 3 if len(static) >= shift else 0
+                variants.append((base64_lines(body_part[:n]) if n else b"", body_part[n:]))
+            self.rest.append((static, variants))
 
     def render(self, values: dict[str, bytes]) -> bytes:
-        return encode_pieces([(self.piece, values)])
+        out = [self.first]
+        carry = self.first_tail
+        for key, (static, variants) in zip(self.keys, self.rest):
+            pending = carry + values[key]
+            shift = -len(pending) % 3
+            if len(static) < shift:  # too short to realign: carry it all to the next token
+                carry = pending + static
+                continue
+            pending += static[:shift]
+            if pending:
+                out.append(base64_lines(pending))
+            encoded, carry = variants[shift]
+            out.append(encoded)
+        if carry:
+            out.append(base64_lines(carry))
+        return b"".join(out)
 
 
-def _crlf_body(text: str) -> bytes:
+def crlf_body(text: str) -> bytes:
     """The body bytes the email package encodes for ``set_content(text)``: CRLF line ends."""
     return b"\r\n".join(text.encode("utf-8").splitlines()) + b"\r\n"
 
@@ -214,8 +185,8 @@ class MessageFactory:
         self._fixed_date = format_datetime(now.astimezone(timezone.utc), usegmt=True) if now else None
         self._date_cache: tuple[int, bytes] = (-1, b"")
         self.subject = header_text(rendered.subject)
-        self._html_body = Base64Splice(_crlf_body(rendered.html), placeholders.TOKENS)
-        self._text_body = Base64Splice(_crlf_body(rendered.text), placeholders.TOKENS)
+        self._html_body = Base64Splice(crlf_body(rendered.html), placeholders.TOKENS)
+        self._text_body = Base64Splice(crlf_body(rendered.text), placeholders.TOKENS)
         self._build_skeleton()
         self.cards: CardSet  # set by PersonalMessages, for readers with their own issue
 

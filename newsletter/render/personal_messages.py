@@ -27,11 +27,10 @@ from newsletter.models import Pick, Subscriber
 from newsletter.render import placeholders
 from newsletter.render.context import fold
 from newsletter.render.headers import SMTP_POLICY, SMTPUTF8_POLICY, new_message, set_header
-from newsletter.render.messages import Base64Piece, MessageFactory, OutgoingMessage, encode_pieces
+from newsletter.render.messages import MessageFactory, OutgoingMessage, base64_lines, crlf_body
 from newsletter.render.personal import CardSet
 
 _TOKENS = placeholders.TOKENS + placeholders.CARD_TOKENS + placeholders.DOCUMENT_TOKENS
-_DOCUMENT = placeholders.TOKENS + placeholders.DOCUMENT_TOKENS
 _TOKEN_RE = re.compile("(" + "|".join(_TOKENS) + ")")
 MAX_LINE = 998
 # A value longer than this (in bytes, as filled in) sends that reader's copy by the base64
@@ -159,7 +158,7 @@ class PersonalMessages:
 
     def _values(self, values: placeholders.Personal, picks: Sequence[Pick]
                 ) -> tuple[tuple[bytes, ...], tuple[bytes, ...], str]:
-        """(html, text) values of the document's tokens, in the order of ``_DOCUMENT`` (the
+        """(html, text) values of the document's tokens, in order (the
         subscriber's four, then subject, preheader, greeting), and the reader's subject."""
         subject, pre, _ = self.cards.head_values(picks)
         greet_html, greet_text = self.cards.greeting(len(picks))
@@ -212,23 +211,10 @@ class PersonalMessages:
         self._text[1].fill(text, (t0, t1, t2, t3, b"", b"", b"", *td))
         return text, html
 
-    def _base64_bodies(self, html_values: tuple[bytes, ...], text_values: tuple[bytes, ...], picks: Sequence[Pick],
-                       card_values: list[tuple[bytes, bytes, bytes, bytes]]) -> tuple[bytes, bytes]:
-        """The same bodies base64-encoded (cut anew for this copy: rare enough not to pre-cut)."""
-        cards = self.cards
-        html_doc, text_doc = dict(zip(_DOCUMENT, html_values)), dict(zip(_DOCUMENT, text_values))
-        bodies = []
-        for doc, head, tail, separator, texts, reason in (
-                (text_doc, cards.text_head, cards.text_tail, cards.text_separator, cards.text_cards, 3),
-                (html_doc, cards.html_head, cards.html_tail, cards.html_separator, cards.html_cards, 2)):
-            pieces = [(Base64Piece(_crlf(head), _TOKENS), doc)]
-            for i, (pick, values) in enumerate(zip(picks, card_values)):
-                card = {placeholders.RANK: values[0], placeholders.RATE: values[1], placeholders.REASON: values[reason]}
-                pieces.append((Base64Piece(_crlf((separator if i else "") + texts[pick.paper_id]), _TOKENS),
-                               {**doc, **card}))
-            pieces.append((Base64Piece(_crlf(tail), _TOKENS), doc))
-            bodies.append(encode_pieces(pieces))
-        return bodies[0], bodies[1]
+    def _base64_bodies(self, subscriber: Subscriber, picks: Sequence[Pick]) -> tuple[bytes, bytes]:
+        """The same bodies base64-encoded whole: the rare copy 8bit cannot carry."""
+        html, text = self.factory.personalised_parts(subscriber, picks)
+        return base64_lines(crlf_body(text)), base64_lines(crlf_body(html))
 
     def build(self, subscriber: Subscriber, picks: Sequence[Pick], message_id: str | None = None) -> OutgoingMessage:
         """The reader's own issue (``picks``, in order) as bytes ready for SMTP."""
@@ -247,7 +233,7 @@ class PersonalMessages:
         card_values = self._card_values(subscriber, picks)
         bodies = self._eight_bit_bodies(html_doc, text_doc, picks, card_values) if self._eight_bit else None
         if bodies is None:
-            text_body, html_body = self._base64_bodies(html_doc, text_doc, picks, card_values)
+            text_body, html_body = self._base64_bodies(subscriber, picks)
             text, html = [text_body], [html_body]
             cte = b"base64"
         else:
