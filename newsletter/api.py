@@ -41,7 +41,7 @@ from newsletter.store.deliveries import issues_with_counts
 from newsletter.sources.normalize import canonical_id
 from newsletter.store import profiles as _profiles
 from newsletter.store import bounces as _bounces, subscribers as _subscribers
-from newsletter.store.papers import get_paper, list_papers
+from newsletter.store.papers import get_paper, list_papers, papers_named
 from newsletter.store.access import Transactions
 from newsletter.store.subscribers import (AlreadySubscribedError, NotSubscribedError, get_subscriber,
                                           get_subscriber_by_id, set_status)
@@ -425,7 +425,7 @@ def subscriber_record(store: Store, who: str | int) -> SubscriberRecord:
         assert subscriber.id is not None
         profile = _profiles.get_profile(conn, subscriber.id)
         ratings = tuple(_profiles.ratings_of(conn, subscriber.id))
-        named = _profiles.papers_named(conn, list(dict.fromkeys([*profile.likes, *(r.paper_id for r in ratings)])))
+        named = papers_named(conn, list(dict.fromkeys([*profile.likes, *(r.paper_id for r in ratings)])))
         titles = {paper_id: paper.title for paper_id, paper in named.items()}
         return SubscriberRecord(subscriber, profile, ratings, titles,
                                 _subscribers.subscriber_events(conn, subscriber.email),

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from newsletter.compose.issue import window_start
 from newsletter.config import Config
-from newsletter.models import Issue, Paper, Pick, Rating, ReaderProfile
+from newsletter.models import Issue, Paper, Pick, ReaderProfile
 from newsletter.rank import Ranker, ReaderInput
 from newsletter.render.personal import CardSet
 from newsletter.render.templates import make_environment, operator_templates_dir
@@ -26,9 +26,9 @@ from newsletter.store import Store
 from newsletter.store.db import utcnow
 from newsletter.store.deliveries import issue_number_for_key, picked_paper_ids, readers_without_picks, set_picks
 from newsletter.store.issues import get_edits, sent_paper_keys
-from newsletter.store.papers import list_papers
-from newsletter.store.profiles import (active_subscriber_ids, iter_profiles, iter_ratings, papers_named,
-                                       personal_subscriber_ids)
+from newsletter.store.papers import list_papers, papers_named
+from newsletter.store.profiles import (active_subscriber_ids, iter_profiles, personal_subscriber_ids,
+                                       ratings_by_reader)
 
 # Past papers the text model learns its vocabulary from, beside the week's candidates.
 HISTORY_PAPERS = 5_000
@@ -58,13 +58,11 @@ def candidates(conn: Connection, config: Config, issue: Issue) -> list[Paper]:
 
 
 def _readers(conn: Connection, ids: set[int]) -> list[ReaderInput]:
-    profiles = dict(iter_profiles(conn, sorted(ids)))
-    ratings: dict[int, list[Rating]] = {}
-    for rating in iter_ratings(conn):
-        if rating.subscriber_id in ids:
-            ratings.setdefault(rating.subscriber_id, []).append(rating)
+    wanted = sorted(ids)
+    profiles = dict(iter_profiles(conn, wanted))
+    ratings = ratings_by_reader(conn, wanted)
     return [ReaderInput(subscriber_id=sid, profile=profiles.get(sid, ReaderProfile()),
-                        ratings=tuple(ratings.get(sid, ()))) for sid in sorted(ids)]
+                        ratings=tuple(ratings.get(sid, ()))) for sid in wanted]
 
 
 def rank_readers(conn: Connection, config: Config, issue: Issue, pool: Sequence[Paper],

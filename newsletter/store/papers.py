@@ -103,7 +103,9 @@ def merge_papers(old: Paper, new: Paper) -> Paper:
     )
 
 
-def _existing(conn: Connection, ids: Sequence[str]) -> dict[str, Paper]:
+def papers_named(conn: Connection, ids: Sequence[str]) -> dict[str, Paper]:
+    """The papers of ``ids`` that are in the store, by id."""
+    ids = list(ids)
     found: dict[str, Paper] = {}
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
@@ -134,7 +136,7 @@ def upsert_papers(conn: Connection, incoming: Iterable[Paper], now: datetime | N
 
 
 def _upsert_core(conn: Connection, batch: dict[str, Paper], now: datetime) -> UpsertCounts:
-    existing = _existing(conn, list(batch))
+    existing = papers_named(conn, list(batch))
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     seen: list[str] = []
@@ -240,7 +242,7 @@ def _upsert_sqlite_values(conn: Connection, batch: dict[str, Paper], now: dateti
         else:
             to_merge.append(pid)
     updates: list[tuple[Any, ...]] = []
-    for pid, old_paper in _existing(conn, to_merge).items():
+    for pid, old_paper in papers_named(conn, to_merge).items():
         merged = merge_papers(old_paper, batch[pid])
         if _content(merged) != _content(old_paper):
             updates.append((*_sqlite_values(merged, done), now_s, pid))

@@ -14,10 +14,9 @@ from typing import Any, Collection, Iterable, Iterator, Sequence
 from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from newsletter.models import SUPPRESSED_STATUSES, Paper, ReaderProfile, Rating
+from newsletter.models import SUPPRESSED_STATUSES, ReaderProfile, Rating
 from newsletter.store.db import utcnow
-from newsletter.store.papers import _row_to_paper as row_to_paper
-from newsletter.store.schema import papers, ratings, reader_profiles, subscribers
+from newsletter.store.schema import ratings, reader_profiles, subscribers
 
 # Rows per ``IN (...)`` list: well below SQLite's bound on parameters, and few round trips.
 _CHUNK = 500
@@ -177,12 +176,6 @@ def _subscriber_ids(conn: Connection, email_keys: Iterable[str]) -> dict[str, in
     return ids
 
 
-def iter_ratings(conn: Connection) -> Iterator[Rating]:
-    """Every rating in the store, by reader: what the ranking learns from."""
-    for r in conn.execute(select(ratings).order_by(ratings.c.subscriber_id, ratings.c.at)):
-        yield Rating(subscriber_id=r.subscriber_id, paper_id=r.paper_id, value=r.value, at=r.at)
-
-
 def personal_subscriber_ids(conn: Connection) -> set[int]:
     """Readers who get their own issue: a profile or at least one rating."""
     ids = set(conn.execute(select(reader_profiles.c.subscriber_id)).scalars())
@@ -195,22 +188,12 @@ def active_subscriber_ids(conn: Connection) -> set[int]:
     return set(conn.execute(select(subscribers.c.id).where(subscribers.c.status == "active")).scalars())
 
 
-def papers_named(conn: Connection, ids: Sequence[str]) -> dict[str, Paper]:
-    """The papers of ``ids`` that are in the store, by id (liked, rated or picked papers)."""
-    found: dict[str, Paper] = {}
-    wanted = list(ids)
-    for start in range(0, len(wanted), 500):
-        for row in conn.execute(select(papers).where(papers.c.id.in_(wanted[start:start + 500]))):
-            found[row.id] = row_to_paper(row)
-    return found
-
-
 def forget_reader(conn: Connection, subscriber_id: int) -> None:
     """Delete the reader's profile and ratings (the subscriber is being removed)."""
     conn.execute(delete(reader_profiles).where(reader_profiles.c.subscriber_id == subscriber_id))
     conn.execute(delete(ratings).where(ratings.c.subscriber_id == subscriber_id))
 
 
-__all__ = ["get_profile", "set_profile", "iter_profiles", "rate", "ratings_of", "ratings_by_reader", "iter_ratings",
-           "personal_subscriber_ids", "forget_reader", "active_subscriber_ids", "papers_named", "suppressed_keys",
+__all__ = ["get_profile", "set_profile", "iter_profiles", "rate", "ratings_of", "ratings_by_reader",
+           "personal_subscriber_ids", "forget_reader", "active_subscriber_ids", "suppressed_keys",
            "import_profiles"]
