@@ -202,8 +202,13 @@ class Reader:
     ratings: tuple[Rating, ...]
 
 
+def _lookup(conn: Any, who: str | int) -> Subscriber | None:
+    """The subscriber with this address (any spelling) or id, or None."""
+    return get_subscriber_by_id(conn, who) if isinstance(who, int) else get_subscriber(conn, who)
+
+
 def _subscriber(conn: Any, who: str | int) -> Subscriber:
-    found = get_subscriber_by_id(conn, who) if isinstance(who, int) else get_subscriber(conn, who)
+    found = _lookup(conn, who)
     if found is None or found.id is None:
         raise NotSubscribedError("not on the list", where=str(who).strip())
     return found
@@ -270,7 +275,7 @@ class StatusChange:
 def find_subscriber(store: Store | Transactions, who: str | int) -> Subscriber | None:
     """The subscriber with this address (any spelling) or id; None when not on file."""
     with store.atomic() as conn:
-        return get_subscriber_by_id(conn, who) if isinstance(who, int) else get_subscriber(conn, who)
+        return _lookup(conn, who)
 
 
 def add_pending_subscriber(store: Store | Transactions, email: str, name: str = "", *,
@@ -321,19 +326,14 @@ def rename_subscriber(store: Store | Transactions, who: str | int, name: str) ->
     """Change the name a subscriber is greeted by (cleaned to one line); the status is left
     alone. None when not on file."""
     with store.atomic() as conn:
-        found = get_subscriber_by_id(conn, who) if isinstance(who, int) else get_subscriber(conn, who)
+        found = _lookup(conn, who)
         return None if found is None else _rename_subscriber(conn, found.email, name)
 
 
 def find_papers(store: Store | Transactions, paper_ids: Sequence[str]) -> dict[str, Paper]:
     """The papers of these canonical ids that are in the store, by id (the rest are left out)."""
-    found: dict[str, Paper] = {}
     with store.atomic() as conn:
-        for paper_id in dict.fromkeys(paper_ids):
-            paper = get_paper(conn, paper_id)
-            if paper is not None:
-                found[paper_id] = paper
-    return found
+        return papers_named(conn, list(dict.fromkeys(paper_ids)))
 
 
 # -- the mailing list, as the ``subscribers`` commands use it -------------------------------

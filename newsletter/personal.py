@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from newsletter.compose.issue import window_start
 from newsletter.config import Config
-from newsletter.models import Issue, Paper, Pick, ReaderProfile
+from newsletter.models import Issue, IssueEdits, Paper, Pick, ReaderProfile
 from newsletter.rank import Ranker, ReaderInput
 from newsletter.render.personal import CardSet
 from newsletter.render.templates import make_environment, operator_templates_dir
@@ -43,10 +43,9 @@ class Personal:
     planned: dict[int, list[Pick]] = field(default_factory=dict)  # picks made now (dry runs keep them here)
 
 
-def candidates(conn: Connection, config: Config, issue: Issue) -> list[Paper]:
+def candidates(conn: Connection, config: Config, issue: Issue, edits: IssueEdits) -> list[Paper]:
     """Every paper a reader's issue may hold: first seen in the issue's window, not sent in an
     earlier issue, not dropped by the editor; the editor's pins always."""
-    edits = get_edits(conn, issue.key)
     sent = {pid for pid, key in sent_paper_keys(conn).items() if key != issue.key}
     dropped = set(edits.dropped)
     since = window_start(issue.created_at, config["issue.days"])
@@ -65,7 +64,7 @@ def _readers(conn: Connection, ids: set[int]) -> list[ReaderInput]:
                         ratings=tuple(ratings.get(sid, ()))) for sid in wanted]
 
 
-def rank_readers(conn: Connection, config: Config, issue: Issue, pool: Sequence[Paper],
+def rank_readers(conn: Connection, config: Config, issue: Issue, edits: IssueEdits, pool: Sequence[Paper],
                  readers: Sequence[ReaderInput]) -> dict[int, list[Pick]]:
     """Each reader's picks over ``pool`` (``Ranker``), the shared issue as everyone's prior."""
     if not readers or not pool:
@@ -78,20 +77,19 @@ def rank_readers(conn: Connection, config: Config, issue: Issue, pool: Sequence[
     pool_ids = {p.id for p in pool}
     history = [p for p in list_papers(conn, limit=HISTORY_PAPERS) if p.id not in pool_ids]
     ranker = Ranker(pool, shared=[p.id for p in issue.papers], known=known, history=history,
-                    pinned=list(get_edits(conn, issue.key).pinned), default_size=config["issue.max_papers"])
+                    pinned=list(edits.pinned), default_size=config["issue.max_papers"])
     return {sid: picks for sid, picks in ranker.rank_all(readers) if picks}
 
 
-def _cards(conn: Connection, config: Config, issue: Issue, pool: list[Paper], number: int | None,
-           planned: dict[int, list[Pick]]) -> CardSet:
-    """Every candidate's card, and the cards of papers picked earlier in this issue's send."""
-    wanted = picked_paper_ids(conn, number) if number is not None else set()
-    for picks in planned.values():
-        wanted.update(p.paper_id for p in picks)
+def _cards(conn: Connection, config: Config, issue: Issue, pool: list[Paper], picked: set[str], *,
+           every_candidate: bool) -> CardSet:
+    """The cards to build copies from: every candidate's and every picked paper's for a send (one
+    premailer run however many readers), only the picked ones for a look at a few readers."""
     have = {p.id for p in pool}
-    extra = papers_named(conn, sorted(wanted - have)).values()
+    extra = list(papers_named(conn, sorted(picked - have)).values())
+    papers = [*pool, *extra] if every_candidate else [p for p in [*pool, *extra] if p.id in picked]
     env = make_environment(operator_templates_dir(config))
-    return CardSet(issue, [*pool, *extra], config, env=env, found=len(pool))
+    return CardSet(issue, papers, config, env=env, found=len(pool))
 
 
 def prepare(store: Store, config: Config, issue: Issue, *, write: bool = True, rank: bool = True,
@@ -105,16 +103,20 @@ def prepare(store: Store, config: Config, issue: Issue, *, write: bool = True, r
         if only is not None:
             ids &= set(only)
         number = issue_number_for_key(conn, issue.key)
+        picked: set[str] = set()
         if number is not None and write:
             ids = readers_without_picks(conn, number, ids)
-            has_picks = bool(picked_paper_ids(conn, number))
-        else:
-            has_picks = False
-        if not ids and not has_picks:
+            picked = picked_paper_ids(conn, number)
+        if not ids and not picked:
             return Personal(cards=None)
-        pool = candidates(conn, config, issue)
-        planned = rank_readers(conn, config, issue, pool, _readers(conn, ids))
+        edits = get_edits(conn, issue.key)
+        pool = candidates(conn, config, issue, edits)
+        planned = rank_readers(conn, config, issue, edits, pool, _readers(conn, ids))
+        if not planned and not picked:
+            return Personal(cards=None)
         if write and number is not None:
             set_picks(conn, number, planned, now or utcnow())
-        cards = _cards(conn, config, issue, pool, number if write else None, planned)
+        for picks in planned.values():
+            picked.update(p.paper_id for p in picks)
+        cards = _cards(conn, config, issue, pool, picked, every_candidate=only is None)
     return Personal(cards=cards, readers=len(planned), planned=planned)

@@ -88,12 +88,6 @@ def test_a_paper_made_from_its_dict_is_the_constructors() -> None:
     made = Paper(**{f.name: getattr(built, f.name) for f in dataclasses.fields(Paper)})
     assert built == made and hash(built) == hash(made) and repr(built) == repr(made)
     assert made.published_at == datetime(2024, 3, 8, 12, tzinfo=timezone.utc)
-    try:
-        built.title = "changed"  # type: ignore[misc]
-    except dataclasses.FrozenInstanceError:
-        pass
-    else:
-        raise AssertionError("a Paper made from its dict must stay frozen")
 
 
 def test_the_collector_is_paused_only_while_a_source_is_read(monkeypatch: pytest.MonkeyPatch) -> None:

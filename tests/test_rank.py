@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.models import Paper, Pick, Rating, ReaderProfile
+from newsletter.rank.profile import resolve
 from newsletter.rank import Ranker, ReaderInput
 from newsletter.sources import parse_bytes
 
@@ -150,14 +151,16 @@ def test_a_reader_who_rates_papers_down_sees_fewer_like_them_next_week(corpus: C
 
 
 def test_enough_ratings_teach_the_reader_a_model(corpus: Corpus) -> None:
-    """Ten ratings or more, both signs: the reader's SVM orders next week's papers."""
+    """Ten ratings or more, both signs: the reader's own model orders next week's papers."""
     liked, disliked = "math.NT", "q-bio.PE"
     week1, week2 = weeks(corpus)
     up = [p for p in week1 if corpus.labels[p.id] == liked][:5]
     down = [p for p in week1 if corpus.labels[p.id] == disliked][:5]
     ratings = tuple(Rating(1, p.id, 1) for p in up) + tuple(Rating(1, p.id, -1) for p in down)
     ranker = Ranker(week2, shared=corpus.shared, history=week1, known={p.id: p for p in week1})
-    picks = ranker.picks(reader(ReaderProfile(size=5), ratings))
+    rated = reader(ReaderProfile(size=5), ratings)
+    assert resolve(rated, ranker.week, 5).learns  # the reader's own model is in play, not only similarity
+    picks = ranker.picks(rated)
     assert precision(picks, corpus.labels, liked) >= 0.8, [corpus.labels[p.paper_id] for p in picks]
     assert not any(corpus.labels[p.paper_id] == disliked for p in picks)
     assert any(p.reason.endswith("(you rated it)") for p in picks), picks

@@ -23,7 +23,6 @@ from newsletter.models import Paper
 from newsletter.store import open_store
 from newsletter.store.papers import upsert_papers
 from newsletter.store.subscribers import add_subscriber, remove_subscriber, set_status
-from newsletter.web.ratings import SCANNER_WINDOW_S
 from newsletter.web.app import create_app
 from newsletter.web.server import BackgroundServer, redact_tokens
 from test_web import SECURITY_HEADERS, Site, altered, site, start_site
@@ -188,7 +187,6 @@ def test_a_scanner_opening_both_links_of_a_card_keeps_neither_and_the_reader_cho
         chosen = browser.post(f"/rate/{cards[0]}/down", data={"csrf_token": csrf_of(page)})
         assert chosen.status_code == 200 and "fewer papers like" in chosen.text
     assert ratings(site, "ada@example.org") == {PAPER: -1}
-    assert SCANNER_WINDOW_S <= 120  # a person who changes their mind later is never second-guessed
 
 
 def test_ratings_are_rate_limited_per_client(site: Site, readers: dict[str, int]) -> None:

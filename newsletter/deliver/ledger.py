@@ -45,7 +45,7 @@ from newsletter.store import deliveries as rows
 from newsletter.store.buckets import take_tokens
 from newsletter.store.deliveries import ClaimedDelivery
 from newsletter.store.runs import RunConnection
-from newsletter.store.locks import pid_namespace, process_is_gone
+from newsletter.store.locks import pid_namespace, process_is_gone, this_process
 from newsletter.store.meta import take_turns
 from newsletter.store.subscribers import mark_bounced
 
@@ -56,7 +56,7 @@ _LIVE_RUNS: set[str] = set()  # run tags of this process's ledgers that are stil
 def new_run_tag() -> str:
     """``host:pid:pidns:random``: the random part names the run (two containers may share host
     and pid); host, pid and pid namespace say when its process is provably gone."""
-    return f"{_HOST}:{os.getpid()}:{pid_namespace() or '-'}:{secrets.token_hex(4)}"
+    return f"{this_process()}:{secrets.token_hex(4)}"
 
 
 def claim_holder_is_dead(claimed_by: str) -> bool:

@@ -37,11 +37,6 @@ def delivery_by_message_id(conn: Connection, message_id: str) -> tuple[int, int]
     return (row.issue_number, row.subscriber_id) if row else None
 
 
-def delivery_exists(conn: Connection, issue_number: int, subscriber_id: int) -> bool:
-    return conn.execute(select(deliveries.c.id).where(deliveries.c.issue_number == issue_number,
-                                                      deliveries.c.subscriber_id == subscriber_id)).first() is not None
-
-
 def issue_key_of(conn: Connection, number: int | None) -> str:
     if number is None:
         return ""

@@ -17,7 +17,6 @@ Other databases take the SQLAlchemy Core path. A test checks both store identica
 
 from __future__ import annotations
 
-import gc
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -124,15 +123,7 @@ def upsert_papers(conn: Connection, incoming: Iterable[Paper], now: datetime | N
         return UpsertCounts()
     if conn.dialect.name != "sqlite":
         return _upsert_core(conn, batch, now)
-    # As while a source is read (sources.collector_paused): the collector would walk the papers
-    # just read, a tree of objects none of which is garbage, on every few hundred new rows.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _upsert_sqlite(conn, batch, now)
-    finally:
-        if collecting:
-            gc.enable()
+    return _upsert_sqlite(conn, batch, now)
 
 
 def _upsert_core(conn: Connection, batch: dict[str, Paper], now: datetime) -> UpsertCounts:

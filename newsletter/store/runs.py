@@ -90,7 +90,7 @@ class RunConnection:
         # transaction per record on any other store.
         self._dialect = store.engine.dialect.name
         use_group = (not store.is_sqlite) if group_commit is None else group_commit
-        self._direct = not use_group and self._dialect in ("sqlite", "postgresql")
+        self._direct = not use_group and self._dialect == "sqlite"
         self._group = _GroupCommit(self) if use_group else None
 
     def _connection(self) -> Connection:
@@ -150,7 +150,7 @@ class RunConnection:
         """Record an accepted message (``status``: sent, or written for the outbox), durable when
         this returns; then drop from the front of ``upcoming`` the rows whose subscriber is no
         longer active. Returns (how many were dropped, whether the row's holder still held it)."""
-        if self._direct and self._dialect == "sqlite":
+        if self._direct:
             return self._record_sent_sqlite(delivery, message_id=message_id, now=now, status=status,
                                             upcoming=upcoming)
         if self._dialect == "postgresql":

@@ -14,6 +14,7 @@ from typing import Iterable
 
 from newsletter.errors import SubscriberError
 from newsletter.models import PROFILE_SIZE_RANGE, ReaderProfile
+from newsletter.sources.categories import arxiv_category
 from newsletter.sources.normalize import canonical_id
 from newsletter.subscribers.addresses import clean_name, shorten
 
@@ -21,15 +22,6 @@ MAX_INTERESTS_CHARS = 1_000
 MAX_ENTRIES = 50            # categories, authors, mutes each
 MAX_LIKES = 500             # a Zotero library export can be long; only ids are kept
 MAX_ENTRY_CHARS = 100
-# arXiv's subject classes: an archive (cs, hep-ph, astro-ph, cond-mat, q-bio, math...) and an
-# optional subject (CL, GA, supr-con, PE, NT...).
-_CATEGORY_RE = re.compile(r"^[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?$")
-# arXiv's archives today (the older ones, such as alg-geom, live on inside these): a word that is
-# not one ("speech", "nlp") is a topic for interests, not a category, and is refused.
-ARXIV_ARCHIVES = frozenset({
-    "astro-ph", "cond-mat", "cs", "econ", "eess", "gr-qc", "hep-ex", "hep-lat", "hep-ph", "hep-th", "math",
-    "math-ph", "nlin", "nucl-ex", "nucl-th", "physics", "q-bio", "q-fin", "quant-ph", "stat",
-})
 _SPLIT_RE = re.compile(r"[;\n]|,(?![^()]*\))")
 # What separates entries in a list as well: no entry ever holds one, so a list written out joined
 # by "; " (an export) reads back entry for entry, commas inside entries ("Dao, Tri") and all.
@@ -82,10 +74,14 @@ def clean_interests(text: str) -> str:
 def clean_categories(value: str | Iterable[str]) -> tuple[str, ...]:
     """arXiv categories (``cs.CL``, ``hep-ph``): anything else is refused by name."""
     entries = split_entries(value.replace(" ", ",") if isinstance(value, str) else value)
+    found: list[str] = []
     for entry in entries:
-        if not _CATEGORY_RE.match(entry) or entry.partition(".")[0] not in ARXIV_ARCHIVES:
+        category = arxiv_category(entry)  # the check ingest makes: one list of arXiv's archives
+        if category is None:
             raise ProfileError(f"categories: {shorten(entry, 60)!r} is not an arXiv category such as cs.CL or hep-ph")
-    return _bounded(entries, "categories")
+        if category not in found:
+            found.append(category)
+    return _bounded(found, "categories")
 
 
 def split_likes(text: str) -> list[str]:
