@@ -96,7 +96,9 @@ def edit_issue(store: Store, config: Config, action: str, paper_id: str | None =
                position: int | None = None, text: str | None = None, now: datetime | None = None) -> IssuePlan:
     """The editor's hand on the next issue: ``pin``, ``drop``, ``move`` (``position``, from 1),
     ``subject`` (``text``), ``note`` (``text``, Markdown; None: the configured note) or
-    ``reset``. Stored in the store; refused (``IssueFrozenError``) once the issue was sent."""
+    ``reset``. Stored in the store; refused (``IssueFrozenError``) once the issue was sent.
+    The plan returned holds the issue and the edits, not the left-out papers
+    (``next_issue_plan`` lists those)."""
     return pipeline.edit_next_issue(store, config, action, paper_id, position=position, text=text, now=now)
 
 

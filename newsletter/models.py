@@ -86,6 +86,11 @@ class ReaderProfile:
         return self == ReaderProfile()
 
 
+# What a rating is called where a person gives it (a link's path, a command's word): +1, -1, or 0
+# to take it back.
+RATING_WORDS: dict[str, int] = {"up": 1, "down": -1, "undo": 0}
+
+
 @dataclass(frozen=True)
 class Rating:
     """One reader's "more like this" (+1) or "less like this" (-1) on one paper."""

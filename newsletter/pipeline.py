@@ -215,7 +215,7 @@ def edit_next_issue(store: Store, config: Config, action: str, paper_id: str | N
         else:
             raise ValueError(action)
         save_edits(conn, key, edits, now=now)
-    plan = plan_next_issue(store, config, now=now)
+    plan = plan_next_issue(store, config, now=now, with_left_out=False)
     if action == "move":
         assert paper_id is not None
         with store.atomic() as conn:

@@ -17,13 +17,12 @@ from rich.padding import Padding
 from rich.table import Table
 
 from newsletter.cli import AppContext, console, err_console, pass_app
-from newsletter.models import PROFILE_SIZE_RANGE, Rating, ReaderProfile
+from newsletter.models import PROFILE_SIZE_RANGE, RATING_WORDS, Rating, ReaderProfile
 from newsletter.subscribers.profiles import split_likes
 
 if TYPE_CHECKING:
     from newsletter.api import LikesFile
 
-RATING_WORDS = {"up": 1, "down": -1, "undo": 0}
 RATING_LABELS = {1: "more like this", -1: "less like this"}
 ENTRY_SEPARATOR = "; "  # authors may hold commas ("Dao, Tri"): entries are shown apart by ";"
 

@@ -27,11 +27,12 @@ from datetime import datetime, timedelta, timezone
 
 from newsletter import api
 from newsletter.api import NotSubscribedError, ProfileError, Rating
+from newsletter.models import RATING_WORDS
 # not through the API: the read-only store the pages read from (its type), see newsletter.store.access.
 from newsletter.store.access import Transactions
 from newsletter.tokens import Signer
 
-DIRECTIONS = {"up": 1, "down": -1, "undo": 0}
+DIRECTIONS = RATING_WORDS  # the link's last path segment
 SCANNER_WINDOW_S = 60
 
 
